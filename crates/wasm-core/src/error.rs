@@ -1,0 +1,169 @@
+//! Errors of the core contracts. The messaging and request errors mirror the
+//! WIT variants of `airssys:wasm/types` (SPEC section 2) one to one.
+
+use thiserror::Error;
+
+use crate::payload::Codec;
+
+/// Why the host refused a call to `host-services` (WIT `messaging-error`).
+///
+/// Every refusal is final for that call: nothing was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MessagingError {
+    /// No component with that id runs here (or on the named node).
+    #[error("target not found: {0}")]
+    TargetNotFound(String),
+    /// The sender's manifest grants no capability for this send.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The sender exceeded its rate limit (messages per second, burst).
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The target's mailbox is full (backpressure); retry later.
+    #[error("queue full")]
+    QueueFull,
+    /// The payload, target id or timeout is malformed or out of bounds.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// The sender already has its maximum of pending requests.
+    #[error("too many pending requests: {0}")]
+    TooManyPending(String),
+    /// No pending request with that id (unknown, completed, timed out or cancelled).
+    #[error("request not found: {0}")]
+    RequestNotFound(String),
+    /// The request belongs to another component.
+    #[error("not owner: {0}")]
+    NotOwner(String),
+    /// The message could not be handed to the target (stopped, transport down).
+    #[error("delivery failed: {0}")]
+    DeliveryFailed(String),
+}
+
+/// An error returned by a component's own handler (WIT `component-error`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("component error {code}: {message}")]
+pub struct ComponentError {
+    /// Application-defined code.
+    pub code: u32,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// Why a request has no response (WIT `request-error`), delivered to the
+/// requester's `handle-callback`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// The deadline passed before a response arrived.
+    #[error("timeout")]
+    Timeout,
+    /// The requester cancelled the request.
+    #[error("cancelled")]
+    Cancelled,
+    /// The target's `handle-message` returned `err`.
+    #[error("handler error: {0}")]
+    HandlerError(ComponentError),
+    /// The target trapped, ran out of fuel or time, or returned a malformed response.
+    #[error("target failed: {0}")]
+    TargetFailed(String),
+    /// The request could not be delivered (the target stopped).
+    #[error("delivery failed: {0}")]
+    DeliveryFailed(String),
+}
+
+/// A malformed [`crate::ComponentId`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdError {
+    /// The name or node part is empty.
+    #[error("component id {id:?} has an empty name or node part")]
+    Empty {
+        /// The offending text.
+        id: String,
+    },
+    /// A part is longer than 128 bytes.
+    #[error("component id {id:?}... has a part of {len} bytes (at most 128)")]
+    TooLong {
+        /// The first 64 bytes of the offending text.
+        id: String,
+        /// Length of the overlong part, in bytes.
+        len: usize,
+    },
+    /// A character outside `[a-z0-9._-]`.
+    #[error("component id {id:?} holds {found:?}; only [a-z0-9._-] and one '@' are allowed")]
+    InvalidChar {
+        /// The offending text (first 64 bytes).
+        id: String,
+        /// The first bad character.
+        found: char,
+    },
+}
+
+/// A malformed [`crate::CorrelationId`] text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CorrelationIdError {
+    /// Not a UUID.
+    #[error("{text:?} is not a correlation id (a UUID)")]
+    Malformed {
+        /// The offending text (first 64 characters).
+        text: String,
+    },
+    /// A UUID of another version than 4.
+    #[error("{text:?} is not a UUID v4")]
+    NotV4 {
+        /// The offending text (first 64 characters).
+        text: String,
+    },
+}
+
+/// A payload that breaks the multicodec rules (SPEC section 3, payloads).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PayloadError {
+    /// No bytes at all: not even a codec prefix.
+    #[error("empty payload: a multicodec prefix is required")]
+    Empty,
+    /// The unsigned-varint prefix ends before its last byte.
+    #[error("truncated multicodec varint prefix")]
+    TruncatedVarint,
+    /// The prefix is longer than 9 bytes, overflows, or is not minimally encoded.
+    #[error("malformed multicodec varint prefix: {0}")]
+    MalformedVarint(&'static str),
+    /// A well-formed code that is not one of the codecs this host knows.
+    #[error("unknown codec 0x{0:x}")]
+    UnknownCodec(u64),
+    /// Larger than the cap.
+    #[error("payload of {len} bytes exceeds the cap of {max} bytes")]
+    TooLarge {
+        /// Payload length, in bytes.
+        len: usize,
+        /// The cap, in bytes.
+        max: usize,
+    },
+    /// A known codec that the target does not accept.
+    #[error("codec {codec} is not accepted by {target} (accepts: {accepted})")]
+    CodecRefused {
+        /// The payload's codec.
+        codec: Codec,
+        /// The refusing target.
+        target: String,
+        /// What the target accepts, comma-separated.
+        accepted: String,
+    },
+}
+
+impl From<PayloadError> for MessagingError {
+    fn from(error: PayloadError) -> Self {
+        Self::InvalidMessage(error.to_string())
+    }
+}
+
+/// A capability grant that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CapabilityError {
+    /// A target pattern is not a valid glob.
+    #[error("capability pattern {pattern:?} is not a valid glob: {reason}")]
+    BadPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

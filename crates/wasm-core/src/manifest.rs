@@ -1,0 +1,241 @@
+//! Manifest types: what `Component.toml` and `app.toml` hold (parsed with
+//! serde; the composition root reads the files and reports errors with the
+//! file, key and problem). Unknown keys are refused so typos surface.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::id::ComponentId;
+use crate::payload::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Default mailbox bound, in messages (SPEC section 3, backpressure).
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+/// Default request timeout when `send-request` passes 0, in ms.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Default maximum `timeout-ms` a request may ask for, in ms.
+pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 300_000;
+/// Default maximum of pending requests per component.
+pub const DEFAULT_MAX_PENDING: usize = 10_000;
+/// Default fuel per handler call (wasmtime fuel units, about one per instruction).
+pub const DEFAULT_FUEL_PER_CALL: u64 = 1_000_000_000;
+/// Default wall-clock budget per handler call, in ms.
+pub const DEFAULT_TIME_PER_CALL_MS: u64 = 5_000;
+/// Default cap on an instance's linear memory, in bytes (64 MiB).
+pub const DEFAULT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// One component's manifest (`Component.toml`).
+///
+/// ```
+/// let m: wasm_core::ComponentManifest = toml::from_str(r#"
+///     [component]
+///     id = "echo"
+///     wasm = "echo.wat"
+///     [capabilities]
+///     send = ["billing-*"]
+///     request = true
+/// "#).unwrap();
+/// assert_eq!(m.component.id.as_str(), "echo");
+/// assert_eq!(m.mailbox.capacity, 1024);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentManifest {
+    /// Identity and code.
+    pub component: ComponentSection,
+    /// Per-call and per-instance execution limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Mailbox settings.
+    #[serde(default)]
+    pub mailbox: MailboxSection,
+    /// Request defaults and quotas.
+    #[serde(default)]
+    pub requests: RequestsSection,
+    /// What it may message (nothing by default).
+    #[serde(default)]
+    pub capabilities: CapabilitySection,
+    /// Outgoing rate limit (none by default).
+    #[serde(default)]
+    pub rate: Option<RateSection>,
+    /// Codecs it accepts (all known codecs by default).
+    #[serde(default)]
+    pub codecs: CodecSection,
+    /// Supervision after a crash.
+    #[serde(default)]
+    pub restart: RestartSection,
+}
+
+/// `[component]`: identity and code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSection {
+    /// The component id.
+    pub id: ComponentId,
+    /// Path of the component: a `.wasm` component binary, or a `.wat` core
+    /// module that the host componentizes against the `airssys:wasm` world.
+    /// Relative paths are relative to the manifest's directory.
+    pub wasm: PathBuf,
+}
+
+/// `[limits]`: execution limits; exceeding one traps that call only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel per handler call (wasmtime fuel units).
+    pub fuel_per_call: u64,
+    /// Wall-clock budget per handler call, in ms (epoch interruption).
+    pub time_per_call_ms: u64,
+    /// Cap on the instance's linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Cap on a message or response this component sends, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel_per_call: DEFAULT_FUEL_PER_CALL,
+            time_per_call_ms: DEFAULT_TIME_PER_CALL_MS,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// `[mailbox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxSection {
+    /// Bound on queued messages and requests.
+    pub capacity: usize,
+}
+
+impl Default for MailboxSection {
+    fn default() -> Self {
+        Self { capacity: DEFAULT_MAILBOX_CAPACITY }
+    }
+}
+
+/// `[requests]`: defaults and quotas for requests this component sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsSection {
+    /// Timeout used when `send-request` passes 0, in ms.
+    pub default_timeout_ms: u64,
+    /// Largest accepted `timeout-ms`, in ms.
+    pub max_timeout_ms: u64,
+    /// Pending requests allowed at once.
+    pub max_pending: usize,
+}
+
+impl Default for RequestsSection {
+    fn default() -> Self {
+        Self {
+            default_timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_timeout_ms: DEFAULT_MAX_TIMEOUT_MS,
+            max_pending: DEFAULT_MAX_PENDING,
+        }
+    }
+}
+
+/// `[capabilities]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapabilitySection {
+    /// Targets it may message: exact ids and glob patterns.
+    pub send: Vec<String>,
+    /// Whether it may send requests (to those targets).
+    pub request: bool,
+}
+
+/// `[rate]`: GCRA limit on outgoing messages and requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    /// Sustained rate, in messages per second (at least 1).
+    pub messages_per_second: u32,
+    /// Burst allowed above the rate, in messages (at least 1).
+    pub burst: u32,
+}
+
+/// `[codecs]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodecSection {
+    /// Codec names it accepts (`raw`, `json`, `cbor`, `messagepack`,
+    /// `protobuf`, `borsh`, `bincode`); empty means all of them.
+    pub accept: Vec<String>,
+}
+
+/// `[restart]`: the supervisor's policy (Erlang/OTP restart intensity).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartSection {
+    /// At most this many restarts...
+    pub max_restarts: u32,
+    /// ...within this window, in ms; one more stops the component.
+    pub within_ms: u64,
+    /// Delay before the first restart, in ms; doubles per consecutive restart.
+    pub backoff_ms: u64,
+    /// Cap on the delay, in ms.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RestartSection {
+    fn default() -> Self {
+        Self { max_restarts: 10, within_ms: 10_000, backoff_ms: 0, max_backoff_ms: 1_000 }
+    }
+}
+
+/// An application manifest (`app.toml`): the components to start and the
+/// messages to inject at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppManifest {
+    /// `[app]`.
+    #[serde(default)]
+    pub app: AppSection,
+    /// Paths of component manifests, relative to the app manifest.
+    pub components: Vec<PathBuf>,
+    /// Messages injected by the host (sender `host`) once all components run.
+    #[serde(default, rename = "inject")]
+    pub injections: Vec<Injection>,
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    /// A name for logs and the summary.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One `[[inject]]` message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    /// The target component.
+    pub to: ComponentId,
+    /// The codec of the body (its name; default `raw`).
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    /// The body as UTF-8 text (the host adds the codec prefix).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The body as bytes (instead of `text`).
+    #[serde(default)]
+    pub bytes: Option<Vec<u8>>,
+    /// How many times to send it.
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn default_codec() -> String {
+    "raw".to_owned()
+}
+
+fn one() -> u32 {
+    1
+}

@@ -1,0 +1,97 @@
+//! Audit records (SPEC section 3, audit): one per refusal and per lifecycle
+//! event. The messaging layer produces them; the composition root decides
+//! where they go (a JSON-lines file, through a bounded channel).
+
+use std::fmt;
+use std::time::SystemTime;
+
+use wasm_core::{ComponentId, CorrelationId};
+
+/// What an [`AuditRecord`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A send refused by the chokepoint (`outcome` names the error variant).
+    Refused,
+    /// A message or callback dead-lettered (a trap, a stop).
+    DeadLetter,
+    /// A component instance started.
+    Start,
+    /// A component instance trapped or exceeded a limit.
+    Crash,
+    /// The supervisor re-instantiated a component.
+    Restart,
+    /// A component stopped (shutdown or restart intensity exceeded).
+    Stop,
+}
+
+impl AuditEvent {
+    /// The event as a word: `refused`, `dead-letter`, `start`, `crash`, `restart`, `stop`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Refused => "refused",
+            AuditEvent::DeadLetter => "dead-letter",
+            AuditEvent::Start => "start",
+            AuditEvent::Crash => "crash",
+            AuditEvent::Restart => "restart",
+            AuditEvent::Stop => "stop",
+        }
+    }
+}
+
+/// One audit line: time, event, sender, target, correlation id, outcome and reason.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    /// When it happened.
+    pub time: SystemTime,
+    /// What happened.
+    pub event: AuditEvent,
+    /// The sender (or the component, for lifecycle events).
+    pub sender: Option<ComponentId>,
+    /// The target as the sender wrote it (may be an invalid id).
+    pub target: Option<String>,
+    /// The request's correlation id, if any.
+    pub correlation_id: Option<CorrelationId>,
+    /// The outcome in a word: the refusal's error variant (`permission-denied`),
+    /// or the event's result.
+    pub outcome: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl AuditRecord {
+    /// A record stamped now.
+    #[must_use]
+    pub fn now(event: AuditEvent, outcome: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            time: SystemTime::now(),
+            event,
+            sender: None,
+            target: None,
+            correlation_id: None,
+            outcome,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where audit records go. `record` is called on the message path, so it
+/// must not block: implementations queue the record and count what they drop.
+pub trait AuditSink: Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: AuditRecord);
+}
+
+/// Discards records (for embeddings that audit nothing).
+#[derive(Clone, Copy, Default)]
+pub struct NoAudit;
+
+impl AuditSink for NoAudit {
+    fn record(&self, _record: AuditRecord) {}
+}
+
+impl fmt::Debug for NoAudit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NoAudit")
+    }
+}

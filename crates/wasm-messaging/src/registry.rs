@@ -1,0 +1,158 @@
+//! Registered components: [`ActorRef`] and the [`MailboxRegistry`] keyed by
+//! [`ComponentId`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wasm_core::{ComponentId, RequestOwner};
+
+use crate::error::RegistryError;
+use crate::mailbox::Mailbox;
+use crate::policy::Policy;
+use crate::sync::RwLock;
+
+struct ActorCell {
+    id: ComponentId,
+    mailbox: Mailbox,
+    policy: Policy,
+    pending: AtomicUsize,
+}
+
+/// A registered component as the router sees it: its id, the sending side of
+/// its mailbox, its [`Policy`], and its count of pending requests. Cloning is
+/// one atomic increment; it is 8 bytes, so the correlation tracker keeps one
+/// per pending request as the request's owner and way back.
+#[derive(Clone)]
+pub struct ActorRef(Arc<ActorCell>);
+
+impl ActorRef {
+    /// A handle for `id` with `mailbox` and `policy`, not yet registered.
+    #[must_use]
+    pub fn new(id: ComponentId, mailbox: Mailbox, policy: Policy) -> Self {
+        Self(Arc::new(ActorCell { id, mailbox, policy, pending: AtomicUsize::new(0) }))
+    }
+
+    /// The component id.
+    #[must_use]
+    pub fn id(&self) -> &ComponentId {
+        &self.0.id
+    }
+
+    /// The sending side of its mailbox.
+    #[must_use]
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.0.mailbox
+    }
+
+    /// Its rules.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.0.policy
+    }
+
+    /// Requests it has pending.
+    #[must_use]
+    pub fn pending_requests(&self) -> usize {
+        self.0.pending.load(Ordering::Relaxed)
+    }
+
+    /// Takes one pending-request slot if fewer than `max` are in use.
+    pub(crate) fn acquire_pending(&self, max: usize) -> bool {
+        self.0
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives a pending-request slot back.
+    pub(crate) fn release_pending(&self) {
+        let _ = self.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// True when both handles are the same registration.
+    #[must_use]
+    pub fn same(&self, other: &ActorRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl RequestOwner for ActorRef {
+    fn owner_id(&self) -> &ComponentId {
+        &self.0.id
+    }
+}
+
+impl fmt::Debug for ActorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("id", &self.0.id)
+            .field("mailbox", &self.0.mailbox)
+            .field("pending", &self.pending_requests())
+            .finish()
+    }
+}
+
+/// Every registered component by id. Lookups take a read lock only; the
+/// write lock is taken when a component starts or stops.
+#[derive(Default)]
+pub struct MailboxRegistry {
+    actors: RwLock<HashMap<ComponentId, ActorRef>>,
+}
+
+impl MailboxRegistry {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `actor` under its id.
+    ///
+    /// # Errors
+    /// [`RegistryError::Reserved`] for `host`; [`RegistryError::Duplicate`]
+    /// when the id is taken.
+    pub fn register(&self, actor: ActorRef) -> Result<(), RegistryError> {
+        if actor.id().is_host() {
+            return Err(RegistryError::Reserved);
+        }
+        let mut actors = self.actors.write();
+        if actors.contains_key(actor.id()) {
+            return Err(RegistryError::Duplicate(actor.id().to_string()));
+        }
+        actors.insert(actor.id().clone(), actor);
+        Ok(())
+    }
+
+    /// Removes and returns the component registered as `id`.
+    pub fn unregister(&self, id: &str) -> Option<ActorRef> {
+        self.actors.write().remove(id)
+    }
+
+    /// The component registered as `id`.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<ActorRef> {
+        self.actors.read().get(id).cloned()
+    }
+
+    /// Ids of every registered component, sorted.
+    #[must_use]
+    pub fn ids(&self) -> Vec<ComponentId> {
+        let mut ids: Vec<ComponentId> = self.actors.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Envelopes queued over all mailboxes.
+    #[must_use]
+    pub fn queued(&self) -> u64 {
+        self.actors.read().values().map(|a| a.mailbox().len()).sum()
+    }
+}
+
+impl fmt::Debug for MailboxRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailboxRegistry").field("ids", &self.ids()).finish()
+    }
+}

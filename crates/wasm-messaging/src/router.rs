@@ -1,0 +1,602 @@
+//! The router: the one chokepoint every send passes (SPEC section 3), and
+//! the way back for responses, failures, cancellations and timeouts.
+//!
+//! The policy step runs in SPEC order and takes no write lock: target id
+//! syntax, payload (multicodec prefix, size; for requests also the timeout),
+//! capability, rate limit, target exists, target accepts the codec, (for
+//! requests) the pending-request quota, mailbox room. The first failure is
+//! returned, counted and audited, and nothing is queued.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wasm_core::{
+    ComponentError, ComponentId, CorrelationId, CorrelationTracker, MessageRouter, MessagingError, Origin,
+    PendingRequest, RequestError, TraceContext, TrackerStats, decode_prefix,
+};
+
+use crate::audit::{AuditEvent, AuditRecord, AuditSink};
+use crate::clock::MonotonicClock;
+use crate::envelope::Envelope;
+use crate::error::{MailboxError, RegistryError};
+use crate::mailbox::{MailboxReceiver, mailbox};
+use crate::policy::Policy;
+use crate::registry::{ActorRef, MailboxRegistry};
+use crate::sync::Mutex;
+use crate::timer::{TimerDriver, spawn_timer_driver};
+use crate::tracker::CorrelationTrackerImpl;
+
+/// How many dead letters the router keeps for inspection (the oldest go first;
+/// all are counted and audited).
+pub const DEAD_LETTERS_KEPT: usize = 1024;
+
+/// The tracker type the router uses: owners are [`ActorRef`]s, time is monotonic.
+pub type RequestTracker = CorrelationTrackerImpl<ActorRef, MonotonicClock>;
+
+/// A message that could not be handled, with why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The component it was for.
+    pub target: ComponentId,
+    /// Who sent it.
+    pub sender: ComponentId,
+    /// `message`, `request` or `callback`.
+    pub kind: &'static str,
+    /// The correlation id, for requests and callbacks.
+    pub correlation_id: Option<CorrelationId>,
+    /// Why it was not handled.
+    pub reason: String,
+}
+
+/// How an envelope taken from a mailbox ended, reported by its actor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// A message or request whose handler returned (ok or err).
+    Handled,
+    /// A callback whose `handle-callback` ran.
+    CallbackHandled,
+    /// Not handled: dead-lettered (the caller also calls [`Router::dead_letter`]).
+    DeadLettered,
+}
+
+/// The router's counters. At quiescence `enqueued == settled`, and
+/// `messages_accepted + requests_accepted + callbacks_queued ==
+/// handled + callbacks_handled + dead_lettered`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Fire-and-forget messages accepted into a mailbox.
+    pub messages_accepted: u64,
+    /// Requests accepted into a mailbox.
+    pub requests_accepted: u64,
+    /// Callbacks queued to a requester.
+    pub callbacks_queued: u64,
+    /// Callbacks not queued because the requester was gone.
+    pub callbacks_dropped: u64,
+    /// Messages and requests whose handler returned.
+    pub handled: u64,
+    /// Callbacks handled.
+    pub callbacks_handled: u64,
+    /// Envelopes dead-lettered.
+    pub dead_lettered: u64,
+    /// Responses refused (bad prefix, over the cap, codec not accepted) and
+    /// delivered as `target-failed`.
+    pub responses_refused: u64,
+    /// Sends refused, by error variant, in WIT order (target-not-found,
+    /// permission-denied, rate-limited, queue-full, invalid-message,
+    /// too-many-pending, request-not-found, not-owner, delivery-failed).
+    pub refused: [u64; 9],
+    /// Envelopes put in mailboxes.
+    pub enqueued: u64,
+    /// Envelopes that ended (handled or dead-lettered).
+    pub settled: u64,
+    /// The correlation tracker's counters.
+    pub requests: TrackerStats,
+}
+
+impl RouterStats {
+    /// Sends refused, all variants.
+    #[must_use]
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
+    /// True when every accepted envelope ended exactly once and every
+    /// registered request is accounted for (SPEC section 3, accounting).
+    #[must_use]
+    pub fn balanced(&self) -> bool {
+        self.enqueued == self.settled
+            && self.messages_accepted + self.requests_accepted + self.callbacks_queued
+                == self.handled + self.callbacks_handled + self.dead_lettered
+            && self.requests.balanced()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    messages_accepted: AtomicU64,
+    requests_accepted: AtomicU64,
+    callbacks_queued: AtomicU64,
+    callbacks_dropped: AtomicU64,
+    handled: AtomicU64,
+    callbacks_handled: AtomicU64,
+    dead_lettered: AtomicU64,
+    responses_refused: AtomicU64,
+    refused: [AtomicU64; 9],
+    enqueued: AtomicU64,
+    settled: AtomicU64,
+}
+
+/// The host's router: registry, tracker, policy step, audit. Implements
+/// [`MessageRouter`] for host functions; the composition root calls the
+/// rest (register components, report handled envelopes, deliver responses).
+pub struct Router {
+    registry: MailboxRegistry,
+    tracker: Arc<RequestTracker>,
+    host: ActorRef,
+    audit: Arc<dyn AuditSink>,
+    counters: Counters,
+    dead_letters: Mutex<VecDeque<DeadLetter>>,
+    quiet: Notify,
+    timer: Mutex<Option<TimerDriver>>,
+}
+
+impl Router {
+    /// Starts a router (and its one timer driver task) writing audit records
+    /// to `audit`. Returns the router and the host's inbox, where the
+    /// callbacks of requests made by the host (sender `host`) arrive.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(audit: Arc<dyn AuditSink>) -> (Arc<Self>, MailboxReceiver) {
+        let (host_mailbox, host_inbox) = mailbox(ComponentId::host(), 1);
+        let host = ActorRef::new(ComponentId::host(), host_mailbox, Policy::host());
+        let tracker = Arc::new(RequestTracker::new(MonotonicClock::new()));
+        let router = Arc::new_cyclic(|weak: &Weak<Router>| {
+            let weak = weak.clone();
+            let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, pending| {
+                if let Some(router) = weak.upgrade() {
+                    router.deliver(id, pending, Err(RequestError::Timeout), TraceContext::new_root());
+                }
+            });
+            Router {
+                registry: MailboxRegistry::new(),
+                tracker,
+                host,
+                audit,
+                counters: Counters::default(),
+                dead_letters: Mutex::new(VecDeque::new()),
+                quiet: Notify::new(),
+                timer: Mutex::new(Some(driver)),
+            }
+        });
+        (router, host_inbox)
+    }
+
+    /// Registers a component with its rules and a mailbox of `capacity`;
+    /// returns its handle and the mailbox's receiving side for its actor.
+    ///
+    /// # Errors
+    /// [`RegistryError`] for a taken or reserved id.
+    pub fn register(
+        &self,
+        id: ComponentId,
+        policy: Policy,
+        capacity: usize,
+    ) -> Result<(ActorRef, MailboxReceiver), RegistryError> {
+        let (tx, rx) = mailbox(id.clone(), capacity);
+        let actor = ActorRef::new(id, tx, policy);
+        self.registry.register(actor.clone())?;
+        Ok((actor, rx))
+    }
+
+    /// Removes a component: later sends to it get `target-not-found`.
+    pub fn unregister(&self, id: &ComponentId) -> Option<ActorRef> {
+        self.registry.unregister(id.as_str())
+    }
+
+    /// The registered component `id`.
+    #[must_use]
+    pub fn lookup(&self, id: &str) -> Option<ActorRef> {
+        self.registry.get(id)
+    }
+
+    /// Ids of all registered components, sorted.
+    #[must_use]
+    pub fn component_ids(&self) -> Vec<ComponentId> {
+        self.registry.ids()
+    }
+
+    /// The host's own handle (owner of requests made by the embedding application).
+    #[must_use]
+    pub fn host(&self) -> &ActorRef {
+        &self.host
+    }
+
+    /// The correlation tracker.
+    #[must_use]
+    pub fn tracker(&self) -> &RequestTracker {
+        &self.tracker
+    }
+
+    /// A handler returned for request `id`: `Ok(bytes)` is the response,
+    /// `Err(e)` becomes `handler-error(e)`. The response must carry a valid
+    /// multicodec prefix within `responder`'s payload cap and in a codec the
+    /// requester accepts, or the requester gets `target-failed` with the
+    /// reason. A request that already ended (timed out, cancelled) counts
+    /// the response as orphaned.
+    pub fn respond(
+        &self,
+        responder: &ActorRef,
+        id: &CorrelationId,
+        result: Result<Vec<u8>, ComponentError>,
+        trace: TraceContext,
+    ) {
+        let Some(pending) = self.tracker.complete(id) else {
+            return;
+        };
+        let outcome = match result {
+            Err(error) => Err(RequestError::HandlerError(error)),
+            Ok(bytes) => match self.check_response(responder, &pending.owner, &bytes) {
+                Ok(()) => Ok(bytes),
+                Err(reason) => {
+                    self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
+                    Err(RequestError::TargetFailed(reason))
+                }
+            },
+        };
+        self.deliver(*id, pending, outcome, trace);
+    }
+
+    fn check_response(&self, responder: &ActorRef, requester: &ActorRef, bytes: &[u8]) -> Result<(), String> {
+        let max = responder.policy().max_message_bytes();
+        if bytes.len() > max {
+            return Err(format!("response of {} bytes exceeds the cap of {max} bytes", bytes.len()));
+        }
+        let (codec, _) = decode_prefix(bytes).map_err(|e| format!("malformed response: {e}"))?;
+        let accepts = requester.policy().accepts();
+        if !accepts.contains(codec) {
+            return Err(format!("response codec {codec} is not accepted by {} (accepts: {accepts})", requester.id()));
+        }
+        Ok(())
+    }
+
+    /// Request `id` failed at its target (`target-failed`, `delivery-failed`):
+    /// the requester's callback gets `error`. A request that already ended
+    /// counts as orphaned.
+    pub fn fail(&self, id: &CorrelationId, error: RequestError, trace: TraceContext) {
+        if let Some(pending) = self.tracker.fail(id) {
+            self.deliver(*id, pending, Err(error), trace);
+        }
+    }
+
+    /// Drops every request pending from `owner` (its instance crashed or it
+    /// stopped; the new instance does not know them): each is counted as
+    /// dropped and gets no callback; late responses count as orphaned.
+    /// Returns how many were dropped. Scans all pending requests once.
+    pub fn drop_requests_of(&self, owner: &ActorRef) -> usize {
+        let dropped = self.tracker.drain_owner(owner.id());
+        for _ in &dropped {
+            owner.release_pending();
+        }
+        dropped.len()
+    }
+
+    fn deliver(
+        &self,
+        id: CorrelationId,
+        pending: PendingRequest<ActorRef>,
+        outcome: Result<Vec<u8>, RequestError>,
+        trace: TraceContext,
+    ) {
+        let owner = pending.owner;
+        owner.release_pending();
+        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
+        match owner.mailbox().send_callback(Envelope::Callback { id, outcome, trace }) {
+            Ok(()) => {
+                self.counters.callbacks_queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters.enqueued.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// An actor finished with an envelope it took from its mailbox.
+    pub fn settle(&self, how: Settled) {
+        let counter = match how {
+            Settled::Handled => &self.counters.handled,
+            Settled::CallbackHandled => &self.counters.callbacks_handled,
+            Settled::DeadLettered => &self.counters.dead_lettered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let settled = self.counters.settled.fetch_add(1, Ordering::AcqRel) + 1;
+        if settled == self.counters.enqueued.load(Ordering::Acquire) {
+            self.quiet.notify_waiters();
+        }
+    }
+
+    /// Records a dead letter (counted with [`Router::settle`] by the caller),
+    /// keeps it for inspection and audits it.
+    pub fn dead_letter(&self, letter: DeadLetter) {
+        self.audit.record(AuditRecord {
+            sender: Some(letter.sender.clone()),
+            target: Some(letter.target.to_string()),
+            correlation_id: letter.correlation_id,
+            ..AuditRecord::now(AuditEvent::DeadLetter, letter.kind, letter.reason.clone())
+        });
+        tracing::warn!(target = %letter.target, sender = %letter.sender, kind = letter.kind, reason = %letter.reason, "dead letter");
+        let mut kept = self.dead_letters.lock();
+        if kept.len() == DEAD_LETTERS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(letter);
+    }
+
+    /// The most recent dead letters, oldest first (at most [`DEAD_LETTERS_KEPT`]).
+    #[must_use]
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letters.lock().iter().cloned().collect()
+    }
+
+    /// Writes a lifecycle record (start, crash, restart, stop) for `component`.
+    pub fn audit_lifecycle(&self, event: AuditEvent, component: &ComponentId, reason: impl Into<String>) {
+        self.audit.record(AuditRecord {
+            sender: Some(component.clone()),
+            ..AuditRecord::now(event, event.as_str(), reason)
+        });
+    }
+
+    /// A snapshot of every counter.
+    #[must_use]
+    pub fn stats(&self) -> RouterStats {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Acquire);
+        RouterStats {
+            messages_accepted: load(&c.messages_accepted),
+            requests_accepted: load(&c.requests_accepted),
+            callbacks_queued: load(&c.callbacks_queued),
+            callbacks_dropped: load(&c.callbacks_dropped),
+            handled: load(&c.handled),
+            callbacks_handled: load(&c.callbacks_handled),
+            dead_lettered: load(&c.dead_lettered),
+            responses_refused: load(&c.responses_refused),
+            refused: std::array::from_fn(|i| load(&c.refused[i])),
+            enqueued: load(&c.enqueued),
+            settled: load(&c.settled),
+            requests: self.tracker.stats(),
+        }
+    }
+
+    /// True when no envelope is queued or being handled and no request is pending.
+    #[must_use]
+    pub fn is_quiescent(&self) -> bool {
+        let settled = self.counters.settled.load(Ordering::Acquire);
+        settled == self.counters.enqueued.load(Ordering::Acquire) && self.tracker.pending_len() == 0
+    }
+
+    /// Waits until [`Router::is_quiescent`] or `bound` passes; returns
+    /// whether it is quiescent.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only observes.
+    pub async fn wait_quiescent(&self, bound: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.quiet.notified();
+            if self.is_quiescent() {
+                return true;
+            }
+            // Pending requests end by timers, not by settling: re-check on a
+            // short period as well as on every settle that empties the queues.
+            let step = tokio::time::Instant::now() + Duration::from_millis(5);
+            if tokio::time::timeout_at(step.min(deadline), notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return self.is_quiescent();
+            }
+        }
+    }
+
+    /// Stops the timer driver: pending requests no longer time out.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe; the driver stops either way.
+    pub async fn stop_timers(&self) {
+        let driver = self.timer.lock().take();
+        if let Some(driver) = driver {
+            driver.shutdown().await;
+        }
+    }
+
+    fn refuse(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        correlation_id: Option<CorrelationId>,
+        error: MessagingError,
+    ) -> MessagingError {
+        let (index, outcome) = variant(&error);
+        self.counters.refused[index].fetch_add(1, Ordering::Relaxed);
+        self.audit.record(AuditRecord {
+            sender: Some(origin.sender.clone()),
+            target: Some(truncated(target)),
+            correlation_id,
+            ..AuditRecord::now(AuditEvent::Refused, outcome, error.to_string())
+        });
+        error
+    }
+
+    fn sender(&self, origin: Origin<'_>) -> Result<ActorRef, MessagingError> {
+        if origin.sender.is_host() {
+            return Ok(self.host.clone());
+        }
+        self.registry
+            .get(origin.sender.as_str())
+            .ok_or_else(|| MessagingError::DeliveryFailed(format!("sender {} is not running", origin.sender)))
+    }
+
+    /// The checks shared by messages and requests, in SPEC order up to the
+    /// mailbox: returns the sender's and the target's handles.
+    fn check(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        payload: &[u8],
+        request: bool,
+    ) -> Result<(ActorRef, ActorRef, TraceContext), MessagingError> {
+        if let Err(e) = ComponentId::validate(target) {
+            return Err(MessagingError::InvalidMessage(format!("invalid target id: {e}")));
+        }
+        if target == wasm_core::HOST_ID {
+            return Err(MessagingError::InvalidMessage(
+                "target `host` is reserved: the host answers through handle-message's return".into(),
+            ));
+        }
+        let sender = self.sender(origin)?;
+        let max = sender.policy().max_message_bytes();
+        if payload.len() > max {
+            return Err(MessagingError::InvalidMessage(format!(
+                "payload of {} bytes exceeds the cap of {max} bytes",
+                payload.len()
+            )));
+        }
+        let (codec, _) = decode_prefix(payload)?;
+        let target_known = self.registry.get(target);
+        let granted = match &target_known {
+            Some(actor) => sender.policy().may_send_to(actor.id()),
+            None => ComponentId::parse(target).is_ok_and(|id| sender.policy().may_send_to(&id)),
+        };
+        if !granted {
+            return Err(MessagingError::PermissionDenied(format!("{} may not message {target}", origin.sender)));
+        }
+        if request && !sender.policy().may_request() {
+            return Err(MessagingError::PermissionDenied(format!("{} may not send requests", origin.sender)));
+        }
+        if !sender.policy().admit() {
+            return Err(MessagingError::RateLimited(format!("{} exceeded its message rate", origin.sender)));
+        }
+        let Some(target_actor) = target_known else {
+            return Err(match target.split_once('@') {
+                Some((_, node)) => MessagingError::TargetNotFound(format!("{target}: no route to node {node}")),
+                None => MessagingError::TargetNotFound(target.to_owned()),
+            });
+        };
+        let accepts = target_actor.policy().accepts();
+        if !accepts.contains(codec) {
+            return Err(MessagingError::InvalidMessage(format!(
+                "codec {codec} is not accepted by {target} (accepts: {accepts})"
+            )));
+        }
+        let trace = origin.trace.copied().unwrap_or_else(TraceContext::new_root);
+        Ok((sender, target_actor, trace))
+    }
+}
+
+impl MessageRouter for Router {
+    fn send_message(&self, origin: Origin<'_>, target: &str, message: Vec<u8>) -> Result<(), MessagingError> {
+        let (_, target_actor, trace) =
+            self.check(origin, target, &message, false).map_err(|e| self.refuse(origin, target, None, e))?;
+        let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace };
+        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
+        match target_actor.mailbox().try_send(envelope) {
+            Ok(()) => {
+                self.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.enqueued.fetch_sub(1, Ordering::AcqRel);
+                Err(self.refuse(origin, target, None, mailbox_error(&e, target)))
+            }
+        }
+    }
+
+    fn send_request(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<CorrelationId, MessagingError> {
+        let (sender, target_actor, trace) =
+            self.check(origin, target, &request, true).map_err(|e| self.refuse(origin, target, None, e))?;
+        let quotas = sender.policy().requests();
+        let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
+        if timeout_ms > quotas.max_timeout_ms {
+            let error = MessagingError::InvalidMessage(format!(
+                "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
+                quotas.max_timeout_ms
+            ));
+            return Err(self.refuse(origin, target, None, error));
+        }
+        let permit = target_actor
+            .mailbox()
+            .try_reserve()
+            .map_err(|e| self.refuse(origin, target, None, mailbox_error(&e, target)))?;
+        if !sender.acquire_pending(quotas.max_pending) {
+            let error = MessagingError::TooManyPending(format!(
+                "{} already has {} pending requests (quota {})",
+                origin.sender,
+                sender.pending_requests(),
+                quotas.max_pending
+            ));
+            return Err(self.refuse(origin, target, None, error));
+        }
+        let id = self.tracker.register(sender, target_actor.id().clone(), timeout_ms);
+        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
+        self.counters.requests_accepted.fetch_add(1, Ordering::Relaxed);
+        permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
+        Ok(id)
+    }
+
+    fn cancel_request(&self, origin: Origin<'_>, request_id: &str) -> Result<(), MessagingError> {
+        let id = CorrelationId::parse(request_id)
+            .map_err(|e| self.refuse(origin, "", None, MessagingError::RequestNotFound(e.to_string())))?;
+        match self.tracker.cancel(&id, origin.sender) {
+            Ok(pending) => {
+                let trace = origin.trace.copied().unwrap_or_else(TraceContext::new_root);
+                self.deliver(id, pending, Err(RequestError::Cancelled), trace);
+                Ok(())
+            }
+            Err(error) => Err(self.refuse(origin, "", Some(id), error)),
+        }
+    }
+}
+
+fn mailbox_error<T>(error: &MailboxError<T>, target: &str) -> MessagingError {
+    match error {
+        MailboxError::Full(_) => MessagingError::QueueFull,
+        MailboxError::Closed(_) => MessagingError::DeliveryFailed(format!("{target} is stopping")),
+    }
+}
+
+/// The WIT order index and kebab-case name of a messaging error variant.
+#[must_use]
+pub fn variant(error: &MessagingError) -> (usize, &'static str) {
+    match error {
+        MessagingError::TargetNotFound(_) => (0, "target-not-found"),
+        MessagingError::PermissionDenied(_) => (1, "permission-denied"),
+        MessagingError::RateLimited(_) => (2, "rate-limited"),
+        MessagingError::QueueFull => (3, "queue-full"),
+        MessagingError::InvalidMessage(_) => (4, "invalid-message"),
+        MessagingError::TooManyPending(_) => (5, "too-many-pending"),
+        MessagingError::RequestNotFound(_) => (6, "request-not-found"),
+        MessagingError::NotOwner(_) => (7, "not-owner"),
+        MessagingError::DeliveryFailed(_) => (8, "delivery-failed"),
+    }
+}
+
+fn truncated(text: &str) -> String {
+    text.chars().take(160).collect()
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router").field("registry", &self.registry).field("stats", &self.stats()).finish()
+    }
+}
+

@@ -1,0 +1,41 @@
+//! Turning a `.wat` core module into a component of the `airssys:wasm`
+//! world, with `wat` and `wit-component` (the Bytecode Alliance's encoder):
+//! `embed_component_metadata`, then `ComponentEncoder`. Canonical names are
+//! off, because wasmtime 48's parser predates the newer name encoding.
+
+use wit_component::{ComponentEncoder, StringEncoding};
+use wit_parser::Resolve;
+
+use crate::error::RuntimeError;
+
+/// The WIT contract, `wit/world.wit` (SPEC section 2).
+pub const WIT: &str = include_str!("../../../wit/world.wit");
+
+/// Componentizes a core module, given as WAT text, against world
+/// `airssys:wasm/component`. `origin` names the source in errors.
+///
+/// The module must import `airssys:wasm/host-services@0.1.0` functions (any
+/// subset) and export `airssys:wasm/component-lifecycle@0.1.0#handle-message`
+/// and `#handle-callback`, `memory` and `cabi_realloc`, with the canonical
+/// ABI's core signatures.
+///
+/// # Errors
+/// [`RuntimeError::Componentize`] when the text does not parse, or the module
+/// does not match the world (a missing export, a wrong signature), with the
+/// encoder's reason.
+pub fn componentize_wat(origin: &str, wat_text: &str) -> Result<Vec<u8>, RuntimeError> {
+    let fail = |reason: String| RuntimeError::Componentize { origin: origin.to_owned(), reason };
+    let mut module = wat::parse_str(wat_text).map_err(|e| fail(e.to_string()))?;
+    let mut resolve = Resolve::new();
+    let package = resolve.push_source("world.wit", WIT).map_err(|e| fail(format!("{e:#}")))?;
+    let world = resolve.select_world(&[package], Some("component")).map_err(|e| fail(format!("{e:#}")))?;
+    wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8, false)
+        .map_err(|e| fail(format!("{e:#}")))?;
+    ComponentEncoder::default()
+        .emit_canonical_names(false)
+        .validate(true)
+        .module(&module)
+        .map_err(|e| fail(format!("{e:#}")))?
+        .encode()
+        .map_err(|e| fail(format!("{e:#}")))
+}

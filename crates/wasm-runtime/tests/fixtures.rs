@@ -1,0 +1,670 @@
+//! The hand-written fixtures of `tests/fixtures/` (see its `README.md`),
+//! componentized by [`WasmEngine::load_file`], instantiated with a
+//! [`RecordingRouter`] and driven through the runtime's public API. Each
+//! test asserts what a user of the runtime sees: the handler's result, the
+//! [`GuestFailure`], and the host-services calls the guest made.
+//!
+//! Together they check the canonical ABI layouts the fixtures are written
+//! to: every `messaging-error` case through the requester, every
+//! `request-error` case through the probe.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wasm_core::{
+    ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, MessagingError, Origin, RequestError,
+};
+use wasm_runtime::{
+    CompiledComponent, ComponentInstance, EngineConfig, GuestFailure, RuntimeError, WasmEngine, componentize_wat,
+};
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// A host-services call as the router saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Message { sender: String, target: String, message: Vec<u8> },
+    Request { sender: String, target: String, request: Vec<u8>, timeout_ms: u64 },
+    Cancel { sender: String, request_id: String },
+}
+
+/// A [`MessageRouter`] that records every call and answers from a script:
+/// the first `successes` calls succeed (all of them when `None`), the rest
+/// fail with `error`. Requests get `request_id`.
+#[derive(Debug)]
+struct RecordingRouter {
+    calls: Mutex<Vec<Call>>,
+    successes: Option<usize>,
+    error: MessagingError,
+    request_id: CorrelationId,
+}
+
+impl RecordingRouter {
+    /// Every call succeeds.
+    fn accepting() -> Arc<Self> {
+        Self::failing_after(usize::MAX, MessagingError::QueueFull)
+    }
+
+    /// Every call fails with `error`.
+    fn refusing(error: MessagingError) -> Arc<Self> {
+        Self::failing_after(0, error)
+    }
+
+    /// The first `successes` calls succeed, the rest fail with `error`.
+    fn failing_after(successes: usize, error: MessagingError) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            successes: Some(successes),
+            error,
+            request_id: CorrelationId::generate(),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records `call` and answers it.
+    fn answer(&self, call: Call) -> Result<(), MessagingError> {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let earlier = calls.len();
+        calls.push(call);
+        match self.successes {
+            Some(successes) if earlier >= successes => Err(self.error.clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl MessageRouter for RecordingRouter {
+    fn send_message(&self, origin: Origin<'_>, target: &str, message: Vec<u8>) -> Result<(), MessagingError> {
+        self.answer(Call::Message { sender: origin.sender.to_string(), target: target.to_owned(), message })
+    }
+
+    fn send_request(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<CorrelationId, MessagingError> {
+        self.answer(Call::Request { sender: origin.sender.to_string(), target: target.to_owned(), request, timeout_ms })
+            .map(|()| self.request_id)
+    }
+
+    fn cancel_request(&self, origin: Origin<'_>, request_id: &str) -> Result<(), MessagingError> {
+        self.answer(Call::Cancel { sender: origin.sender.to_string(), request_id: request_id.to_owned() })
+    }
+}
+
+/// A fixture compiled on its own engine (whose epoch ticker must outlive
+/// the instances, or time budgets never expire).
+struct Fixture {
+    name: &'static str,
+    engine: WasmEngine,
+    compiled: CompiledComponent,
+}
+
+impl Fixture {
+    fn load(name: &'static str) -> Self {
+        let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+        let compiled = engine.load_file(&fixture_path(name)).expect("fixture loads");
+        Self { name, engine, compiled }
+    }
+
+    /// A fresh instance, running as the component id `name`.
+    fn instance(&self, limits: &Limits, router: Arc<RecordingRouter>) -> ComponentInstance {
+        let id = ComponentId::parse(self.name).expect("fixture name is a component id");
+        self.engine.instantiate(&self.compiled, id, limits, router).expect("fixture instantiates")
+    }
+
+    /// A fresh instance with default limits.
+    fn start(&self, router: Arc<RecordingRouter>) -> ComponentInstance {
+        self.instance(&Limits::default(), router)
+    }
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(format!("{name}.wat"))
+}
+
+fn from_host(
+    instance: &mut ComponentInstance,
+    message: &[u8],
+) -> Result<Result<Vec<u8>, ComponentError>, GuestFailure> {
+    instance.handle_message(&ComponentId::host(), message, None)
+}
+
+/// Asserts that `outcome` is `Ok(Ok(message))`; on failure it shows lengths,
+/// not megabytes of bytes.
+fn assert_echoed(outcome: Result<Result<Vec<u8>, ComponentError>, GuestFailure>, message: &[u8]) {
+    match outcome {
+        Ok(Ok(reply)) => {
+            assert!(reply == message, "got {} bytes back, not the {}-byte message", reply.len(), message.len());
+        }
+        other => panic!("expected the {}-byte message back, got {:?}", message.len(), summary(&other)),
+    }
+}
+
+/// A handler outcome with the reply shown as its length.
+fn summary(
+    outcome: &Result<Result<Vec<u8>, ComponentError>, GuestFailure>,
+) -> Result<Result<usize, &ComponentError>, &GuestFailure> {
+    outcome.as_ref().map(|reply| reply.as_ref().map(Vec::len))
+}
+
+fn component_error(code: u32, message: &str) -> ComponentError {
+    ComponentError { code, message: message.to_owned() }
+}
+
+/// Every `messaging-error` case, with the code the requester and the
+/// forwarder report for it (1 + the WIT case index) and its string.
+fn every_messaging_error() -> Vec<(MessagingError, u32, &'static str)> {
+    vec![
+        (MessagingError::TargetNotFound("no component nobody".into()), 1, "no component nobody"),
+        (MessagingError::PermissionDenied("may not message sink".into()), 2, "may not message sink"),
+        (MessagingError::RateLimited("10 per second".into()), 3, "10 per second"),
+        (MessagingError::QueueFull, 4, ""),
+        (MessagingError::InvalidMessage("unknown codec 0x99".into()), 5, "unknown codec 0x99"),
+        (MessagingError::TooManyPending("10000 pending".into()), 6, "10000 pending"),
+        (MessagingError::RequestNotFound("no such request".into()), 7, "no such request"),
+        (MessagingError::NotOwner("owned by another component".into()), 8, "owned by another component"),
+        (MessagingError::DeliveryFailed("transport down: ünïcödé".into()), 9, "transport down: ünïcödé"),
+    ]
+}
+
+/// Every shape of `result<list<u8>, request-error>`.
+fn every_callback_outcome() -> Vec<Result<Vec<u8>, RequestError>> {
+    vec![
+        Ok(Vec::new()),
+        Ok(b"\x55pong".to_vec()),
+        Err(RequestError::Timeout),
+        Err(RequestError::Cancelled),
+        Err(RequestError::HandlerError(component_error(42, "rejected"))),
+        Err(RequestError::HandlerError(component_error(u32::MAX, ""))),
+        Err(RequestError::TargetFailed("trap: wasm `unreachable` instruction executed".into())),
+        Err(RequestError::DeliveryFailed("target stopped".into())),
+    ]
+}
+
+/// Delivers every callback outcome to a fresh instance of `name`, which must
+/// accept each with `ok`.
+fn assert_accepts_every_callback_outcome(name: &'static str) {
+    let fixture = Fixture::load(name);
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    for outcome in every_callback_outcome() {
+        let id = CorrelationId::generate();
+        assert_eq!(instance.handle_callback(&id, &outcome, None), Ok(Ok(())), "{name}: callback {outcome:?}");
+    }
+    assert_eq!(router.calls(), Vec::new(), "{name} makes no host calls from handle-callback");
+}
+
+// ---------------------------------------------------------------------------
+// echo
+// ---------------------------------------------------------------------------
+
+#[test]
+fn echo_returns_message_unchanged() {
+    let fixture = Fixture::load("echo");
+    let mut instance = fixture.start(RecordingRouter::accepting());
+    let large: Vec<u8> = std::iter::once(0x55).chain((0..200_000u32).map(|i| i.to_le_bytes()[0])).collect();
+    for message in [b"\x55hi".to_vec(), Vec::new(), b"\x51\xa0".to_vec(), large] {
+        assert_echoed(from_host(&mut instance, &message), &message);
+    }
+}
+
+#[test]
+fn echo_reuses_its_heap_across_calls() {
+    // 600 KiB fits a 1 MiB cap once; the post-return functions reset the bump
+    // heap, so it fits every time.
+    let fixture = Fixture::load("echo");
+    let limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+    let message = vec![0x55; 600 << 10];
+    for _ in 0..10 {
+        assert_echoed(from_host(&mut instance, &message), &message);
+    }
+}
+
+#[test]
+fn echo_traps_when_message_exceeds_memory_cap() {
+    let fixture = Fixture::load("echo");
+    let limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+    let message = vec![0x55; 2 << 20];
+    let outcome = from_host(&mut instance, &message);
+    assert!(matches!(outcome, Err(GuestFailure::Trap(_))), "{:?}", summary(&outcome));
+}
+
+#[test]
+fn echo_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("echo");
+}
+
+// ---------------------------------------------------------------------------
+// rejecting
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rejecting_returns_component_error() {
+    let fixture = Fixture::load("rejecting");
+    let mut instance = fixture.start(RecordingRouter::accepting());
+    for message in [&b"\x55hi"[..], b""] {
+        assert_eq!(from_host(&mut instance, message), Ok(Err(component_error(42, "rejected"))));
+    }
+}
+
+#[test]
+fn rejecting_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("rejecting");
+}
+
+// ---------------------------------------------------------------------------
+// trapping
+// ---------------------------------------------------------------------------
+
+#[test]
+fn trapping_traps_on_bang_and_fresh_instance_echoes() {
+    let fixture = Fixture::load("trapping");
+    let mut instance = fixture.start(RecordingRouter::accepting());
+    assert_eq!(from_host(&mut instance, b"\x55?"), Ok(Ok(b"\x55?".to_vec())));
+    let outcome = from_host(&mut instance, b"\x55!");
+    assert!(matches!(&outcome, Err(GuestFailure::Trap(reason)) if reason.contains("unreachable")), "{outcome:?}");
+
+    let mut fresh = fixture.start(RecordingRouter::accepting());
+    assert_eq!(from_host(&mut fresh, b"\x55hello"), Ok(Ok(b"\x55hello".to_vec())));
+    assert_eq!(from_host(&mut fresh, b"!"), Ok(Ok(b"!".to_vec())), "only byte 1 triggers the trap");
+}
+
+#[test]
+fn trapping_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("trapping");
+}
+
+// ---------------------------------------------------------------------------
+// slow
+// ---------------------------------------------------------------------------
+
+fn spin_command(iterations: u32) -> Vec<u8> {
+    let mut message = vec![0x55];
+    message.extend_from_slice(&iterations.to_le_bytes());
+    message
+}
+
+#[test]
+fn slow_returns_message_after_bounded_loop() {
+    let fixture = Fixture::load("slow");
+    let mut instance = fixture.start(RecordingRouter::accepting());
+    let message = spin_command(10_000);
+    assert_eq!(from_host(&mut instance, &message), Ok(Ok(message.clone())));
+    assert_eq!(from_host(&mut instance, b"\x55ab"), Ok(Ok(b"\x55ab".to_vec())), "short messages are echoed");
+}
+
+#[test]
+fn slow_runs_out_of_fuel() {
+    let fixture = Fixture::load("slow");
+    let limits = Limits { fuel_per_call: 1_000_000, ..Limits::default() };
+    for iterations in [u32::MAX, 10_000_000] {
+        let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+        assert_eq!(
+            from_host(&mut instance, &spin_command(iterations)),
+            Err(GuestFailure::OutOfFuel { budget: 1_000_000 }),
+            "{iterations} iterations"
+        );
+    }
+}
+
+#[test]
+fn slow_times_out_when_looping_forever() {
+    let fixture = Fixture::load("slow");
+    let limits = Limits { fuel_per_call: u64::MAX, time_per_call_ms: 50, ..Limits::default() };
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+    assert_eq!(from_host(&mut instance, &spin_command(u32::MAX)), Err(GuestFailure::Timeout { budget_ms: 50 }));
+}
+
+#[test]
+fn slow_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("slow");
+}
+
+// ---------------------------------------------------------------------------
+// requester
+// ---------------------------------------------------------------------------
+
+fn send_messages_command(count: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![0x55, b'm'];
+    message.extend_from_slice(&count.to_le_bytes());
+    message.push(u8::try_from(target.len()).expect("target length fits a byte"));
+    message.extend_from_slice(target.as_bytes());
+    message.extend_from_slice(payload);
+    message
+}
+
+fn send_request_command(timeout_ms: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![0x55, b'r'];
+    message.extend_from_slice(&timeout_ms.to_le_bytes());
+    message.push(u8::try_from(target.len()).expect("target length fits a byte"));
+    message.extend_from_slice(target.as_bytes());
+    message.extend_from_slice(payload);
+    message
+}
+
+fn cancel_command(request_id: &str) -> Vec<u8> {
+    let mut message = vec![0x55, b'c'];
+    message.extend_from_slice(request_id.as_bytes());
+    message
+}
+
+fn sent_count(count: u32) -> Vec<u8> {
+    let mut reply = vec![0x55];
+    reply.extend_from_slice(&count.to_le_bytes());
+    reply
+}
+
+fn message_call(target: &str, message: &[u8]) -> Call {
+    Call::Message { sender: "requester".into(), target: target.into(), message: message.to_vec() }
+}
+
+#[test]
+fn requester_send_message_numbers_each_send() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let command = send_messages_command(3, "sink", b"\x55\xff\xff\xff\xffbody");
+    assert_eq!(from_host(&mut instance, &command), Ok(Ok(sent_count(3))));
+    assert_eq!(
+        router.calls(),
+        vec![
+            message_call("sink", b"\x55\x00\x00\x00\x00body"),
+            message_call("sink", b"\x55\x01\x00\x00\x00body"),
+            message_call("sink", b"\x55\x02\x00\x00\x00body"),
+        ]
+    );
+}
+
+#[test]
+fn requester_send_message_leaves_short_payloads_alone() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let command = send_messages_command(2, "peer@node-b", b"\x55abc");
+    assert_eq!(from_host(&mut instance, &command), Ok(Ok(sent_count(2))));
+    assert_eq!(router.calls(), vec![message_call("peer@node-b", b"\x55abc"), message_call("peer@node-b", b"\x55abc")]);
+}
+
+#[test]
+fn requester_send_message_stops_at_first_error_with_success_count() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::failing_after(2, MessagingError::RateLimited("burst of 2".into()));
+    let mut instance = fixture.start(Arc::clone(&router));
+    let command = send_messages_command(5, "sink", b"\x55\x00\x00\x00\x00");
+    assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(3, "2:burst of 2"))));
+    assert_eq!(router.calls().len(), 3, "two sends succeeded, the third failed, no more were tried");
+
+    let router = RecordingRouter::failing_after(1_234, MessagingError::QueueFull);
+    let mut instance = fixture.start(Arc::clone(&router));
+    let command = send_messages_command(2_000, "sink", b"\x55");
+    assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(4, "1234:"))));
+}
+
+#[test]
+fn requester_send_message_relays_every_error_variant() {
+    let fixture = Fixture::load("requester");
+    for (error, code, text) in every_messaging_error() {
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let command = send_messages_command(1, "sink", b"\x55x");
+        assert_eq!(
+            from_host(&mut instance, &command),
+            Ok(Err(component_error(code, &format!("0:{text}")))),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn requester_send_request_returns_correlation_id() {
+    let fixture = Fixture::load("requester");
+    for timeout_ms in [0, 1_234, u32::MAX] {
+        let router = RecordingRouter::accepting();
+        let mut instance = fixture.start(Arc::clone(&router));
+        let command = send_request_command(timeout_ms, "responder", b"\x55ping");
+        let mut expected = vec![0x55];
+        expected.extend_from_slice(router.request_id.as_str().as_bytes());
+        assert_eq!(from_host(&mut instance, &command), Ok(Ok(expected)));
+        assert_eq!(
+            router.calls(),
+            vec![Call::Request {
+                sender: "requester".into(),
+                target: "responder".into(),
+                request: b"\x55ping".to_vec(),
+                timeout_ms: u64::from(timeout_ms),
+            }]
+        );
+    }
+}
+
+#[test]
+fn requester_send_request_relays_every_error_variant() {
+    let fixture = Fixture::load("requester");
+    for (error, code, text) in every_messaging_error() {
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let command = send_request_command(100, "responder", b"\x55ping");
+        assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(code, text))), "{error:?}");
+    }
+}
+
+#[test]
+fn requester_cancel_request_passes_id() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let id = CorrelationId::generate();
+    assert_eq!(from_host(&mut instance, &cancel_command(id.as_str())), Ok(Ok(vec![0x55])));
+    assert_eq!(router.calls(), vec![Call::Cancel { sender: "requester".into(), request_id: id.as_str().into() }]);
+}
+
+#[test]
+fn requester_cancel_request_relays_errors() {
+    let fixture = Fixture::load("requester");
+    for (error, code, text) in every_messaging_error() {
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let command = cancel_command(CorrelationId::generate().as_str());
+        assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(code, text))), "{error:?}");
+    }
+}
+
+#[test]
+fn requester_echoes_other_messages() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    for message in [&b"\x55x-unknown-op"[..], b"\x55", b"", b"\x51m\x01\x00\x00\x00\x04sink\x55"] {
+        assert_eq!(from_host(&mut instance, message), Ok(Ok(message.to_vec())), "{message:?}");
+    }
+    assert_eq!(router.calls(), Vec::new());
+}
+
+#[test]
+fn requester_refuses_malformed_commands() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let truncated_target = b"\x55m\x01\x00\x00\x00\x09sink";
+    for message in [&b"\x55m\x01\x00"[..], truncated_target, b"\x55r\x00\x00", b"\x55r\x00\x00\x00\x00\x05sink"] {
+        assert_eq!(
+            from_host(&mut instance, message),
+            Ok(Err(component_error(100, "malformed command"))),
+            "{message:?}"
+        );
+    }
+    assert_eq!(router.calls(), Vec::new());
+}
+
+#[test]
+fn requester_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("requester");
+}
+
+// ---------------------------------------------------------------------------
+// forwarding
+// ---------------------------------------------------------------------------
+
+fn forward_command(target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![0x55, u8::try_from(target.len()).expect("target length fits a byte")];
+    message.extend_from_slice(target.as_bytes());
+    message.extend_from_slice(payload);
+    message
+}
+
+#[test]
+fn forwarding_sends_request_with_default_timeout() {
+    let fixture = Fixture::load("forwarding");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let mut expected = b"\x55forwarded".to_vec();
+    expected.extend_from_slice(router.request_id.as_str().as_bytes());
+    assert_eq!(from_host(&mut instance, &forward_command("sink", b"\x55data")), Ok(Ok(expected)));
+    assert_eq!(
+        router.calls(),
+        vec![Call::Request {
+            sender: "forwarding".into(),
+            target: "sink".into(),
+            request: b"\x55data".to_vec(),
+            timeout_ms: 0,
+        }]
+    );
+}
+
+#[test]
+fn forwarding_relays_send_request_errors() {
+    let fixture = Fixture::load("forwarding");
+    for (error, code, text) in every_messaging_error() {
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        assert_eq!(
+            from_host(&mut instance, &forward_command("sink", b"\x55data")),
+            Ok(Err(component_error(code, text))),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn forwarding_echoes_short_messages() {
+    let fixture = Fixture::load("forwarding");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    for message in [&b"\x55\x09sink"[..], b"\x55", b"", b"\x51\x04sink\x55"] {
+        assert_eq!(from_host(&mut instance, message), Ok(Ok(message.to_vec())), "{message:?}");
+    }
+    assert_eq!(router.calls(), Vec::new());
+}
+
+#[test]
+fn forwarding_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("forwarding");
+}
+
+// ---------------------------------------------------------------------------
+// probe: what the guest actually receives
+// ---------------------------------------------------------------------------
+
+/// The report `probe.wat` sends to `probe-sink` for a callback, built here
+/// from the README's description, independently of the guest.
+fn probe_report(id: &CorrelationId, outcome: &Result<Vec<u8>, RequestError>) -> Vec<u8> {
+    let mut report = vec![0x55];
+    let id_len = u32::try_from(id.as_str().len()).expect("id length fits u32");
+    report.extend_from_slice(&id_len.to_le_bytes());
+    report.extend_from_slice(id.as_str().as_bytes());
+    match outcome {
+        Ok(bytes) => {
+            report.push(0);
+            report.extend_from_slice(bytes);
+        }
+        Err(RequestError::Timeout) => report.extend_from_slice(&[1, 0]),
+        Err(RequestError::Cancelled) => report.extend_from_slice(&[1, 1]),
+        Err(RequestError::HandlerError(e)) => {
+            report.extend_from_slice(&[1, 2]);
+            report.extend_from_slice(&e.code.to_le_bytes());
+            report.extend_from_slice(e.message.as_bytes());
+        }
+        Err(RequestError::TargetFailed(s)) => {
+            report.extend_from_slice(&[1, 3]);
+            report.extend_from_slice(s.as_bytes());
+        }
+        Err(RequestError::DeliveryFailed(s)) => {
+            report.extend_from_slice(&[1, 4]);
+            report.extend_from_slice(s.as_bytes());
+        }
+    }
+    report
+}
+
+#[test]
+fn probe_reports_sender() {
+    let fixture = Fixture::load("probe");
+    let mut instance = fixture.start(RecordingRouter::accepting());
+    assert_eq!(from_host(&mut instance, b"\x55"), Ok(Ok(b"\x55host".to_vec())));
+    let peer = ComponentId::parse("billing-2.eu@node-7").expect("valid id");
+    assert_eq!(instance.handle_message(&peer, b"\x55", None), Ok(Ok(b"\x55billing-2.eu@node-7".to_vec())));
+}
+
+#[test]
+fn probe_reports_every_callback_outcome() {
+    let fixture = Fixture::load("probe");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router));
+    let mut expected = Vec::new();
+    for outcome in every_callback_outcome() {
+        let id = CorrelationId::generate();
+        assert_eq!(instance.handle_callback(&id, &outcome, None), Ok(Ok(())), "{outcome:?}");
+        expected.push(Call::Message {
+            sender: "probe".into(),
+            target: "probe-sink".into(),
+            message: probe_report(&id, &outcome),
+        });
+    }
+    assert_eq!(router.calls(), expected);
+}
+
+#[test]
+fn probe_callback_returns_component_error() {
+    let fixture = Fixture::load("probe");
+    let router = RecordingRouter::refusing(MessagingError::TargetNotFound("probe-sink".into()));
+    let mut instance = fixture.start(router);
+    let outcome = Err(RequestError::Timeout);
+    assert_eq!(
+        instance.handle_callback(&CorrelationId::generate(), &outcome, None),
+        Ok(Err(component_error(1, "probe-sink")))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+#[test]
+fn componentize_wat_rejects_module_without_handle_callback() {
+    let text = std::fs::read_to_string(fixture_path("echo")).expect("echo.wat");
+    let export = r#"(export "airssys:wasm/component-lifecycle@0.1.0#handle-callback")"#;
+    assert!(text.contains(export), "echo.wat exports handle-callback");
+    let without_callback = text
+        .replace(export, "")
+        .replace(r#"(export "cabi_post_airssys:wasm/component-lifecycle@0.1.0#handle-callback")"#, "");
+    match componentize_wat("no-callback.wat", &without_callback) {
+        Err(RuntimeError::Componentize { origin, reason }) => {
+            assert_eq!(origin, "no-callback.wat");
+            assert!(reason.contains("handle-callback"), "{reason}");
+        }
+        other => panic!("expected a componentize error, got {other:?}"),
+    }
+}
+
+#[test]
+fn engine_load_rejects_garbage_bytes() {
+    let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+    let outcome = engine.load("garbage", b"\x00asm-not-really\xff\xfe");
+    assert!(matches!(&outcome, Err(RuntimeError::Compile { origin, .. }) if origin == "garbage"), "{outcome:?}");
+}

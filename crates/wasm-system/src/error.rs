@@ -1,0 +1,69 @@
+//! Errors of the composition root.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use wasm_messaging::RegistryError;
+use wasm_runtime::RuntimeError;
+
+/// A manifest that cannot be read or is wrong. Every variant names the file;
+/// parse errors carry toml's report (line, column, the key, the problem).
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The manifest file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key (a typo), a missing key or a wrong type.
+    #[error("{file}: {detail}")]
+    Parse {
+        /// The manifest file.
+        file: PathBuf,
+        /// toml's report: position, key and problem.
+        detail: String,
+    },
+    /// Valid TOML with a value the host refuses.
+    #[error("{file}: key `{key}`: {problem}")]
+    Invalid {
+        /// The manifest file.
+        file: PathBuf,
+        /// The dotted key at fault.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Why a [`crate::System`] could not start.
+#[derive(Debug, Error)]
+pub enum SystemError {
+    /// A manifest is wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A component could not be compiled, checked or instantiated.
+    #[error("component {id}: {source}")]
+    Runtime {
+        /// The component id.
+        id: String,
+        /// What the runtime said.
+        source: RuntimeError,
+    },
+    /// The engine could not start.
+    #[error("engine: {0}")]
+    Engine(RuntimeError),
+    /// Two components share an id, or one is called `host`.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The audit log could not be opened.
+    #[error("audit log {file}: {source}")]
+    Audit {
+        /// The audit file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

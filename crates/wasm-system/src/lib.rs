@@ -1,0 +1,38 @@
+//! The composition root of the airssys wasm host: it wires the messaging
+//! layer (router, tracker, mailboxes) to the runtime (engine, instances),
+//! runs one actor per component with supervision, reads manifests, writes the
+//! audit log, and provides the `wasm-system` CLI.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wasm_core::{Codec, MessagePayload};
+//! use wasm_system::{System, load_app};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = load_app("examples/request-reply/app.toml".as_ref())?;
+//! let mut builder = System::builder();
+//! for component in &app.components {
+//!     builder = builder.loaded(component);
+//! }
+//! let system = builder.start().await?;
+//! system.send("client", MessagePayload::encode(Codec::Raw, b"go").into_bytes())?;
+//! system.wait_quiescent(Duration::from_secs(5)).await;
+//! let report = system.shutdown(Duration::from_secs(1)).await;
+//! println!("{:?}", report.stats.requests);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod actor;
+mod audit_log;
+mod error;
+mod events;
+mod manifest;
+mod supervisor;
+mod system;
+
+pub use audit_log::{AUDIT_QUEUE_RECORDS, AuditLog, to_json};
+pub use error::{ManifestError, SystemError};
+pub use events::SystemEvent;
+pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
+pub use system::{HostRequest, ShutdownReport, System, SystemBuilder};

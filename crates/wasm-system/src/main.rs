@@ -1,0 +1,267 @@
+//! `wasm-system`: run an app of wasm components, check manifests, and
+//! componentize `.wat` core modules.
+//!
+//! ```text
+//! wasm-system run examples/request-reply/app.toml [--duration 10s] [--audit-log audit.jsonl]
+//! wasm-system check examples/request-reply/app.toml
+//! wasm-system componentize --out-dir target/fixtures tests/fixtures/echo.wat
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use wasm_messaging::{AuditSink, RouterStats};
+use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
+use wasm_system::{AuditLog, LoadedApp, System, SystemEvent, injection_payload, load_app, load_component};
+
+/// Runs WebAssembly components as isolated actors that talk only through the host.
+#[derive(Debug, Parser)]
+#[command(name = "wasm-system", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start an app, inject its messages, run until quiescent (or the
+    /// duration passes, or Ctrl-C), then print a summary.
+    Run {
+        /// The app manifest (`app.toml`).
+        app: PathBuf,
+        /// Stop after this long even if still busy (e.g. `10s`, `500ms`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Keep running this long after quiescence (e.g. `2s`): for apps
+        /// driven from outside. Default: stop once quiescent.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        linger: Duration,
+        /// Write one JSON line per refusal and lifecycle event to this file.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+        /// How long shutdown may drain mailboxes.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        drain: Duration,
+    },
+    /// Validate an app or component manifest and check that each component
+    /// compiles and has the imports and exports of world `airssys:wasm/component`.
+    Check {
+        /// An `app.toml` or a component manifest.
+        manifest: PathBuf,
+    },
+    /// Turn `.wat` core modules into components of the `airssys:wasm` world.
+    Componentize {
+        /// Where to write `<stem>.wasm` files.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+        /// The `.wat` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasm_system=info,guest=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { app, duration, linger, audit_log, drain } => {
+            run(&app, duration, linger, audit_log.as_deref(), drain)
+        }
+        Command::Check { manifest } => check(&manifest),
+        Command::Componentize { out_dir, files } => componentize(&out_dir, &files),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+#[derive(Default, Debug)]
+struct Lifecycle {
+    crashes: u64,
+    restarts: u64,
+    stops: u64,
+}
+
+fn run(
+    app_file: &Path,
+    duration: Option<Duration>,
+    linger: Duration,
+    audit_file: Option<&Path>,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let app = load_app(app_file)?;
+    let audit = match audit_file {
+        Some(path) => Some(Arc::new(
+            AuditLog::create(path).with_context(|| format!("creating audit log {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let runtime = runtime()?;
+    let (stats, lifecycle, drained, elapsed) = runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
+    let (written, dropped) = match &audit {
+        Some(log) => {
+            log.close().context("writing the audit log")?;
+            (Some(log.written()), log.dropped())
+        }
+        None => (None, 0),
+    };
+    print_summary(&app, &stats, &lifecycle, drained, elapsed, written, dropped);
+    Ok(())
+}
+
+async fn run_app(
+    app: &LoadedApp,
+    audit: Option<Arc<AuditLog>>,
+    duration: Option<Duration>,
+    linger: Duration,
+    drain: Duration,
+) -> anyhow::Result<(RouterStats, Lifecycle, bool, Duration)> {
+    let started = Instant::now();
+    let mut builder = System::builder();
+    if let Some(log) = audit {
+        builder = builder.audit(log as Arc<dyn AuditSink>);
+    }
+    for component in &app.components {
+        builder = builder.loaded(component);
+    }
+    let system = builder.start().await.with_context(|| format!("starting {}", app.file.display()))?;
+    let mut events = system.subscribe();
+    for injection in &app.manifest.injections {
+        let payload = injection_payload(injection);
+        for _ in 0..injection.repeat {
+            if let Err(error) = system.send(injection.to.as_str(), payload.clone()) {
+                tracing::warn!(target_id = %injection.to, %error, "injected message refused");
+            }
+        }
+    }
+    let limit = duration.unwrap_or(Duration::from_secs(24 * 3600));
+    tokio::select! {
+        quiet = system.wait_quiescent(limit) => {
+            if quiet && !linger.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(linger) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+    }
+    let report = system.shutdown(drain).await;
+    let mut lifecycle = Lifecycle::default();
+    while let Ok(event) = events.try_recv() {
+        match event {
+            SystemEvent::Crashed { .. } => lifecycle.crashes += 1,
+            SystemEvent::Restarted { .. } => lifecycle.restarts += 1,
+            SystemEvent::Stopped { .. } => lifecycle.stops += 1,
+            _ => {}
+        }
+    }
+    Ok((report.stats, lifecycle, report.drained, started.elapsed()))
+}
+
+fn print_summary(
+    app: &LoadedApp,
+    stats: &RouterStats,
+    lifecycle: &Lifecycle,
+    drained: bool,
+    elapsed: Duration,
+    audit_written: Option<u64>,
+    audit_dropped: u64,
+) {
+    let name = if app.manifest.app.name.is_empty() { app.file.display().to_string() } else { app.manifest.app.name.clone() };
+    let r = &stats.requests;
+    println!("== {name}: {} components, {:.3}s ==", app.components.len(), elapsed.as_secs_f64());
+    println!(
+        "messages   sent {:>8}  handled {:>8}  dead-lettered {:>6}",
+        stats.messages_accepted, stats.handled, stats.dead_lettered
+    );
+    println!(
+        "requests   sent {:>8}  completed {:>6}  timed out {:>4}  cancelled {:>4}  failed {:>4}  dropped {:>4}  orphaned {:>4}  pending {}",
+        r.registered, r.completed, r.timed_out, r.cancelled, r.failed, r.dropped, r.orphaned, r.pending
+    );
+    println!(
+        "callbacks  delivered {:>5}  handled {:>8}  dropped {:>4}  bad responses {}",
+        stats.callbacks_queued, stats.callbacks_handled, stats.callbacks_dropped, stats.responses_refused
+    );
+    const NAMES: [&str; 9] = [
+        "target-not-found",
+        "permission-denied",
+        "rate-limited",
+        "queue-full",
+        "invalid-message",
+        "too-many-pending",
+        "request-not-found",
+        "not-owner",
+        "delivery-failed",
+    ];
+    let refusals: Vec<String> =
+        NAMES.iter().zip(stats.refused).filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
+    println!(
+        "refused    {:>8}{}",
+        stats.refused_total(),
+        if refusals.is_empty() { String::new() } else { format!("  ({})", refusals.join(", ")) }
+    );
+    println!("lifecycle  crashes {}  restarts {}  stops {}", lifecycle.crashes, lifecycle.restarts, lifecycle.stops);
+    if let Some(written) = audit_written {
+        println!("audit      written {written}  dropped {audit_dropped}");
+    }
+    println!(
+        "accounting {}{}",
+        if stats.balanced() { "balanced" } else { "NOT balanced" },
+        if drained { "" } else { " (stopped before quiescence)" }
+    );
+}
+
+fn check(manifest: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let is_component = text.parse::<toml::Table>().map(|t| t.contains_key("component")).unwrap_or(false);
+    let components = if is_component { vec![load_component(manifest)?] } else { load_app(manifest)?.components };
+    let engine = WasmEngine::new(EngineConfig::default())?;
+    let mut failed = 0;
+    for component in &components {
+        match engine.load_file(&component.wasm_path) {
+            Ok(_) => println!(
+                "ok    {} ({}, from {})",
+                component.manifest.component.id,
+                component.wasm_path.display(),
+                component.file.display()
+            ),
+            Err(error) => {
+                failed += 1;
+                println!("error {}: {error}", component.manifest.component.id);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} components failed the check", components.len());
+    }
+    println!("{}: {} components ok", manifest.display(), components.len());
+    Ok(())
+}
+
+fn componentize(out_dir: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let component = componentize_wat(&file.display().to_string(), &text)?;
+        let stem = file.file_stem().context("file has no name")?;
+        let out = out_dir.join(stem).with_extension("wasm");
+        std::fs::write(&out, &component).with_context(|| format!("writing {}", out.display()))?;
+        println!("{} -> {} ({} bytes)", file.display(), out.display(), component.len());
+    }
+    Ok(())
+}

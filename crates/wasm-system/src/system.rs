@@ -1,0 +1,417 @@
+//! [`System`]: the composition root that wires router, tracker, mailboxes,
+//! engine and actors, and the embedding API (send, request, observe, shut down).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use wasm_core::{
+    ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin,
+    RequestError,
+};
+use wasm_messaging::{
+    AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats, Settled,
+};
+use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
+
+use crate::actor::{Actor, Shared};
+use crate::error::{ManifestError, SystemError};
+use crate::events::{EventHub, SystemEvent};
+use crate::manifest::LoadedComponent;
+use crate::supervisor::RestartIntensity;
+
+/// Where a component's code comes from.
+#[derive(Clone, Debug)]
+enum Source {
+    /// A `.wasm` component or a `.wat` core module on disk.
+    File(PathBuf),
+    /// Component bytes already in memory.
+    Bytes(Vec<u8>),
+    /// Already compiled (with the engine given to [`SystemBuilder::engine`]).
+    Compiled(CompiledComponent),
+}
+
+/// Builds a [`System`]: add components, optionally an engine to share and
+/// an audit sink, then [`SystemBuilder::start`].
+#[must_use]
+pub struct SystemBuilder {
+    components: Vec<(ComponentManifest, Source)>,
+    engine: Option<Arc<WasmEngine>>,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl SystemBuilder {
+    /// Adds a component whose code is at `wasm_path` (a `.wasm` component or
+    /// a `.wat` core module), with the rules of `manifest`.
+    pub fn component(mut self, manifest: ComponentManifest, wasm_path: impl Into<PathBuf>) -> Self {
+        self.components.push((manifest, Source::File(wasm_path.into())));
+        self
+    }
+
+    /// Adds a component loaded from its manifest file.
+    pub fn loaded(self, component: &LoadedComponent) -> Self {
+        self.component(component.manifest.clone(), component.wasm_path.clone())
+    }
+
+    /// Adds a component from component binary bytes.
+    pub fn component_bytes(mut self, manifest: ComponentManifest, bytes: Vec<u8>) -> Self {
+        self.components.push((manifest, Source::Bytes(bytes)));
+        self
+    }
+
+    /// Adds a component compiled beforehand with the engine passed to
+    /// [`SystemBuilder::engine`] (compiled code is shared, not copied).
+    pub fn compiled(mut self, manifest: ComponentManifest, component: CompiledComponent) -> Self {
+        self.components.push((manifest, Source::Compiled(component)));
+        self
+    }
+
+    /// Shares an engine (and its compiled code cache) with other systems.
+    pub fn engine(mut self, engine: Arc<WasmEngine>) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Sends audit records to `sink` (default: discarded).
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = sink;
+        self
+    }
+
+    /// Compiles every component (each distinct file once), checks it against
+    /// the world, registers its mailbox, instantiates it and starts its actor.
+    ///
+    /// # Errors
+    /// [`SystemError`] for a bad manifest value, a component that does not
+    /// compile or fit the world, a failed instantiation, or a duplicate id.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn start(self) -> Result<System, SystemError> {
+        let engine = match self.engine {
+            Some(engine) => engine,
+            None => Arc::new(WasmEngine::new(EngineConfig::default()).map_err(SystemError::Engine)?),
+        };
+        let (router, host_inbox) = Router::start(self.audit);
+        let shared = Arc::new(Shared { engine, router: Arc::clone(&router), events: EventHub::default() });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let replies = Arc::new(HostReplies::default());
+        let host_task = tokio::spawn(host_inbox_loop(host_inbox, Arc::clone(&replies), Arc::clone(&router)));
+        let mut system = System { shared, replies, stop: stop_tx, actors: Vec::new(), host_task: Some(host_task) };
+
+        let mut compiled: HashMap<PathBuf, CompiledComponent> = HashMap::new();
+        for (manifest, source) in self.components {
+            let id = manifest.component.id.clone();
+            let runtime_error = |source| SystemError::Runtime { id: id.to_string(), source };
+            let component = match &source {
+                Source::File(path) => match compiled.get(path) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = system.shared.engine.load_file(path).map_err(runtime_error)?;
+                        compiled.insert(path.clone(), c.clone());
+                        c
+                    }
+                },
+                Source::Bytes(bytes) => system.shared.engine.load(id.as_str(), bytes).map_err(runtime_error)?,
+                Source::Compiled(component) => component.clone(),
+            };
+            system.spawn_actor(manifest, component, stop_rx.clone())?;
+        }
+        Ok(system)
+    }
+}
+
+impl fmt::Debug for SystemBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<_> = self.components.iter().map(|(m, _)| m.component.id.clone()).collect();
+        f.debug_struct("SystemBuilder").field("components", &ids).finish()
+    }
+}
+
+/// A running system of component actors.
+///
+/// ```no_run
+/// use wasm_core::{Codec, MessagePayload};
+/// use wasm_system::{System, load_component};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let echo = load_component("examples/request-reply/service.toml".as_ref())?;
+/// let system = System::builder().loaded(&echo).start().await?;
+/// let ask = system.request("service", MessagePayload::encode(Codec::Raw, b"hi").into_bytes(), 1_000)?;
+/// assert_eq!(ask.response().await?, b"\x55hi");
+/// let report = system.shutdown(std::time::Duration::from_secs(5)).await;
+/// assert!(report.stats.balanced());
+/// # Ok(()) }
+/// ```
+pub struct System {
+    shared: Arc<Shared>,
+    replies: Arc<HostReplies>,
+    stop: watch::Sender<bool>,
+    actors: Vec<(ComponentId, JoinHandle<()>)>,
+    host_task: Option<JoinHandle<()>>,
+}
+
+impl System {
+    /// A builder with no components.
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit) }
+    }
+
+    fn spawn_actor(
+        &mut self,
+        manifest: ComponentManifest,
+        compiled: CompiledComponent,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), SystemError> {
+        let id = manifest.component.id.clone();
+        let policy = Policy::from_manifest(&manifest).map_err(|e| {
+            SystemError::Manifest(ManifestError::Invalid {
+                file: PathBuf::from(format!("<manifest of {id}>")),
+                key: e.key,
+                problem: e.problem,
+            })
+        })?;
+        let router = &self.shared.router;
+        let (me, inbox) = router.register(id.clone(), policy, manifest.mailbox.capacity)?;
+        let instance = match self.shared.engine.instantiate(
+            &compiled,
+            id.clone(),
+            &manifest.limits,
+            Arc::clone(router) as Arc<dyn MessageRouter>,
+        ) {
+            Ok(instance) => instance,
+            Err(source) => {
+                router.unregister(&id);
+                return Err(SystemError::Runtime { id: id.to_string(), source });
+            }
+        };
+        router.audit_lifecycle(AuditEvent::Start, &id, format!("started from {}", compiled.origin()));
+        tracing::info!(component = %id, origin = compiled.origin(), "component started");
+        let actor = Actor {
+            me,
+            inbox,
+            compiled,
+            instance: Some(instance),
+            limits: manifest.limits.clone(),
+            intensity: RestartIntensity::new(manifest.restart.clone()),
+            shared: Arc::clone(&self.shared),
+            stop,
+        };
+        self.actors.push((id, tokio::spawn(actor.run())));
+        Ok(())
+    }
+
+    /// Sends a fire-and-forget message as the host (sender `host`).
+    ///
+    /// # Errors
+    /// The [`MessagingError`] of the chokepoint (the host may message any
+    /// component, unlimited, but payload, target and mailbox rules hold).
+    pub fn send(&self, target: &str, payload: Vec<u8>) -> Result<(), MessagingError> {
+        let host = ComponentId::host();
+        self.shared.router.send_message(Origin { sender: &host, trace: None }, target, payload)
+    }
+
+    /// Sends a request as the host; the response arrives through the returned
+    /// [`HostRequest`]. `timeout_ms` 0 means the default (5,000 ms).
+    ///
+    /// # Errors
+    /// As [`System::send`], plus the request quotas.
+    pub fn request(&self, target: &str, payload: Vec<u8>, timeout_ms: u64) -> Result<HostRequest, MessagingError> {
+        let host = ComponentId::host();
+        let id = self.shared.router.send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
+        Ok(HostRequest { id, reply: self.replies.wait(id.key()) })
+    }
+
+    /// Cancels a request the host made.
+    ///
+    /// # Errors
+    /// [`MessagingError::RequestNotFound`] when it already ended.
+    pub fn cancel(&self, id: &CorrelationId) -> Result<(), MessagingError> {
+        let host = ComponentId::host();
+        self.shared.router.cancel_request(Origin { sender: &host, trace: None }, id.as_str())
+    }
+
+    /// Subscribes to [`SystemEvent`]s from now on (unbounded; drop the
+    /// receiver to unsubscribe).
+    #[must_use]
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<SystemEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Every counter (messages, requests, callbacks, refusals, dead letters).
+    #[must_use]
+    pub fn stats(&self) -> RouterStats {
+        self.shared.router.stats()
+    }
+
+    /// The most recent dead letters, oldest first.
+    #[must_use]
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.router.dead_letters()
+    }
+
+    /// Ids of the running components, sorted.
+    #[must_use]
+    pub fn components(&self) -> Vec<ComponentId> {
+        self.shared.router.component_ids()
+    }
+
+    /// The router (for embedders that wire more around it).
+    #[must_use]
+    pub fn router(&self) -> &Arc<Router> {
+        &self.shared.router
+    }
+
+    /// Waits until nothing is queued or being handled and no request is
+    /// pending, or `bound` passes; returns whether the system is quiescent.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only observes.
+    pub async fn wait_quiescent(&self, bound: Duration) -> bool {
+        self.shared.router.wait_quiescent(bound).await
+    }
+
+    /// Shuts down gracefully: lets the actors drain their mailboxes for up to
+    /// `drain`, then stops every component (what is still queued is
+    /// dead-lettered and queued requests answer `delivery-failed`), drops
+    /// requests still pending, stops the timers and returns the final counters.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: dropping the future part-way leaves actors running
+    /// until the runtime stops.
+    pub async fn shutdown(mut self, drain: Duration) -> ShutdownReport {
+        let drained = self.wait_quiescent(drain).await;
+        let _ = self.stop.send(true);
+        for (id, task) in self.actors.drain(..) {
+            if let Err(e) = task.await {
+                tracing::error!(component = %id, error = %e, "actor task failed");
+            }
+        }
+        let router = &self.shared.router;
+        let dropped_host_requests = router.drop_requests_of(router.host());
+        router.stop_timers().await;
+        // Callbacks already queued to the host settle before the inbox stops.
+        let _ = router.wait_quiescent(Duration::from_millis(500)).await;
+        if let Some(task) = self.host_task.take() {
+            task.abort();
+        }
+        ShutdownReport { drained, dropped_host_requests, stats: router.stats() }
+    }
+}
+
+impl fmt::Debug for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("System").field("components", &self.components()).field("stats", &self.stats()).finish()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.host_task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What [`System::shutdown`] found.
+#[derive(Clone, Copy, Debug)]
+pub struct ShutdownReport {
+    /// True when the system was quiescent before the components stopped.
+    pub drained: bool,
+    /// Requests made by the host that were still pending and were dropped.
+    pub dropped_host_requests: usize,
+    /// The final counters.
+    pub stats: RouterStats,
+}
+
+/// A request made by the host: its correlation id and, later, its outcome.
+#[derive(Debug)]
+pub struct HostRequest {
+    id: CorrelationId,
+    reply: oneshot::Receiver<Result<Vec<u8>, RequestError>>,
+}
+
+impl HostRequest {
+    /// The request's correlation id.
+    #[must_use]
+    pub fn id(&self) -> CorrelationId {
+        self.id
+    }
+
+    /// Waits for the outcome: the response, or why there is none.
+    ///
+    /// # Errors
+    /// The [`RequestError`]: `timeout`, `cancelled`, `handler-error`,
+    /// `target-failed`, or `delivery-failed` (also when the system shut down
+    /// first).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: the outcome is consumed with the future.
+    pub async fn response(self) -> Result<Vec<u8>, RequestError> {
+        self.await
+    }
+}
+
+impl Future for HostRequest {
+    type Output = Result<Vec<u8>, RequestError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(RequestError::DeliveryFailed("the system shut down".into()))))
+    }
+}
+
+type Outcome = Result<Vec<u8>, RequestError>;
+
+/// Waiting host requests, and outcomes that arrived before their waiter.
+#[derive(Default)]
+struct HostReplies {
+    inner: Mutex<(HashMap<CorrelationKey, oneshot::Sender<Outcome>>, HashMap<CorrelationKey, Outcome>)>,
+}
+
+impl HostReplies {
+    fn wait(&self, key: CorrelationKey) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner.lock();
+        match inner.1.remove(&key) {
+            Some(outcome) => {
+                let _ = tx.send(outcome);
+            }
+            None => {
+                inner.0.insert(key, tx);
+            }
+        }
+        rx
+    }
+
+    fn resolve(&self, key: CorrelationKey, outcome: Outcome) {
+        let mut inner = self.inner.lock();
+        match inner.0.remove(&key) {
+            Some(tx) => {
+                let _ = tx.send(outcome);
+            }
+            None => {
+                inner.1.insert(key, outcome);
+            }
+        }
+    }
+}
+
+async fn host_inbox_loop(mut inbox: MailboxReceiver, replies: Arc<HostReplies>, router: Arc<Router>) {
+    while let Some(envelope) = inbox.recv().await {
+        if let Envelope::Callback { id, outcome, .. } = envelope {
+            replies.resolve(id.key(), outcome);
+        }
+        router.settle(Settled::CallbackHandled);
+    }
+}

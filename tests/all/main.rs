@@ -1,0 +1,8 @@
+//! End-to-end tests: real components (tests/fixtures, componentized by the
+//! host) in a real system, one module per area, tests named
+//! `<area>_<behaviour>`. Tests wait on events with a generous bound, never
+//! on time, and end by checking that the counters balance.
+
+mod messaging;
+mod requests;
+mod supervision;

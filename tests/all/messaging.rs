@@ -1,0 +1,103 @@
+//! Fire-and-forget delivery, ordering, unknown targets, backpressure.
+
+use wasm_core::MessagingError;
+use wasm_system::SystemEvent;
+use wasm_tests::{Harness, cmd_send, code_of, raw, spin};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_fire_and_forget_is_delivered_and_its_return_ignored() {
+    let mut h = Harness::start(&[
+        ("requester", "requester", "[capabilities]\nsend = [\"rejecter\"]"),
+        ("rejecter", "rejecting", ""),
+    ])
+    .await;
+    // The requester sends one message; the target's handler returns err, which
+    // nobody sees: no callback, no dead letter.
+    let sent = h.command("requester", cmd_send(1, "rejecter", &raw(b"hi"))).await;
+    assert_eq!(sent, Ok(raw(&1u32.to_le_bytes())));
+    let (sender, payload, result) = h
+        .wait_for("the message at rejecter", |e| match e {
+            SystemEvent::Handled { component, sender, request_id: None, payload, result }
+                if component.as_str() == "rejecter" =>
+            {
+                Some((sender.clone(), payload.clone(), result.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(sender.as_str(), "requester", "the host sets the sender from the calling instance");
+    assert_eq!(payload, raw(b"hi"));
+    assert!(result.is_err(), "the handler's err return is simply ignored");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.callbacks_queued, 1, "only the host's own command request got a callback");
+    assert_eq!(stats.dead_lettered, 0);
+    assert_eq!(stats.messages_accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_preserves_per_pair_fifo_order_over_10000_messages() {
+    const COUNT: u32 = 10_000;
+    let mut h = Harness::start(&[
+        ("requester", "requester", "[capabilities]\nsend = [\"sink\"]"),
+        ("sink", "echo", "[mailbox]\ncapacity = 16384"),
+    ])
+    .await;
+    let sent = h.command("requester", cmd_send(COUNT, "sink", &raw(&[0, 0, 0, 0, 7]))).await;
+    assert_eq!(sent, Ok(raw(&COUNT.to_le_bytes())));
+    for expected in 0..COUNT {
+        let seq = h
+            .wait_for("the next message at sink", |e| match e {
+                SystemEvent::Handled { component, payload, .. } if component.as_str() == "sink" => {
+                    Some(u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]))
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(seq, expected, "messages from one sender are handled in the order sent");
+    }
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.messages_accepted, u64::from(COUNT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_unknown_target_is_refused_with_target_not_found() {
+    let h = Harness::start(&[("requester", "requester", "[capabilities]\nsend = [\"*\"]")]).await;
+    let refused = h.command("requester", cmd_send(1, "nobody", &raw(b"x"))).await;
+    let error = refused.expect_err("refused");
+    assert_eq!(error.code, code_of(0), "target-not-found: {error:?}");
+    assert!(error.message.contains("nobody"), "{error:?}");
+    assert_eq!(h.system.send("nobody", raw(b"x")), Err(MessagingError::TargetNotFound("nobody".into())));
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.refused[0], 2);
+    assert_eq!(stats.messages_accepted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_full_mailbox_refuses_with_queue_full_and_loses_nothing() {
+    let mut h = Harness::start(&[
+        ("requester", "requester", "[capabilities]\nsend = [\"slow\"]"),
+        ("slow", "slow", "[mailbox]\ncapacity = 2\n[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000"),
+    ])
+    .await;
+    // Keep `slow` busy on a long spin, then have the requester send 10 more:
+    // at most 3 fit (2 queued, plus the spin if not yet taken), the rest are
+    // refused at once with queue-full, and the requester is never blocked.
+    h.system.send("slow", spin(300_000_000)).expect("first message fits");
+    let refused = h.command("requester", cmd_send(10, "slow", &raw(b"abcd"))).await.expect_err("mailbox fills");
+    assert_eq!(refused.code, code_of(3), "queue-full: {refused:?}");
+    let accepted: u64 = refused.message.split(':').next().and_then(|n| n.parse().ok()).expect("success count");
+    assert!((1..=2).contains(&accepted), "accepted {accepted} of 10 into a mailbox of 2");
+    assert!(matches!(h.system.send("slow", raw(b"more")), Err(MessagingError::QueueFull) | Ok(())));
+    h.settle().await;
+    let handled_at_slow = h
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e, SystemEvent::Handled { component, .. } if component.as_str() == "slow"))
+        .count();
+    let stats = h.finish().await;
+    assert_eq!(stats.refused_total(), stats.refused[3], "only queue-full refusals");
+    assert_eq!(handled_at_slow as u64, stats.messages_accepted, "every accepted message was handled");
+}

@@ -1,0 +1,121 @@
+//! Request-response: responses, handler errors, timeouts, cancellation
+//! (owner, non-owner, double, after response) and request cycles.
+
+use wasm_core::{ComponentError, RequestError};
+use wasm_tests::{Harness, cmd_cancel, code_of, raw, spin};
+
+const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
+/// Enough fuel and time for long spins: the tests below need a request that
+/// stays pending while they act on it.
+const PATIENT: &str = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000";
+/// Iterations that keep `slow` busy far longer than a few host round trips.
+const LONG_SPIN: u32 = 300_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_response_reaches_the_callback_with_the_payload() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("echo", "echo", "")]).await;
+    let id = h.request_via("requester", 10_000, "echo", &raw(b"ping")).await;
+    assert_eq!(h.callback("requester", id).await, Ok(raw(b"ping")));
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.completed, 2, "the command and the guest's request");
+    assert_eq!(stats.requests.orphaned, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_handler_error_becomes_handler_error() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("rejecter", "rejecting", "")]).await;
+    let id = h.request_via("requester", 10_000, "rejecter", &raw(b"please")).await;
+    assert_eq!(
+        h.callback("requester", id).await,
+        Err(RequestError::HandlerError(ComponentError { code: 42, message: "rejected".into() }))
+    );
+    h.settle().await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_timeout_delivers_timeout_and_the_late_response_is_orphaned() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("slow", "slow", PATIENT)]).await;
+    let id = h.request_via("requester", 5, "slow", &spin(50_000_000)).await;
+    assert_eq!(h.callback("requester", id).await, Err(RequestError::Timeout));
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.timed_out, 1);
+    assert_eq!(stats.requests.orphaned, 1, "slow's response came after the timeout and was dropped");
+    assert_eq!(stats.requests.pending, 0, "no expired entry stays in the tracker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cancel_delivers_cancelled() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("slow", "slow", PATIENT)]).await;
+    let id = h.request_via("requester", 60_000, "slow", &spin(LONG_SPIN)).await;
+    assert_eq!(h.command("requester", cmd_cancel(&id)).await, Ok(raw(b"")));
+    assert_eq!(h.callback("requester", id).await, Err(RequestError::Cancelled));
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.cancelled, 1);
+    assert_eq!(stats.requests.orphaned, 1, "the response to a cancelled request is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cancel_after_response_is_request_not_found() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("echo", "echo", "")]).await;
+    let id = h.request_via("requester", 10_000, "echo", &raw(b"x")).await;
+    assert_eq!(h.callback("requester", id).await, Ok(raw(b"x")));
+    let refused = h.command("requester", cmd_cancel(&id)).await.expect_err("already completed");
+    assert_eq!(refused.code, code_of(6), "request-not-found: {refused:?}");
+    h.settle().await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cancel_by_non_owner_is_not_owner_and_the_request_completes() {
+    let mut h = Harness::start(&[
+        ("owner", "requester", REQUESTER),
+        ("intruder", "requester", REQUESTER),
+        ("slow", "slow", PATIENT),
+    ])
+    .await;
+    let id = h.request_via("owner", 60_000, "slow", &spin(LONG_SPIN / 3)).await;
+    let refused = h.command("intruder", cmd_cancel(&id)).await.expect_err("not the owner");
+    assert_eq!(refused.code, code_of(7), "not-owner: {refused:?}");
+    assert_eq!(h.callback("owner", id).await, Ok(spin(LONG_SPIN / 3)), "the request stayed pending and completed");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.cancelled, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_double_cancel_is_request_not_found() {
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("slow", "slow", PATIENT)]).await;
+    let id = h.request_via("requester", 60_000, "slow", &spin(LONG_SPIN)).await;
+    assert_eq!(h.command("requester", cmd_cancel(&id)).await, Ok(raw(b"")));
+    let again = h.command("requester", cmd_cancel(&id)).await.expect_err("already cancelled");
+    assert_eq!(again.code, code_of(6), "request-not-found: {again:?}");
+    assert_eq!(h.callback("requester", id).await, Err(RequestError::Cancelled), "exactly one callback");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.cancelled, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cycle_between_two_components_completes_without_deadlock() {
+    // a asks b; b handles it by asking a; a answers b while its own request
+    // to b is still pending. Handlers never block, so the cycle completes.
+    let mut h = Harness::start(&[
+        ("a", "requester", "[capabilities]\nsend = [\"b\"]\nrequest = true"),
+        ("b", "forwarding", "[capabilities]\nsend = [\"a\"]\nrequest = true"),
+    ])
+    .await;
+    let mut to_b = vec![1, b'a'];
+    to_b.extend_from_slice(&raw(b"ping"));
+    let id = h.request_via("a", 10_000, "b", &raw(&to_b)).await;
+    let a_got = h.callback("a", id).await.expect("b answered a");
+    assert!(a_got.starts_with(&raw(b"forwarded")), "{a_got:?}");
+    let b_id = wasm_core::CorrelationId::parse(std::str::from_utf8(&a_got[10..]).expect("id")).expect("b's request id");
+    assert_eq!(h.callback("b", b_id).await, Ok(raw(b"ping")), "a answered b");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.completed, 3);
+}

@@ -1,0 +1,238 @@
+//! Test harness for the end-to-end suite: fixtures from `tests/fixtures`
+//! (`.wat` core modules componentized by the host at load), one shared
+//! engine with each fixture compiled once per test binary, and helpers to
+//! drive the `requester` fixture and wait on [`SystemEvent`]s.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use wasm_core::{ComponentError, ComponentManifest, CorrelationId, RequestError};
+use wasm_messaging::RouterStats;
+use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
+use wasm_system::{System, SystemEvent};
+
+/// How long any wait in a test may take before the test fails: generous,
+/// because tests wait on events, never on time.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+static ENGINE: LazyLock<Arc<WasmEngine>> =
+    LazyLock::new(|| Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine starts")));
+static COMPILED: LazyLock<Mutex<HashMap<String, CompiledComponent>>> = LazyLock::new(Default::default);
+
+/// Path of `tests/fixtures/<name>.wat`.
+#[must_use]
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.wat"))
+}
+
+/// The shared engine.
+#[must_use]
+pub fn engine() -> Arc<WasmEngine> {
+    Arc::clone(&ENGINE)
+}
+
+/// Fixture `name`, compiled once per test binary.
+///
+/// # Panics
+/// When the fixture does not load.
+#[must_use]
+pub fn compiled(name: &str) -> CompiledComponent {
+    let mut cache = COMPILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(name.to_owned())
+        .or_insert_with(|| ENGINE.load_file(&fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}")))
+        .clone()
+}
+
+/// A component manifest: `id`, fixture `name`, plus extra TOML sections.
+///
+/// # Panics
+/// When the TOML is invalid.
+#[must_use]
+pub fn manifest(id: &str, name: &str, extra: &str) -> ComponentManifest {
+    let text = format!("[component]\nid = \"{id}\"\nwasm = \"{name}.wat\"\n{extra}");
+    toml::from_str(&text).unwrap_or_else(|e| panic!("manifest for {id}: {e}"))
+}
+
+/// A raw (multicodec 0x55) payload.
+#[must_use]
+pub fn raw(body: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x55];
+    payload.extend_from_slice(body);
+    payload
+}
+
+/// Requester command `m`: send `payload` to `target` `count` times.
+#[must_use]
+pub fn cmd_send(count: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'm'];
+    cmd.extend_from_slice(&count.to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short target"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(payload);
+    cmd
+}
+
+/// Requester command `r`: one request to `target` with `timeout_ms`.
+#[must_use]
+pub fn cmd_request(timeout_ms: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'r'];
+    cmd.extend_from_slice(&timeout_ms.to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short target"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(payload);
+    cmd
+}
+
+/// Requester command `c`: cancel request `id`.
+#[must_use]
+pub fn cmd_cancel(id: &CorrelationId) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'c'];
+    cmd.extend_from_slice(id.as_str().as_bytes());
+    cmd
+}
+
+/// A `slow` fixture message spinning `iterations` times (`u32::MAX`: forever).
+#[must_use]
+pub fn spin(iterations: u32) -> Vec<u8> {
+    let mut payload = vec![0x55];
+    payload.extend_from_slice(&iterations.to_le_bytes());
+    payload
+}
+
+/// The requester's error code for a messaging-error variant index (WIT order).
+#[must_use]
+pub fn code_of(variant_index: u32) -> u32 {
+    variant_index + 1
+}
+
+/// A running system with an event subscription.
+#[derive(Debug)]
+pub struct Harness {
+    /// The system under test.
+    pub system: System,
+    events: UnboundedReceiver<SystemEvent>,
+    seen: Vec<SystemEvent>,
+}
+
+impl Harness {
+    /// Starts a system of `(id, fixture, extra manifest TOML)` components on
+    /// the shared engine.
+    ///
+    /// # Panics
+    /// When the system does not start.
+    pub async fn start(components: &[(&str, &str, &str)]) -> Self {
+        let mut builder = System::builder().engine(engine());
+        for (id, name, extra) in components {
+            builder = builder.compiled(manifest(id, name, extra), compiled(name));
+        }
+        let system = builder.start().await.unwrap_or_else(|e| panic!("system starts: {e}"));
+        let events = system.subscribe();
+        Self { system, events, seen: Vec::new() }
+    }
+
+    /// Host request to `target`, awaited (bounded).
+    ///
+    /// # Panics
+    /// When the send is refused or no outcome comes within [`BOUND`].
+    pub async fn ask(&self, target: &str, payload: Vec<u8>) -> Result<Vec<u8>, RequestError> {
+        let request = self.system.request(target, payload, 0).unwrap_or_else(|e| panic!("request to {target}: {e}"));
+        tokio::time::timeout(BOUND, request.response()).await.expect("an outcome within the bound")
+    }
+
+    /// Runs a requester command and returns what its handler returned.
+    ///
+    /// # Panics
+    /// When the outcome is not a response or handler error.
+    pub async fn command(&self, requester: &str, cmd: Vec<u8>) -> Result<Vec<u8>, ComponentError> {
+        match self.ask(requester, cmd).await {
+            Ok(bytes) => Ok(bytes),
+            Err(RequestError::HandlerError(e)) => Err(e),
+            Err(other) => panic!("command to {requester} failed: {other:?}"),
+        }
+    }
+
+    /// Runs requester command `r` and returns the correlation id it got.
+    ///
+    /// # Panics
+    /// When the requester's send-request was refused.
+    pub async fn request_via(&self, requester: &str, timeout_ms: u32, target: &str, payload: &[u8]) -> CorrelationId {
+        let reply = self
+            .command(requester, cmd_request(timeout_ms, target, payload))
+            .await
+            .unwrap_or_else(|e| panic!("send-request refused: {e:?}"));
+        let text = std::str::from_utf8(&reply[1..]).expect("id text");
+        CorrelationId::parse(text).expect("a UUID v4 correlation id")
+    }
+
+    /// Waits for the first event (seen before or arriving) matching `pick`,
+    /// removes it and returns what `pick` extracted.
+    ///
+    /// # Panics
+    /// When none arrives within [`BOUND`].
+    pub async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&SystemEvent) -> Option<T>) -> T {
+        if let Some(i) = self.seen.iter().position(|e| pick(e).is_some()) {
+            let event = self.seen.remove(i);
+            return pick(&event).expect("matched before");
+        }
+        let deadline = tokio::time::Instant::now() + BOUND;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} within {BOUND:?}; seen: {:#?}", self.seen))
+                .expect("event stream open");
+            if let Some(found) = pick(&event) {
+                return found;
+            }
+            self.seen.push(event);
+        }
+    }
+
+    /// Every event not yet taken (call after [`Harness::settle`]: events
+    /// are emitted before an envelope settles, so all are queued by then).
+    pub fn take_events(&mut self) -> Vec<SystemEvent> {
+        let mut events = std::mem::take(&mut self.seen);
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
+        }
+        events
+    }
+
+    /// Waits for `component`'s `handle-callback` for request `id` and returns
+    /// the outcome it was given.
+    pub async fn callback(&mut self, component: &str, id: CorrelationId) -> Result<Vec<u8>, RequestError> {
+        self.wait_for(&format!("callback of {id} at {component}"), |e| match e {
+            SystemEvent::Callback { component: c, request_id, outcome, .. }
+                if c.as_str() == component && *request_id == id =>
+            {
+                Some(outcome.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the system to be quiescent.
+    ///
+    /// # Panics
+    /// When it is not within [`BOUND`].
+    pub async fn settle(&self) {
+        assert!(self.system.wait_quiescent(BOUND).await, "quiescent within the bound: {:?}", self.system.stats());
+    }
+
+    /// Shuts down and checks that the accounting balances: every accepted
+    /// envelope ended exactly once, every request has exactly one outcome.
+    ///
+    /// # Panics
+    /// When the counters do not balance.
+    pub async fn finish(self) -> RouterStats {
+        let report = self.system.shutdown(BOUND).await;
+        assert!(report.drained, "drained before stop: {:?}", report.stats);
+        assert!(report.stats.balanced(), "counters balance: {:#?}", report.stats);
+        report.stats
+    }
+}

@@ -1,0 +1,438 @@
+//! The architecture lint: crate layers (SPEC section 4), checked from `cargo metadata`.
+//!
+//! Two kinds of rule, both per workspace crate:
+//!
+//! - **Workspace edges.** A crate may name only the workspace crates its rule allows,
+//!   with one allowlist for normal and build dependencies and one for dev-dependencies.
+//! - **Banned crates.** Some external crates must not appear anywhere in a crate's
+//!   transitive dependency closure (no wasmtime under `wasm-messaging`, no tokio under
+//!   `wasm-core`). The closure follows normal and build edges from the crate's own
+//!   normal and build dependencies; a second, shorter list is checked over the closure
+//!   of its dev-dependencies.
+//!
+//! `cargo metadata` unifies features across the workspace and lists dependencies for
+//! every target platform, so the closure it gives is a superset of what any one build
+//! compiles: the lint errs on the strict side.
+//!
+//! Every workspace member needs a rule; a new crate fails the lint until it gets one in
+//! [`RULES`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::metadata::{self, DepKind, Metadata, Node, NodeDep, PackageId};
+
+/// The layer rule of one workspace crate.
+#[derive(Debug, Clone, Copy)]
+struct LayerRule {
+    /// The package name the rule is for.
+    krate: &'static str,
+    /// Workspace crates it may have as normal or build dependencies.
+    deps: &'static [&'static str],
+    /// Workspace crates it may have as dev-dependencies.
+    dev_deps: &'static [&'static str],
+    /// External crates banned from its normal and build dependency closure.
+    banned: &'static [Ban],
+    /// External crates banned from its dev-dependency closure.
+    dev_banned: &'static [Ban],
+}
+
+/// A banned crate name, or family of names.
+#[derive(Debug, Clone, Copy)]
+enum Ban {
+    /// Exactly this crate.
+    Exact(&'static str),
+    /// Every crate whose name starts with this (`wasmtime`, `wasmtime-wasi`, ...).
+    Prefix(&'static str),
+}
+
+impl Ban {
+    /// Whether a crate named `name` is banned by this rule.
+    fn matches(self, name: &str) -> bool {
+        match self {
+            Ban::Exact(banned) => name == banned,
+            Ban::Prefix(prefix) => name.starts_with(prefix),
+        }
+    }
+}
+
+/// The wasmtime family: `wasmtime`, `wasmtime-wasi`, `wasmtime-environ`, ...
+const WASMTIME: Ban = Ban::Prefix("wasmtime");
+
+/// Every workspace crate's rule. `wasm-runtime` never naming `wasm-messaging` is a
+/// workspace-edge rule; `wasm-system` is the composition root and may name everything.
+const RULES: &[LayerRule] = &[
+    LayerRule {
+        krate: "wasm-core",
+        deps: &[],
+        dev_deps: &[],
+        banned: &[WASMTIME, Ban::Exact("tokio"), Ban::Exact("parking_lot")],
+        dev_banned: &[WASMTIME],
+    },
+    LayerRule {
+        krate: "wasm-messaging",
+        deps: &["wasm-core"],
+        dev_deps: &["wasm-core"],
+        banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
+        dev_banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
+    },
+    LayerRule { krate: "wasm-runtime", deps: &["wasm-core"], dev_deps: &["wasm-core"], banned: &[], dev_banned: &[] },
+    LayerRule {
+        krate: "wasm-system",
+        deps: &["wasm-core", "wasm-messaging", "wasm-runtime"],
+        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime"],
+        banned: &[],
+        dev_banned: &[],
+    },
+    LayerRule {
+        krate: "wasm-tests",
+        deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system"],
+        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system"],
+        banned: &[],
+        dev_banned: &[],
+    },
+    LayerRule { krate: "xtask", deps: &[], dev_deps: &[], banned: &[], dev_banned: &[] },
+];
+
+/// One broken layer rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Violation {
+    /// The metadata has no resolve graph, so nothing could be checked.
+    MissingResolve,
+    /// A workspace member that [`RULES`] does not know.
+    UnknownMember {
+        /// The member's package name.
+        krate: String,
+    },
+    /// A workspace crate names a workspace crate its rule does not allow.
+    ForbiddenEdge {
+        /// The depending crate.
+        from: String,
+        /// The crate depended on.
+        to: String,
+        /// The manifest table the edge is declared in.
+        kind: DepKind,
+    },
+    /// A banned crate is in a workspace crate's dependency closure.
+    BannedCrate {
+        /// The workspace crate whose closure holds the banned crate.
+        krate: String,
+        /// The banned crate found.
+        banned: String,
+        /// [`DepKind::Dev`] when reached through dev-dependencies, else
+        /// [`DepKind::Normal`] (normal or build dependencies).
+        kind: DepKind,
+        /// A shortest chain of package names from `krate` to `banned`, both included.
+        path: Vec<String>,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::MissingResolve => {
+                write!(f, "cargo metadata has no resolve graph (was it run with --no-deps?)")
+            }
+            Violation::UnknownMember { krate } => {
+                write!(f, "no layer rule for crate {krate} (add one to RULES in xtask/src/lint.rs)")
+            }
+            Violation::ForbiddenEdge { from, to, kind } => {
+                let table = match kind {
+                    DepKind::Normal => "dependency",
+                    DepKind::Build => "build-dependency",
+                    DepKind::Dev => "dev-dependency",
+                };
+                write!(f, "forbidden {table} edge: {from} -> {to}")
+            }
+            Violation::BannedCrate { krate, banned, kind, path } => {
+                let verb = if *kind == DepKind::Dev { "dev-depends" } else { "depends" };
+                write!(f, "banned crate: {krate} {verb} on {banned} (via {})", path.join(" -> "))
+            }
+        }
+    }
+}
+
+/// Checks every workspace member of `metadata` against [`RULES`].
+///
+/// Violations come sorted by member name, then in rule order.
+pub(crate) fn check(metadata: &Metadata) -> Vec<Violation> {
+    let Some(resolve) = &metadata.resolve else {
+        return vec![Violation::MissingResolve];
+    };
+    let graph = Graph::new(metadata, &resolve.nodes);
+    let mut members: Vec<(&str, &PackageId)> =
+        metadata.workspace_members.iter().map(|id| (graph.name(id), id)).collect();
+    members.sort();
+
+    let mut violations = Vec::new();
+    for (name, id) in members {
+        let Some(rule) = RULES.iter().find(|rule| rule.krate == name) else {
+            violations.push(Violation::UnknownMember { krate: name.to_owned() });
+            continue;
+        };
+        for dep in graph.deps(id) {
+            if !graph.members.contains(&dep.pkg) {
+                continue;
+            }
+            let to = graph.name(&dep.pkg);
+            for kind in [DepKind::Normal, DepKind::Build, DepKind::Dev] {
+                let allowed = if kind == DepKind::Dev { rule.dev_deps } else { rule.deps };
+                if dep.has_kind(kind) && !allowed.contains(&to) {
+                    violations.push(Violation::ForbiddenEdge { from: name.to_owned(), to: to.to_owned(), kind });
+                }
+            }
+        }
+        let closures: [(&[DepKind], &[Ban], DepKind); 2] = [
+            (&[DepKind::Normal, DepKind::Build], rule.banned, DepKind::Normal),
+            (&[DepKind::Dev], rule.dev_banned, DepKind::Dev),
+        ];
+        for (first_hop, bans, kind) in closures {
+            for &ban in bans {
+                if let Some(path) = graph.shortest_path(id, first_hop, ban) {
+                    violations.push(Violation::BannedCrate {
+                        krate: name.to_owned(),
+                        banned: path.last().cloned().unwrap_or_default(),
+                        kind,
+                        path,
+                    });
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// Runs the lint on the workspace at `root` and prints the outcome.
+///
+/// # Errors
+///
+/// Fails when `cargo metadata` fails or any rule is broken; each violation is printed
+/// on its own line first.
+pub(crate) fn run(root: &Path) -> Result<()> {
+    let metadata = metadata::load(root)?;
+    let violations = check(&metadata);
+    if violations.is_empty() {
+        println!("architecture lint: {} workspace crates follow their layer rules", metadata.workspace_members.len());
+        return Ok(());
+    }
+    for violation in &violations {
+        eprintln!("{violation}");
+    }
+    bail!("architecture lint found {} violation(s) (rules: SPEC section 4, xtask/src/lint.rs)", violations.len())
+}
+
+/// The resolve graph, indexed for lookups by package id.
+#[derive(Debug)]
+struct Graph<'a> {
+    /// Package name by id.
+    names: HashMap<&'a PackageId, &'a str>,
+    /// Resolve node by id.
+    nodes: HashMap<&'a PackageId, &'a Node>,
+    /// The workspace members' ids.
+    members: HashSet<&'a PackageId>,
+}
+
+impl<'a> Graph<'a> {
+    /// Indexes `metadata`'s packages and members together with `nodes`.
+    fn new(metadata: &'a Metadata, nodes: &'a [Node]) -> Self {
+        Graph {
+            names: metadata.packages.iter().map(|package| (&package.id, package.name.as_str())).collect(),
+            nodes: nodes.iter().map(|node| (&node.id, node)).collect(),
+            members: metadata.workspace_members.iter().collect(),
+        }
+    }
+
+    /// The package name of `id`, or the raw id if the package is not listed.
+    fn name(&self, id: &'a PackageId) -> &'a str {
+        self.names.get(id).copied().unwrap_or(id.0.as_str())
+    }
+
+    /// The direct dependencies of `id`; none if it has no resolve node.
+    fn deps(&self, id: &PackageId) -> impl Iterator<Item = &'a NodeDep> + use<'a> {
+        self.nodes.get(id).map(|node| node.deps.as_slice()).unwrap_or_default().iter()
+    }
+
+    /// A shortest chain of names from `root` to a crate matching `ban`, breadth-first.
+    ///
+    /// The first hop follows edges of the `first_hop` kinds; later hops follow normal
+    /// and build edges, which is what a dependency brings along.
+    fn shortest_path(&self, root: &'a PackageId, first_hop: &[DepKind], ban: Ban) -> Option<Vec<String>> {
+        let mut parent: HashMap<&PackageId, &PackageId> = HashMap::new();
+        let mut seen: HashSet<&PackageId> = HashSet::from([root]);
+        let mut queue: VecDeque<&PackageId> = VecDeque::new();
+        for dep in self.deps(root) {
+            if first_hop.iter().any(|&kind| dep.has_kind(kind)) && seen.insert(&dep.pkg) {
+                parent.insert(&dep.pkg, root);
+                queue.push_back(&dep.pkg);
+            }
+        }
+        while let Some(id) = queue.pop_front() {
+            if ban.matches(self.name(id)) {
+                let mut path = vec![self.name(id).to_owned()];
+                let mut at = id;
+                while let Some(&up) = parent.get(at) {
+                    path.push(self.name(up).to_owned());
+                    at = up;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for dep in self.deps(id) {
+                let brought_along = dep.has_kind(DepKind::Normal) || dep.has_kind(DepKind::Build);
+                if brought_along && seen.insert(&dep.pkg) {
+                    parent.insert(&dep.pkg, id);
+                    queue.push_back(&dep.pkg);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{DepKindInfo, Package, Resolve};
+
+    /// The workspace's members with the edges SPEC section 4 allows, plus a few
+    /// external crates where they belong.
+    const LAYERED: &[(&str, &str, DepKind)] = &[
+        ("wasm-messaging", "wasm-core", DepKind::Normal),
+        ("wasm-messaging", "tokio", DepKind::Normal),
+        ("wasm-messaging", "parking_lot", DepKind::Normal),
+        ("wasm-runtime", "wasm-core", DepKind::Normal),
+        ("wasm-runtime", "wasmtime", DepKind::Normal),
+        ("wasm-runtime", "wit-component", DepKind::Normal),
+        ("wit-component", "wit-parser", DepKind::Normal),
+        ("wasm-system", "wasm-core", DepKind::Normal),
+        ("wasm-system", "wasm-messaging", DepKind::Normal),
+        ("wasm-system", "wasm-runtime", DepKind::Normal),
+        ("wasm-tests", "wasm-system", DepKind::Normal),
+        ("wasm-tests", "wasm-runtime", DepKind::Dev),
+        ("wasm-core", "proptest", DepKind::Dev),
+    ];
+
+    /// The workspace's members.
+    const MEMBERS: &[&str] = &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system", "wasm-tests", "xtask"];
+
+    /// Metadata with `members` as the workspace and `edges` as the resolve graph. A
+    /// package's id is its name; names outside `members` are external crates.
+    fn synthetic(members: &[&str], edges: &[(&str, &str, DepKind)]) -> Metadata {
+        let id = |name: &str| PackageId(name.to_owned());
+        let mut names: Vec<&str> = members.to_vec();
+        for &(from, to, _) in edges {
+            names.extend([from, to]);
+        }
+        names.sort_unstable();
+        names.dedup();
+        Metadata {
+            packages: names.iter().map(|&name| Package { id: id(name), name: name.to_owned() }).collect(),
+            workspace_members: members.iter().map(|&name| id(name)).collect(),
+            resolve: Some(Resolve {
+                nodes: names
+                    .iter()
+                    .map(|&name| Node {
+                        id: id(name),
+                        deps: edges
+                            .iter()
+                            .filter(|&&(from, _, _)| from == name)
+                            .map(|&(_, to, kind)| NodeDep { pkg: id(to), dep_kinds: vec![DepKindInfo { kind }] })
+                            .collect(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// `LAYERED` plus `extra` edges.
+    fn layered_with(extra: &[(&str, &str, DepKind)]) -> Metadata {
+        synthetic(MEMBERS, &[LAYERED, extra].concat())
+    }
+
+    /// The violations of `metadata`, as the lines `cargo xtask lint` prints.
+    fn messages(metadata: &Metadata) -> Vec<String> {
+        check(metadata).iter().map(ToString::to_string).collect()
+    }
+
+    /// The real workspace follows its layer rules: plain `cargo test` runs the lint.
+    #[test]
+    fn workspace_follows_layer_rules() {
+        let metadata = metadata::load(crate::workspace_root()).expect("`cargo metadata` runs on this workspace");
+        let violations = messages(&metadata);
+        assert!(
+            violations.is_empty(),
+            "architecture lint violations (rules: SPEC section 4, xtask/src/lint.rs):\n{}",
+            violations.join("\n")
+        );
+    }
+
+    /// The synthetic layering the other tests break is itself clean.
+    #[test]
+    fn synthetic_layering_passes() {
+        assert_eq!(messages(&layered_with(&[])), Vec::<String>::new());
+    }
+
+    /// (a) wasm-core naming wasm-messaging is a forbidden edge, named in the message.
+    #[test]
+    fn catches_core_depending_on_messaging() {
+        let metadata = layered_with(&[("wasm-core", "wasm-messaging", DepKind::Normal)]);
+        let messages = messages(&metadata);
+        // wasm-messaging also brings tokio and parking_lot into wasm-core's closure;
+        // the edge itself comes first.
+        assert_eq!(
+            messages.first().map(String::as_str),
+            Some("forbidden dependency edge: wasm-core -> wasm-messaging"),
+            "{messages:#?}"
+        );
+    }
+
+    /// (b) wasm-messaging reaching wasmtime through an external crate is caught, with
+    /// the chain that brings it in.
+    #[test]
+    fn catches_messaging_reaching_wasmtime_transitively() {
+        let metadata = layered_with(&[
+            ("wasm-messaging", "component-shim", DepKind::Normal),
+            ("component-shim", "wasmtime", DepKind::Normal),
+        ]);
+        assert_eq!(
+            messages(&metadata),
+            ["banned crate: wasm-messaging depends on wasmtime (via wasm-messaging -> component-shim -> wasmtime)"]
+        );
+    }
+
+    /// (c) a workspace member without a layer rule fails the lint.
+    #[test]
+    fn catches_unknown_member() {
+        let members = [MEMBERS, &["wasm-extra"]].concat();
+        let metadata = synthetic(&members, LAYERED);
+        assert_eq!(messages(&metadata), ["no layer rule for crate wasm-extra (add one to RULES in xtask/src/lint.rs)"]);
+    }
+
+    /// Dev-dependencies have their own rules: wasmtime stays out of wasm-messaging's.
+    #[test]
+    fn catches_wasmtime_in_messaging_dev_dependencies() {
+        let metadata = layered_with(&[("wasm-messaging", "wasmtime-wasi", DepKind::Dev)]);
+        assert_eq!(
+            messages(&metadata),
+            ["banned crate: wasm-messaging dev-depends on wasmtime-wasi (via wasm-messaging -> wasmtime-wasi)"]
+        );
+    }
+
+    /// A lower layer reaching a higher one through a dev-dependency is still an edge.
+    #[test]
+    fn catches_runtime_dev_depending_on_messaging() {
+        let metadata = layered_with(&[("wasm-runtime", "wasm-messaging", DepKind::Dev)]);
+        assert_eq!(messages(&metadata), ["forbidden dev-dependency edge: wasm-runtime -> wasm-messaging"]);
+    }
+
+    /// Metadata from `cargo metadata --no-deps` cannot be checked, and says so.
+    #[test]
+    fn missing_resolve_is_a_violation() {
+        let mut metadata = layered_with(&[]);
+        metadata.resolve = None;
+        assert_eq!(check(&metadata), [Violation::MissingResolve]);
+    }
+}
