@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use wasm_core::{ComponentError, ComponentManifest, CorrelationId, RequestError};
-use wasm_messaging::RouterStats;
+use wasm_messaging::{AuditEvent, AuditRecord, AuditSink, RouterStats};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
 
@@ -110,6 +110,32 @@ pub fn code_of(variant_index: u32) -> u32 {
     variant_index + 1
 }
 
+/// An audit sink that keeps every record, for assertions.
+#[derive(Debug, Default)]
+pub struct RecordingAudit {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl RecordingAudit {
+    /// Every record so far.
+    #[must_use]
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records of `event` with outcome `outcome`.
+    #[must_use]
+    pub fn of(&self, event: AuditEvent, outcome: &str) -> Vec<AuditRecord> {
+        self.records().into_iter().filter(|r| r.event == event && r.outcome == outcome).collect()
+    }
+}
+
+impl AuditSink for RecordingAudit {
+    fn record(&self, record: AuditRecord) {
+        self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(record);
+    }
+}
+
 /// A running system with an event subscription.
 #[derive(Debug)]
 pub struct Harness {
@@ -126,7 +152,15 @@ impl Harness {
     /// # Panics
     /// When the system does not start.
     pub async fn start(components: &[(&str, &str, &str)]) -> Self {
-        let mut builder = System::builder().engine(engine());
+        Self::start_audited(components, Arc::new(RecordingAudit::default())).await
+    }
+
+    /// As [`Harness::start`], writing audit records to `audit`.
+    ///
+    /// # Panics
+    /// When the system does not start.
+    pub async fn start_audited(components: &[(&str, &str, &str)], audit: Arc<RecordingAudit>) -> Self {
+        let mut builder = System::builder().engine(engine()).audit(audit);
         for (id, name, extra) in components {
             builder = builder.compiled(manifest(id, name, extra), compiled(name));
         }

@@ -4,5 +4,6 @@
 //! on time, and end by checking that the counters balance.
 
 mod messaging;
+mod policy;
 mod requests;
 mod supervision;

@@ -77,17 +77,23 @@ async fn supervision_exhausted_fuel_and_time_fail_only_that_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervision_past_the_restart_intensity_the_component_stops_and_queued_requests_fail() {
-    let mut h =
-        Harness::start(&[("trapping", "trapping", "[restart]\nmax_restarts = 0\nwithin_ms = 60000")]).await;
-    let first = h.system.request("trapping", raw(b"!"), 10_000).expect("queued");
-    let queued = h.system.request("trapping", raw(b"x"), 10_000).expect("queued behind");
+    // The first call loops until its 200 ms budget kills it, so the second
+    // request is queued behind it when the component crashes and stops.
+    let mut h = Harness::start(&[(
+        "spinner",
+        "slow",
+        "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 200\n[restart]\nmax_restarts = 0\nwithin_ms = 60000",
+    )])
+    .await;
+    let first = h.system.request("spinner", spin(u32::MAX), 60_000).expect("queued");
+    let queued = h.system.request("spinner", spin(1), 60_000).expect("queued behind");
     assert!(matches!(first.response().await, Err(RequestError::TargetFailed(_))));
     match queued.response().await {
         Err(RequestError::DeliveryFailed(reason)) => assert!(reason.contains("stopped"), "{reason}"),
         other => panic!("expected delivery-failed, got {other:?}"),
     }
     h.wait_for("the stop", |e| matches!(e, SystemEvent::Stopped { .. }).then_some(())).await;
-    assert_eq!(h.system.send("trapping", raw(b"y")), Err(MessagingError::TargetNotFound("trapping".into())));
+    assert_eq!(h.system.send("spinner", raw(b"y")), Err(MessagingError::TargetNotFound("spinner".into())));
     assert!(h.system.components().is_empty());
     h.settle().await;
     let stats = h.finish().await;

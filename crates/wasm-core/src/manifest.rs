@@ -169,7 +169,7 @@ pub struct CodecSection {
 }
 
 /// `[restart]`: the supervisor's policy (Erlang/OTP restart intensity).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartSection {
     /// At most this many restarts...

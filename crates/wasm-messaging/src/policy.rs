@@ -95,7 +95,8 @@ impl Policy {
         if manifest.mailbox.capacity == 0 {
             return Err(PolicyError::new("mailbox.capacity", "must be at least 1"));
         }
-        if manifest.requests.max_timeout_ms == 0 || manifest.requests.default_timeout_ms > manifest.requests.max_timeout_ms
+        if manifest.requests.max_timeout_ms == 0
+            || manifest.requests.default_timeout_ms > manifest.requests.max_timeout_ms
         {
             return Err(PolicyError::new(
                 "requests.default_timeout_ms",

@@ -60,10 +60,7 @@ impl ActorRef {
 
     /// Takes one pending-request slot if fewer than `max` are in use.
     pub(crate) fn acquire_pending(&self, max: usize) -> bool {
-        self.0
-            .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .is_ok()
+        self.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
     /// Gives a pending-request slot back.

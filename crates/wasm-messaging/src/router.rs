@@ -327,7 +327,7 @@ impl Router {
             sender: Some(letter.sender.clone()),
             target: Some(letter.target.to_string()),
             correlation_id: letter.correlation_id,
-            ..AuditRecord::now(AuditEvent::DeadLetter, letter.kind, letter.reason.clone())
+            ..AuditRecord::now(AuditEvent::DeadLetter, "dead-lettered", format!("{}: {}", letter.kind, letter.reason))
         });
         tracing::warn!(target = %letter.target, sender = %letter.sender, kind = letter.kind, reason = %letter.reason, "dead letter");
         let mut kept = self.dead_letters.lock();
@@ -343,11 +343,23 @@ impl Router {
         self.dead_letters.lock().iter().cloned().collect()
     }
 
-    /// Writes a lifecycle record (start, crash, restart, stop) for `component`.
+    /// Writes a lifecycle record (start, crash, restart, stop) about
+    /// `component`: the component is the record's `target`, the supervising
+    /// host its `sender`, and the outcome `started`, `crashed`, `restarted`
+    /// or `stopped`.
     pub fn audit_lifecycle(&self, event: AuditEvent, component: &ComponentId, reason: impl Into<String>) {
+        let outcome = match event {
+            AuditEvent::Start => "started",
+            AuditEvent::Crash => "crashed",
+            AuditEvent::Restart => "restarted",
+            AuditEvent::Stop => "stopped",
+            AuditEvent::Refused => "refused",
+            AuditEvent::DeadLetter => "dead-lettered",
+        };
         self.audit.record(AuditRecord {
-            sender: Some(component.clone()),
-            ..AuditRecord::now(event, event.as_str(), reason)
+            sender: Some(ComponentId::host()),
+            target: Some(component.to_string()),
+            ..AuditRecord::now(event, outcome, reason)
         });
     }
 
@@ -599,4 +611,3 @@ impl fmt::Debug for Router {
         f.debug_struct("Router").field("registry", &self.registry).field("stats", &self.stats()).finish()
     }
 }
-

@@ -24,7 +24,11 @@ use crate::tracker::CorrelationTrackerImpl;
 /// `err(timeout)` to the requester's callback). Deadlines are in ms on the
 /// tracker's clock; the driver sleeps on tokio's timer for the difference,
 /// so with [`crate::MonotonicClock`] it fires within tokio's 1 ms timer
-/// resolution of the deadline.
+/// resolution of the deadline. Moving a [`crate::ManualClock`] does not wake
+/// the driver: it notices when its tokio sleep ends, which under tokio's
+/// paused time (`start_paused`) is as soon as the runtime is idle; that is
+/// the deterministic test setup. Do not combine `MonotonicClock` with paused
+/// time (tokio's clock then no longer follows it).
 ///
 /// The driver installs its own waker on `tracker`
 /// ([`CorrelationTrackerImpl::set_waker`]), so build the tracker with
@@ -211,7 +215,8 @@ mod tests {
         let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, _request| {
             let _ = tx.send(id);
         });
-        // The driver plans for an hour from now, then must be woken.
+        // Once the driver has planned for the hour-long deadline, only the
+        // waker can get it to the short one in time.
         let long = tracker.register(a.clone(), b.clone(), 3_600_000);
         let short = tracker.register(a, b, 10);
         let delivered = timeout(PATIENCE, rx.recv()).await.expect("woken for the earlier deadline");

@@ -24,11 +24,27 @@ pub const WIT: &str = include_str!("../../../wit/world.wit");
 /// does not match the world (a missing export, a wrong signature), with the
 /// encoder's reason.
 pub fn componentize_wat(origin: &str, wat_text: &str) -> Result<Vec<u8>, RuntimeError> {
+    componentize_wat_with_wit(origin, wat_text, WIT, "component")
+}
+
+/// As [`componentize_wat`], against world `world` of the WIT package
+/// `wit_text` instead of ours: for building components that deliberately do
+/// not fit the `airssys:wasm` world (tests of the host's checks), or for
+/// other worlds.
+///
+/// # Errors
+/// As [`componentize_wat`], and when the WIT text or world is invalid.
+pub fn componentize_wat_with_wit(
+    origin: &str,
+    wat_text: &str,
+    wit_text: &str,
+    world: &str,
+) -> Result<Vec<u8>, RuntimeError> {
     let fail = |reason: String| RuntimeError::Componentize { origin: origin.to_owned(), reason };
     let mut module = wat::parse_str(wat_text).map_err(|e| fail(e.to_string()))?;
     let mut resolve = Resolve::new();
-    let package = resolve.push_source("world.wit", WIT).map_err(|e| fail(format!("{e:#}")))?;
-    let world = resolve.select_world(&[package], Some("component")).map_err(|e| fail(format!("{e:#}")))?;
+    let package = resolve.push_source("world.wit", wit_text).map_err(|e| fail(format!("{e:#}")))?;
+    let world = resolve.select_world(&[package], Some(world)).map_err(|e| fail(format!("{e:#}")))?;
     wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8, false)
         .map_err(|e| fail(format!("{e:#}")))?;
     ComponentEncoder::default()

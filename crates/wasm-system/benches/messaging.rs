@@ -1,1 +1,246 @@
-fn main() {}
+//! End-to-end messaging between real guests, each beside a baseline measured
+//! in the same run, so ratios are reported and not only absolute times:
+//!
+//! - `baseline/wasmtime_handle_message_64b`: one raw guest call (no router).
+//! - `baseline/tokio_mpsc_round_trip`: a message to another task and back.
+//! - `fire_and_forget/guest_to_guest_throughput`: a guest sends 64-byte
+//!   messages to another guest (batches of 10,000); time per message.
+//! - `fire_and_forget/guest_to_guest_hop`: the ping-pong example's rally,
+//!   each hop a guest `send-message` to the other guest; time per hop
+//!   (criterion's median of samples is the p50 per-hop latency).
+//! - `request_response/host_round_trip`: the host's `request` to an echo
+//!   guest until the response future resolves.
+//! - `request_response/guest_to_guest_round_trip`: a guest's `send-request`
+//!   to an echo guest until the requester's `handle-callback` ran, plus the
+//!   host command that triggers it (an upper bound).
+//!
+//! Run: `cargo bench -p wasm-system --bench messaging`.
+#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use wasm_core::{ComponentId, ComponentManifest, Limits, MessageRouter};
+use wasm_runtime::{EngineConfig, WasmEngine};
+use wasm_system::{System, SystemEvent};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn manifest(id: &str, extra: &str) -> ComponentManifest {
+    toml::from_str(&format!("[component]\nid = \"{id}\"\nwasm = \"x.wat\"\n{extra}")).expect("manifest")
+}
+
+fn payload64() -> Vec<u8> {
+    let mut payload = vec![0x55];
+    payload.resize(64, b'x');
+    payload
+}
+
+fn send_command(count: u32, target: &str) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'm'];
+    cmd.extend_from_slice(&count.to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(&payload64());
+    cmd
+}
+
+fn request_command(target: &str) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'r'];
+    cmd.extend_from_slice(&60_000u32.to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(&payload64());
+    cmd
+}
+
+fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(&str, &str, &str)]) -> System {
+    rt.block_on(async {
+        let mut builder = System::builder().engine(Arc::clone(engine));
+        for (id, file, extra) in components {
+            builder = builder.component(manifest(id, extra), root().join(file));
+        }
+        builder.start().await.expect("system starts")
+    })
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let engine = Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine"));
+    let echo_wat = "tests/fixtures/echo.wat";
+    let requester_wat = "tests/fixtures/requester.wat";
+    let pinger_wat = "examples/ping-pong/pinger.wat";
+
+    let mut baseline = c.benchmark_group("baseline");
+    {
+        let compiled = engine.load_file(&root().join(echo_wat)).expect("echo");
+        let system = start(&rt, &engine, &[]);
+        let router: Arc<dyn MessageRouter> = Arc::clone(system.router()) as _;
+        let mut instance = engine
+            .instantiate(&compiled, ComponentId::parse("echo").expect("id"), &Limits::default(), router)
+            .expect("instance");
+        let sender = ComponentId::host();
+        let payload = payload64();
+        baseline.bench_function("wasmtime_handle_message_64b", |b| {
+            b.iter(|| black_box(instance.handle_message(&sender, black_box(&payload), None)));
+        });
+        rt.block_on(system.shutdown(BOUND));
+    }
+    baseline.bench_function("tokio_mpsc_round_trip", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+                let (to_main, mut main_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+                let echo = tokio::spawn(async move {
+                    while let Some(m) = echo_rx.recv().await {
+                        if to_main.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let driver = tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        to_echo.send(payload64()).await.expect("send");
+                        black_box(main_rx.recv().await.expect("recv"));
+                    }
+                    start.elapsed()
+                });
+                let elapsed = driver.await.expect("driver");
+                echo.abort();
+                elapsed
+            })
+        });
+    });
+    baseline.finish();
+
+    let mut fire = c.benchmark_group("fire_and_forget");
+    {
+        let system = start(
+            &rt,
+            &engine,
+            &[
+                ("requester", requester_wat, "[capabilities]\nsend = [\"sink\"]"),
+                ("sink", echo_wat, "[mailbox]\ncapacity = 16384"),
+            ],
+        );
+        fire.throughput(Throughput::Elements(1));
+        fire.bench_function("guest_to_guest_throughput", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    let mut left = iters;
+                    while left > 0 {
+                        let batch = left.min(10_000);
+                        let ask = system
+                            .request("requester", send_command(u32::try_from(batch).expect("batch"), "sink"), 60_000)
+                            .expect("command");
+                        ask.response().await.expect("all sent");
+                        assert!(system.wait_quiescent(BOUND).await);
+                        left -= batch;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        rt.block_on(system.shutdown(BOUND));
+    }
+    {
+        let ping = manifest("ping", "[capabilities]\nsend = [\"pong\"]");
+        let pong = manifest("pong", "[capabilities]\nsend = [\"ping\"]");
+        let system = rt.block_on(async {
+            System::builder()
+                .engine(Arc::clone(&engine))
+                .component(ping, root().join(pinger_wat))
+                .component(pong, root().join(pinger_wat))
+                .start()
+                .await
+                .expect("system")
+        });
+        // One injected message starts a rally of 1,001 guest-to-guest hops.
+        const HOPS_PER_RALLY: u64 = 1_001;
+        fire.bench_function("guest_to_guest_hop", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let rallies = iters.div_ceil(HOPS_PER_RALLY);
+                    let start = Instant::now();
+                    for _ in 0..rallies {
+                        system.send("ping", b"\x55pong".to_vec()).expect("start rally");
+                        assert!(system.wait_quiescent(BOUND).await);
+                    }
+                    let elapsed = start.elapsed();
+                    elapsed.mul_f64(iters as f64 / (rallies * HOPS_PER_RALLY) as f64)
+                })
+            });
+        });
+        rt.block_on(system.shutdown(BOUND));
+    }
+    fire.finish();
+
+    let mut reqs = c.benchmark_group("request_response");
+    {
+        let system = start(&rt, &engine, &[("echo", echo_wat, "")]);
+        reqs.bench_function("host_round_trip", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let ask = system.request("echo", payload64(), 60_000).expect("request");
+                        black_box(ask.response().await.expect("response"));
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        rt.block_on(system.shutdown(BOUND));
+    }
+    {
+        let system = start(
+            &rt,
+            &engine,
+            &[
+                ("requester", requester_wat, "[capabilities]\nsend = [\"echo\"]\nrequest = true"),
+                ("echo", echo_wat, ""),
+            ],
+        );
+        let mut events = system.subscribe();
+        reqs.bench_function("guest_to_guest_round_trip", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let ask = system.request("requester", request_command("echo"), 60_000).expect("command");
+                        ask.response().await.expect("send-request accepted");
+                        loop {
+                            let event = events.recv().await.expect("events");
+                            if let SystemEvent::Callback { component, .. } = &event
+                                && component.as_str() == "requester"
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        drop(events);
+        rt.block_on(system.shutdown(BOUND));
+    }
+    reqs.finish();
+}
+
+criterion_group! {
+    name = messaging;
+    config = Criterion::default().measurement_time(Duration::from_secs(4)).sample_size(30);
+    targets = benches
+}
+criterion_main!(messaging);

@@ -152,8 +152,7 @@ impl Actor {
             Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id)),
             Envelope::Callback { id, .. } => (self.me.id().clone(), Some(*id)),
         };
-        let letter =
-            DeadLetter { target: self.me.id().clone(), sender, kind: envelope.kind(), correlation_id, reason };
+        let letter = DeadLetter { target: self.me.id().clone(), sender, kind: envelope.kind(), correlation_id, reason };
         if self.shared.events.active() {
             self.shared.events.emit(SystemEvent::DeadLettered(letter.clone()));
         }
@@ -225,4 +224,3 @@ impl Actor {
         }
     }
 }
-

@@ -46,10 +46,8 @@ impl AuditLog {
         let (tx, rx) = sync_channel(AUDIT_QUEUE_RECORDS);
         let written = Arc::new(AtomicU64::new(0));
         let count = Arc::clone(&written);
-        let thread = std::thread::Builder::new()
-            .name("audit-log".into())
-            .spawn(move || write_all(rx, out, &count))
-            .ok();
+        let thread =
+            std::thread::Builder::new().name("audit-log".into()).spawn(move || write_all(rx, out, &count)).ok();
         Self { tx, closed: AtomicBool::new(false), written, dropped: AtomicU64::new(0), thread: Mutex::new(thread) }
     }
 

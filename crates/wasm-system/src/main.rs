@@ -105,13 +105,14 @@ fn run(
 ) -> anyhow::Result<()> {
     let app = load_app(app_file)?;
     let audit = match audit_file {
-        Some(path) => Some(Arc::new(
-            AuditLog::create(path).with_context(|| format!("creating audit log {}", path.display()))?,
-        )),
+        Some(path) => {
+            Some(Arc::new(AuditLog::create(path).with_context(|| format!("creating audit log {}", path.display()))?))
+        }
         None => None,
     };
     let runtime = runtime()?;
-    let (stats, lifecycle, drained, elapsed) = runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
+    let (stats, lifecycle, drained, elapsed) =
+        runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
     let (written, dropped) = match &audit {
         Some(log) => {
             log.close().context("writing the audit log")?;
@@ -182,12 +183,13 @@ fn print_summary(
     audit_written: Option<u64>,
     audit_dropped: u64,
 ) {
-    let name = if app.manifest.app.name.is_empty() { app.file.display().to_string() } else { app.manifest.app.name.clone() };
+    let name =
+        if app.manifest.app.name.is_empty() { app.file.display().to_string() } else { app.manifest.app.name.clone() };
     let r = &stats.requests;
     println!("== {name}: {} components, {:.3}s ==", app.components.len(), elapsed.as_secs_f64());
     println!(
-        "messages   sent {:>8}  handled {:>8}  dead-lettered {:>6}",
-        stats.messages_accepted, stats.handled, stats.dead_lettered
+        "messages   sent {:>8}  requests sent {:>6}  handled {:>8} (both)  dead-lettered {:>6}",
+        stats.messages_accepted, stats.requests_accepted, stats.handled, stats.dead_lettered
     );
     println!(
         "requests   sent {:>8}  completed {:>6}  timed out {:>4}  cancelled {:>4}  failed {:>4}  dropped {:>4}  orphaned {:>4}  pending {}",
@@ -242,7 +244,7 @@ fn check(manifest: &Path) -> anyhow::Result<()> {
             ),
             Err(error) => {
                 failed += 1;
-                println!("error {}: {error}", component.manifest.component.id);
+                eprintln!("error {}: {error}", component.manifest.component.id);
             }
         }
     }

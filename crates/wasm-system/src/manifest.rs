@@ -32,8 +32,7 @@ pub struct LoadedApp {
 }
 
 fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T, ManifestError> {
-    let text =
-        std::fs::read_to_string(file).map_err(|source| ManifestError::Read { file: file.to_owned(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|source| ManifestError::Read { file: file.to_owned(), source })?;
     toml::from_str(&text).map_err(|e| ManifestError::Parse { file: file.to_owned(), detail: e.to_string() })
 }
 
@@ -74,10 +73,7 @@ pub fn load_app(file: &Path) -> Result<LoadedApp, ManifestError> {
             return Err(invalid(format!("inject[{i}]"), "give exactly one of `text` and `bytes`".into()));
         }
         if !components.iter().any(|c| c.manifest.component.id == injection.to) {
-            return Err(invalid(
-                format!("inject[{i}].to"),
-                format!("no component `{}` in this app", injection.to),
-            ));
+            return Err(invalid(format!("inject[{i}].to"), format!("no component `{}` in this app", injection.to)));
         }
     }
     Ok(LoadedApp { file: file.to_owned(), manifest, components })

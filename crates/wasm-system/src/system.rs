@@ -14,8 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
-    ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin,
-    RequestError,
+    ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin, RequestError,
 };
 use wasm_messaging::{
     AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats, Settled,
@@ -201,7 +200,7 @@ impl System {
             compiled,
             instance: Some(instance),
             limits: manifest.limits.clone(),
-            intensity: RestartIntensity::new(manifest.restart.clone()),
+            intensity: RestartIntensity::new(manifest.restart),
             shared: Arc::clone(&self.shared),
             stop,
         };
@@ -376,19 +375,25 @@ type Outcome = Result<Vec<u8>, RequestError>;
 /// Waiting host requests, and outcomes that arrived before their waiter.
 #[derive(Default)]
 struct HostReplies {
-    inner: Mutex<(HashMap<CorrelationKey, oneshot::Sender<Outcome>>, HashMap<CorrelationKey, Outcome>)>,
+    inner: Mutex<Replies>,
+}
+
+#[derive(Default)]
+struct Replies {
+    waiting: HashMap<CorrelationKey, oneshot::Sender<Outcome>>,
+    early: HashMap<CorrelationKey, Outcome>,
 }
 
 impl HostReplies {
     fn wait(&self, key: CorrelationKey) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.inner.lock();
-        match inner.1.remove(&key) {
+        match inner.early.remove(&key) {
             Some(outcome) => {
                 let _ = tx.send(outcome);
             }
             None => {
-                inner.0.insert(key, tx);
+                inner.waiting.insert(key, tx);
             }
         }
         rx
@@ -396,12 +401,12 @@ impl HostReplies {
 
     fn resolve(&self, key: CorrelationKey, outcome: Outcome) {
         let mut inner = self.inner.lock();
-        match inner.0.remove(&key) {
+        match inner.waiting.remove(&key) {
             Some(tx) => {
                 let _ = tx.send(outcome);
             }
             None => {
-                inner.1.insert(key, outcome);
+                inner.early.insert(key, outcome);
             }
         }
     }

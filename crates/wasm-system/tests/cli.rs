@@ -1,0 +1,270 @@
+//! The `wasm-system` binary, driven as a user drives it: `run` on the
+//! examples of `examples/` (checking the printed summary and the audit log)
+//! and `check` on good and broken manifests (checking that the error names
+//! the file, the key or the export at fault).
+//!
+//! Every command runs with the workspace root as its working directory, so
+//! paths look like the ones in the examples' READMEs. Temporary files go to a
+//! fresh directory under [`std::env::temp_dir`], removed when the test passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// The workspace root (two levels above this crate).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `wasm-system args...` in the workspace root and waits for it.
+fn wasm_system(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .expect("running the wasm-system binary")
+}
+
+/// Stdout and stderr of a finished command, for assertions and messages.
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Runs `wasm-system args...`, requires exit status 0 and returns stdout.
+fn succeed(args: &[&str]) -> String {
+    let output = wasm_system(args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "wasm-system {args:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Runs `wasm-system args...`, requires a non-zero exit status and returns
+/// stdout and stderr.
+fn fail(args: &[&str]) -> (String, String) {
+    let output = wasm_system(args);
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "wasm-system {args:?} succeeded\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_ne!(output.status.code(), None, "wasm-system {args:?} was killed by a signal\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// A fresh, empty directory for one test's files.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("wasm-system-cli-{test}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+        Self(dir)
+    }
+
+    /// Writes `contents` to `name` in the directory and returns its path.
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Keep the files of a failed test for inspection.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A path as a `&str` argument (temporary paths are UTF-8 on every CI host).
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// The summary line that starts with `label` (`messages`, `requests`, ...).
+fn summary_line<'a>(summary: &'a str, label: &str) -> &'a str {
+    summary
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in the summary:\n{summary}"))
+}
+
+/// The number after the words `name` in a summary line: `count(line,
+/// "timed out")` reads `... timed out    1 ...`.
+fn count(line: &str, name: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let name: Vec<&str> = name.split_whitespace().collect();
+    let at = words
+        .windows(name.len())
+        .position(|window| window == name.as_slice())
+        .unwrap_or_else(|| panic!("no `{}` in summary line {line:?}", name.join(" ")));
+    let value = words.get(at + name.len()).unwrap_or_else(|| panic!("no value after `{}` in {line:?}", name.join(" ")));
+    value.parse().unwrap_or_else(|e| panic!("`{}` is {value:?} in {line:?}: {e}", name.join(" ")))
+}
+
+/// Asserts the summary's last verdict: every message and request accounted
+/// for, and the run reached quiescence.
+fn assert_balanced(summary: &str) {
+    let line = summary_line(summary, "accounting");
+    assert_eq!(line.trim(), "accounting balanced", "summary:\n{summary}");
+}
+
+const REQUEST_REPLY: &str = "examples/request-reply/app.toml";
+const PING_PONG: &str = "examples/ping-pong/app.toml";
+
+// ---------------------------------------------------------------------------
+// run
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cli_run_request_reply_summary_shows_completed_timed_out_and_cancelled() {
+    let summary = succeed(&["run", REQUEST_REPLY]);
+    let requests = summary_line(&summary, "requests");
+    assert_eq!(count(requests, "sent"), 3, "summary:\n{summary}");
+    assert!(count(requests, "completed") >= 1, "summary:\n{summary}");
+    assert_eq!(count(requests, "timed out"), 1, "summary:\n{summary}");
+    assert_eq!(count(requests, "cancelled"), 1, "summary:\n{summary}");
+    assert_eq!(count(requests, "pending"), 0, "summary:\n{summary}");
+    // Every request gets exactly one callback.
+    let callbacks = summary_line(&summary, "callbacks");
+    assert_eq!(count(callbacks, "delivered"), 3, "summary:\n{summary}");
+    assert_eq!(count(callbacks, "handled"), 3, "summary:\n{summary}");
+    // sleepy's endless loop: trapped by its time budget, dead-lettered,
+    // restarted by the supervisor.
+    let messages = summary_line(&summary, "messages");
+    assert_eq!(count(messages, "dead-lettered"), 1, "summary:\n{summary}");
+    let lifecycle = summary_line(&summary, "lifecycle");
+    assert_eq!(count(lifecycle, "crashes"), 1, "summary:\n{summary}");
+    assert_eq!(count(lifecycle, "restarts"), 1, "summary:\n{summary}");
+    assert_eq!(count(summary_line(&summary, "refused"), "refused"), 0, "summary:\n{summary}");
+    assert_balanced(&summary);
+}
+
+#[test]
+fn cli_run_ping_pong_handles_every_message() {
+    // 3 injected messages, each starting a rally of 1001 messages
+    // (1000, 999, ..., 0): 3 + 3 * 1001.
+    const EXPECTED: u64 = 3 + 3 * 1001;
+    let summary = succeed(&["run", PING_PONG]);
+    let messages = summary_line(&summary, "messages");
+    assert_eq!(count(messages, "sent"), EXPECTED, "summary:\n{summary}");
+    assert_eq!(count(messages, "handled"), EXPECTED, "summary:\n{summary}");
+    assert_eq!(count(messages, "dead-lettered"), 0, "summary:\n{summary}");
+    assert_eq!(count(summary_line(&summary, "requests"), "sent"), 0, "summary:\n{summary}");
+    assert_eq!(count(summary_line(&summary, "refused"), "refused"), 0, "summary:\n{summary}");
+    let lifecycle = summary_line(&summary, "lifecycle");
+    assert_eq!(count(lifecycle, "crashes"), 0, "summary:\n{summary}");
+    assert_balanced(&summary);
+}
+
+#[test]
+fn cli_run_writes_the_audit_log() {
+    let dir = TempDir::new("audit");
+    let log = dir.path("audit.jsonl");
+    let summary = succeed(&["run", REQUEST_REPLY, "--audit-log", arg(&log)]);
+    assert_balanced(&summary);
+    let text = std::fs::read_to_string(&log).expect("reading the audit log");
+    let records: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("audit line {line:?} is not JSON: {e}")))
+        .collect();
+    assert!(!records.is_empty(), "empty audit log");
+    for record in &records {
+        let object = record.as_object().unwrap_or_else(|| panic!("audit record {record} is not an object"));
+        for key in ["time", "event", "sender", "target", "correlation_id", "outcome", "reason"] {
+            assert!(object.contains_key(key), "audit record {record} lacks `{key}`");
+        }
+    }
+    assert_eq!(
+        count(summary_line(&summary, "audit"), "written"),
+        u64::try_from(records.len()).expect("a record count"),
+        "summary:\n{summary}\naudit log:\n{text}"
+    );
+    // A lifecycle record names its component as sender or target.
+    let events_of = |event: &str, component: &str| {
+        records.iter().filter(|r| r["event"] == event && (r["sender"] == component || r["target"] == component)).count()
+    };
+    for component in ["client", "service", "sleepy"] {
+        assert_eq!(events_of("start", component), 1, "`start` of {component}, audit log:\n{text}");
+    }
+    assert_eq!(events_of("crash", "sleepy"), 1, "audit log:\n{text}");
+    assert_eq!(events_of("restart", "sleepy"), 1, "audit log:\n{text}");
+}
+
+// ---------------------------------------------------------------------------
+// check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cli_check_accepts_the_examples() {
+    let stdout = succeed(&["check", REQUEST_REPLY]);
+    for component in ["client", "service", "sleepy"] {
+        assert!(stdout.contains(&format!("ok    {component} ")), "stdout:\n{stdout}");
+    }
+    let stdout = succeed(&["check", PING_PONG]);
+    for component in ["ping", "pong"] {
+        assert!(stdout.contains(&format!("ok    {component} ")), "stdout:\n{stdout}");
+    }
+}
+
+#[test]
+fn cli_check_names_a_typo_in_a_manifest() {
+    let dir = TempDir::new("typo");
+    let manifest =
+        dir.write("typo.toml", "[component]\nid = \"typo\"\nwasm = \"echo.wat\"\n\n[mailbox]\ncapacty = 5\n");
+    let (_, stderr) = fail(&["check", arg(&manifest)]);
+    assert!(stderr.contains(arg(&manifest)), "stderr does not name the file:\n{stderr}");
+    assert!(stderr.contains("capacty"), "stderr does not name the key:\n{stderr}");
+}
+
+#[test]
+fn cli_check_names_an_unknown_codec() {
+    let dir = TempDir::new("codec");
+    let manifest =
+        dir.write("codec.toml", "[component]\nid = \"codec\"\nwasm = \"echo.wat\"\n\n[codecs]\naccept = [\"jsonn\"]\n");
+    let (_, stderr) = fail(&["check", arg(&manifest)]);
+    assert!(stderr.contains(arg(&manifest)), "stderr does not name the file:\n{stderr}");
+    assert!(stderr.contains("codecs.accept"), "stderr does not name the key:\n{stderr}");
+    assert!(stderr.contains("jsonn"), "stderr does not name the codec:\n{stderr}");
+}
+
+#[test]
+fn cli_check_names_a_missing_handle_callback() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let read = |name: &str| {
+        let path = fixtures.join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    };
+    let component = wasm_runtime::componentize_wat_with_wit(
+        "no_callback.wat",
+        &read("no_callback.wat"),
+        &read("no_callback.wit"),
+        "component",
+    )
+    .expect("componentizing no_callback.wat against no_callback.wit");
+    let dir = TempDir::new("no-callback");
+    dir.write("no_callback.wasm", component);
+    let manifest = dir.write("no_callback.toml", "[component]\nid = \"no-callback\"\nwasm = \"no_callback.wasm\"\n");
+    let (stdout, stderr) = fail(&["check", arg(&manifest)]);
+    assert!(
+        stdout.contains("handle-callback") || stderr.contains("handle-callback"),
+        "the output does not name the missing export\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains("error no-callback:"), "stderr does not name the component:\n{stderr}");
+}
