@@ -1,5 +1,6 @@
 //! Capabilities: which targets a component may message (SPEC section 3).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -21,7 +22,10 @@ use crate::id::ComponentId;
 /// ```
 #[derive(Clone, Default)]
 pub struct Capabilities {
-    targets: GlobSet,
+    /// Patterns without glob syntax: an exact-match set, the common case.
+    exact: HashSet<String>,
+    /// Patterns with glob syntax (`*`, `?`, `[`, `{`).
+    globs: GlobSet,
     patterns: Vec<String>,
     may_request: bool,
 }
@@ -39,6 +43,7 @@ impl Capabilities {
         S: AsRef<str>,
     {
         let mut builder = GlobSetBuilder::new();
+        let mut exact = HashSet::new();
         let mut kept = Vec::new();
         for pattern in patterns {
             let pattern = pattern.as_ref();
@@ -46,19 +51,29 @@ impl Capabilities {
                 pattern: pattern.to_owned(),
                 reason: e.kind().to_string(),
             })?;
-            builder.add(glob);
+            if pattern.contains(['*', '?', '[', '{', '\\']) {
+                builder.add(glob);
+            } else {
+                exact.insert(pattern.to_owned());
+            }
             kept.push(pattern.to_owned());
         }
-        let targets = builder
+        let globs = builder
             .build()
             .map_err(|e| CapabilityError::BadPattern { pattern: kept.join(", "), reason: e.to_string() })?;
-        Ok(Self { targets, patterns: kept, may_request })
+        Ok(Self { exact, globs, patterns: kept, may_request })
     }
 
     /// True when a message to `target` is granted.
     #[must_use]
     pub fn allows(&self, target: &ComponentId) -> bool {
-        !self.patterns.is_empty() && self.targets.is_match(target.as_str())
+        self.allows_str(target.as_str())
+    }
+
+    /// As [`Capabilities::allows`], for a target that is not (yet) a validated id.
+    #[must_use]
+    pub fn allows_str(&self, target: &str) -> bool {
+        self.exact.contains(target) || (!self.globs.is_empty() && self.globs.is_match(target))
     }
 
     /// True when the component may send requests (to targets it may message).
@@ -77,5 +92,29 @@ impl Capabilities {
 impl fmt::Debug for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Capabilities").field("send", &self.patterns).field("may_request", &self.may_request).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_ids_and_globs_both_grant_and_nothing_else_does() {
+        let caps = Capabilities::new(["ledger", "billing-*", "node-?", "{a,b}.svc"], false).expect("valid");
+        for granted in ["ledger", "billing-eu", "billing-", "node-1", "a.svc", "b.svc"] {
+            assert!(caps.allows_str(granted), "{granted}");
+        }
+        for denied in ["ledger2", "xledger", "billing", "node-12", "c.svc", "payroll", ""] {
+            assert!(!caps.allows_str(denied), "{denied}");
+        }
+        assert!(!caps.may_request());
+        assert!(!Capabilities::default().allows_str("ledger"));
+    }
+
+    #[test]
+    fn a_bad_glob_is_named() {
+        let error = Capabilities::new(["ok", "bad-[z"], true).expect_err("unclosed class");
+        assert!(matches!(error, CapabilityError::BadPattern { ref pattern, .. } if pattern == "bad-[z"), "{error}");
     }
 }

@@ -30,8 +30,9 @@ fn policy_step(c: &mut Criterion) {
     let _guard = rt.enter();
     let (router, _host_inbox) = Router::start(Arc::new(NoAudit));
     let sink = manifest("[component]\nid = \"sink\"\nwasm = \"x\"\n[codecs]\naccept = [\"raw\", \"json\"]");
-    let (sink_ref, mut inbox) =
-        router.register(sink.component.id.clone(), Policy::from_manifest(&sink).expect("policy"), 1 << 17).expect("sink");
+    let (sink_ref, mut inbox) = router
+        .register(sink.component.id.clone(), Policy::from_manifest(&sink).expect("policy"), 1 << 17)
+        .expect("sink");
     let sender_manifest = |extra: &str| {
         manifest(&format!(
             "[component]\nid = \"sender\"\nwasm = \"x\"\n[capabilities]\nsend = [\"billing-*\", \"sink\"]\n{extra}"

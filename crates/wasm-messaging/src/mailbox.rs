@@ -22,7 +22,8 @@ pub struct Mailbox {
     messages: mpsc::Sender<Envelope>,
     callbacks: mpsc::UnboundedSender<Envelope>,
     capacity: usize,
-    queued: Arc<AtomicU64>,
+    /// Callbacks queued (the bounded queue's length comes from tokio).
+    callbacks_queued: Arc<AtomicU64>,
 }
 
 /// The receiving side, owned by the component's actor; it outlives instance
@@ -30,13 +31,12 @@ pub struct Mailbox {
 pub struct MailboxReceiver {
     messages: mpsc::Receiver<Envelope>,
     callbacks: mpsc::UnboundedReceiver<Envelope>,
-    queued: Arc<AtomicU64>,
+    callbacks_queued: Arc<AtomicU64>,
 }
 
 /// A reservation of one slot in a mailbox's bounded queue.
 pub struct MailboxPermit<'a> {
     permit: mpsc::Permit<'a, Envelope>,
-    queued: &'a AtomicU64,
 }
 
 /// Creates a mailbox for `id` holding at most `capacity` messages and
@@ -46,10 +46,10 @@ pub fn mailbox(id: ComponentId, capacity: usize) -> (Mailbox, MailboxReceiver) {
     let capacity = if capacity == 0 { DEFAULT_MAILBOX_CAPACITY } else { capacity };
     let (tx, rx) = mpsc::channel(capacity);
     let (cb_tx, cb_rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicU64::new(0));
+    let callbacks_queued = Arc::new(AtomicU64::new(0));
     (
-        Mailbox { id, messages: tx, callbacks: cb_tx, capacity, queued: Arc::clone(&queued) },
-        MailboxReceiver { messages: rx, callbacks: cb_rx, queued },
+        Mailbox { id, messages: tx, callbacks: cb_tx, capacity, callbacks_queued: Arc::clone(&callbacks_queued) },
+        MailboxReceiver { messages: rx, callbacks: cb_rx, callbacks_queued },
     )
 }
 
@@ -64,9 +64,7 @@ impl Mailbox {
         self.messages.try_send(envelope).map_err(|e| match e {
             mpsc::error::TrySendError::Full(env) => MailboxError::Full(env),
             mpsc::error::TrySendError::Closed(env) => MailboxError::Closed(env),
-        })?;
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        })
     }
 
     /// Reserves one slot in the bounded queue, so a request can be registered
@@ -76,7 +74,7 @@ impl Mailbox {
     /// [`MailboxError::Full`] or [`MailboxError::Closed`] (with `()`).
     pub fn try_reserve(&self) -> Result<MailboxPermit<'_>, MailboxError<()>> {
         match self.messages.try_reserve() {
-            Ok(permit) => Ok(MailboxPermit { permit, queued: &self.queued }),
+            Ok(permit) => Ok(MailboxPermit { permit }),
             Err(mpsc::error::TrySendError::Full(())) => Err(MailboxError::Full(())),
             Err(mpsc::error::TrySendError::Closed(())) => Err(MailboxError::Closed(())),
         }
@@ -87,9 +85,11 @@ impl Mailbox {
     /// # Errors
     /// [`MailboxError::Closed`] with the envelope when the actor is gone.
     pub fn send_callback(&self, envelope: Envelope) -> Result<(), MailboxError<Envelope>> {
-        self.callbacks.send(envelope).map_err(|e| MailboxError::Closed(e.0))?;
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.callbacks_queued.fetch_add(1, Ordering::Relaxed);
+        self.callbacks.send(envelope).map_err(|e| {
+            self.callbacks_queued.fetch_sub(1, Ordering::Relaxed);
+            MailboxError::Closed(e.0)
+        })
     }
 
     /// The owner's id.
@@ -104,10 +104,12 @@ impl Mailbox {
         self.capacity
     }
 
-    /// Envelopes queued and not yet taken by the actor (both queues).
+    /// Envelopes queued and not yet taken by the actor (both queues; slots
+    /// reserved by a [`MailboxPermit`] count as queued).
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+        let messages = self.messages.max_capacity() - self.messages.capacity();
+        messages as u64 + self.callbacks_queued.load(Ordering::Relaxed)
     }
 
     /// True when nothing is queued.
@@ -127,7 +129,6 @@ impl MailboxPermit<'_> {
     /// Queues `envelope` in the reserved slot.
     pub fn send(self, envelope: Envelope) {
         self.permit.send(envelope);
-        self.queued.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -139,27 +140,27 @@ impl MailboxReceiver {
     /// Cancel-safe: if the future is dropped before it completes, no
     /// envelope is lost (it relies on tokio's cancel-safe `recv`).
     pub async fn recv(&mut self) -> Option<Envelope> {
-        let envelope = tokio::select! {
+        tokio::select! {
             biased;
-            Some(env) = self.callbacks.recv() => Some(env),
+            Some(env) = self.callbacks.recv() => Some(self.took_callback(env)),
             env = self.messages.recv() => match env {
                 Some(env) => Some(env),
-                None => self.callbacks.recv().await,
+                None => self.callbacks.recv().await.map(|env| self.took_callback(env)),
             },
-        };
-        if envelope.is_some() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    fn took_callback(&self, envelope: Envelope) -> Envelope {
+        self.callbacks_queued.fetch_sub(1, Ordering::Relaxed);
         envelope
     }
 
     /// Takes an envelope if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
-        let envelope = self.callbacks.try_recv().ok().or_else(|| self.messages.try_recv().ok());
-        if envelope.is_some() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        match self.callbacks.try_recv() {
+            Ok(env) => Some(self.took_callback(env)),
+            Err(_) => self.messages.try_recv().ok(),
         }
-        envelope
     }
 
     /// Closes the mailbox: later sends fail with `Closed`; queued envelopes
@@ -182,7 +183,9 @@ impl fmt::Debug for Mailbox {
 
 impl fmt::Debug for MailboxReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailboxReceiver").field("queued", &self.queued.load(Ordering::Relaxed)).finish()
+        f.debug_struct("MailboxReceiver")
+            .field("callbacks_queued", &self.callbacks_queued.load(Ordering::Relaxed))
+            .finish()
     }
 }
 

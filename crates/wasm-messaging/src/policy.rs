@@ -6,7 +6,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use wasm_core::{Capabilities, Codec, ComponentId, ComponentManifest, DEFAULT_MAX_MESSAGE_BYTES, RequestsSection};
+use wasm_core::{Capabilities, Codec, ComponentManifest, DEFAULT_MAX_MESSAGE_BYTES, RequestsSection};
 
 use crate::error::PolicyError;
 
@@ -130,10 +130,10 @@ impl Policy {
         }
     }
 
-    /// True when a message to `target` is granted.
+    /// True when a message to `target` (an id, validated or not) is granted.
     #[must_use]
-    pub fn may_send_to(&self, target: &ComponentId) -> bool {
-        self.unrestricted || self.capabilities.allows(target)
+    pub fn may_send_to(&self, target: &str) -> bool {
+        self.unrestricted || self.capabilities.allows_str(target)
     }
 
     /// True when requests are granted.

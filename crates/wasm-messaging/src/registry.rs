@@ -1,17 +1,20 @@
 //! Registered components: [`ActorRef`] and the [`MailboxRegistry`] keyed by
 //! [`ComponentId`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rustc_hash::FxHashMap;
 use wasm_core::{ComponentId, RequestOwner};
 
 use crate::error::RegistryError;
 use crate::mailbox::Mailbox;
 use crate::policy::Policy;
-use crate::sync::RwLock;
+use crate::sync::{RwLock, RwLockReadGuard};
+
+/// The registry's map, as seen through a read guard.
+pub(crate) type Actors = FxHashMap<ComponentId, ActorRef>;
 
 struct ActorCell {
     id: ComponentId,
@@ -91,11 +94,12 @@ impl fmt::Debug for ActorRef {
     }
 }
 
-/// Every registered component by id. Lookups take a read lock only; the
-/// write lock is taken when a component starts or stops.
+/// Every registered component by id (FxHash: the keys come from manifests,
+/// not from guests). Lookups take a read lock only; the write lock is taken
+/// when a component starts or stops.
 #[derive(Default)]
 pub struct MailboxRegistry {
-    actors: RwLock<HashMap<ComponentId, ActorRef>>,
+    actors: RwLock<Actors>,
 }
 
 impl MailboxRegistry {
@@ -131,6 +135,12 @@ impl MailboxRegistry {
     #[must_use]
     pub fn get(&self, id: &str) -> Option<ActorRef> {
         self.actors.read().get(id).cloned()
+    }
+
+    /// A read guard over the whole map, so a send can look up its sender and
+    /// its target without cloning either.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Actors> {
+        self.actors.read()
     }
 
     /// Ids of every registered component, sorted.

@@ -25,7 +25,7 @@ use crate::envelope::Envelope;
 use crate::error::{MailboxError, RegistryError};
 use crate::mailbox::{MailboxReceiver, mailbox};
 use crate::policy::Policy;
-use crate::registry::{ActorRef, MailboxRegistry};
+use crate::registry::{ActorRef, Actors, MailboxRegistry};
 use crate::sync::Mutex;
 use crate::timer::{TimerDriver, spawn_timer_driver};
 use crate::tracker::CorrelationTrackerImpl;
@@ -126,8 +126,18 @@ struct Counters {
     dead_lettered: AtomicU64,
     responses_refused: AtomicU64,
     refused: [AtomicU64; 9],
-    enqueued: AtomicU64,
     settled: AtomicU64,
+}
+
+impl Counters {
+    /// Envelopes put in mailboxes: accepted messages, requests and callbacks
+    /// (each counted before its envelope is queued, and taken back if the
+    /// queue refuses it, so `settled` can never run ahead).
+    fn enqueued(&self) -> u64 {
+        self.messages_accepted.load(Ordering::Acquire)
+            + self.requests_accepted.load(Ordering::Acquire)
+            + self.callbacks_queued.load(Ordering::Acquire)
+    }
 }
 
 /// The host's router: registry, tracker, policy step, audit. Implements
@@ -294,15 +304,10 @@ impl Router {
     ) {
         let owner = pending.owner;
         owner.release_pending();
-        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
-        match owner.mailbox().send_callback(Envelope::Callback { id, outcome, trace }) {
-            Ok(()) => {
-                self.counters.callbacks_queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
-                self.counters.enqueued.fetch_sub(1, Ordering::AcqRel);
-            }
+        self.counters.callbacks_queued.fetch_add(1, Ordering::AcqRel);
+        if owner.mailbox().send_callback(Envelope::Callback { id, outcome, trace }).is_err() {
+            self.counters.callbacks_queued.fetch_sub(1, Ordering::AcqRel);
+            self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -315,7 +320,7 @@ impl Router {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let settled = self.counters.settled.fetch_add(1, Ordering::AcqRel) + 1;
-        if settled == self.counters.enqueued.load(Ordering::Acquire) {
+        if settled == self.counters.enqueued() {
             self.quiet.notify_waiters();
         }
     }
@@ -378,7 +383,7 @@ impl Router {
             dead_lettered: load(&c.dead_lettered),
             responses_refused: load(&c.responses_refused),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
-            enqueued: load(&c.enqueued),
+            enqueued: c.enqueued(),
             settled: load(&c.settled),
             requests: self.tracker.stats(),
         }
@@ -388,7 +393,7 @@ impl Router {
     #[must_use]
     pub fn is_quiescent(&self) -> bool {
         let settled = self.counters.settled.load(Ordering::Acquire);
-        settled == self.counters.enqueued.load(Ordering::Acquire) && self.tracker.pending_len() == 0
+        settled == self.counters.enqueued() && self.tracker.pending_len() == 0
     }
 
     /// Waits until [`Router::is_quiescent`] or `bound` passes; returns
@@ -443,24 +448,17 @@ impl Router {
         error
     }
 
-    fn sender(&self, origin: Origin<'_>) -> Result<ActorRef, MessagingError> {
-        if origin.sender.is_host() {
-            return Ok(self.host.clone());
-        }
-        self.registry
-            .get(origin.sender.as_str())
-            .ok_or_else(|| MessagingError::DeliveryFailed(format!("sender {} is not running", origin.sender)))
-    }
-
     /// The checks shared by messages and requests, in SPEC order up to the
-    /// mailbox: returns the sender's and the target's handles.
-    fn check(
-        &self,
+    /// mailbox, under the registry's read guard: returns the sender's and the
+    /// target's handles, borrowed from the guard (no clone on the hot path).
+    fn check<'a>(
+        &'a self,
+        actors: &'a Actors,
         origin: Origin<'_>,
         target: &str,
         payload: &[u8],
         request: bool,
-    ) -> Result<(ActorRef, ActorRef, TraceContext), MessagingError> {
+    ) -> Result<(&'a ActorRef, &'a ActorRef, TraceContext), MessagingError> {
         if let Err(e) = ComponentId::validate(target) {
             return Err(MessagingError::InvalidMessage(format!("invalid target id: {e}")));
         }
@@ -469,7 +467,13 @@ impl Router {
                 "target `host` is reserved: the host answers through handle-message's return".into(),
             ));
         }
-        let sender = self.sender(origin)?;
+        let sender = if origin.sender.is_host() {
+            &self.host
+        } else {
+            actors
+                .get(origin.sender.as_str())
+                .ok_or_else(|| MessagingError::DeliveryFailed(format!("sender {} is not running", origin.sender)))?
+        };
         let max = sender.policy().max_message_bytes();
         if payload.len() > max {
             return Err(MessagingError::InvalidMessage(format!(
@@ -478,12 +482,7 @@ impl Router {
             )));
         }
         let (codec, _) = decode_prefix(payload)?;
-        let target_known = self.registry.get(target);
-        let granted = match &target_known {
-            Some(actor) => sender.policy().may_send_to(actor.id()),
-            None => ComponentId::parse(target).is_ok_and(|id| sender.policy().may_send_to(&id)),
-        };
-        if !granted {
+        if !sender.policy().may_send_to(target) {
             return Err(MessagingError::PermissionDenied(format!("{} may not message {target}", origin.sender)));
         }
         if request && !sender.policy().may_request() {
@@ -492,7 +491,7 @@ impl Router {
         if !sender.policy().admit() {
             return Err(MessagingError::RateLimited(format!("{} exceeded its message rate", origin.sender)));
         }
-        let Some(target_actor) = target_known else {
+        let Some(target_actor) = actors.get(target) else {
             return Err(match target.split_once('@') {
                 Some((_, node)) => MessagingError::TargetNotFound(format!("{target}: no route to node {node}")),
                 None => MessagingError::TargetNotFound(target.to_owned()),
@@ -511,18 +510,23 @@ impl Router {
 
 impl MessageRouter for Router {
     fn send_message(&self, origin: Origin<'_>, target: &str, message: Vec<u8>) -> Result<(), MessagingError> {
-        let (_, target_actor, trace) =
-            self.check(origin, target, &message, false).map_err(|e| self.refuse(origin, target, None, e))?;
-        let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace };
-        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
-        match target_actor.mailbox().try_send(envelope) {
-            Ok(()) => {
-                self.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+        let actors = self.registry.read();
+        let (_, target_actor, trace) = match self.check(&actors, origin, target, &message, false) {
+            Ok(checked) => checked,
+            Err(error) => {
+                drop(actors);
+                return Err(self.refuse(origin, target, None, error));
             }
+        };
+        let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace };
+        self.counters.messages_accepted.fetch_add(1, Ordering::AcqRel);
+        match target_actor.mailbox().try_send(envelope) {
+            Ok(()) => Ok(()),
             Err(e) => {
-                self.counters.enqueued.fetch_sub(1, Ordering::AcqRel);
-                Err(self.refuse(origin, target, None, mailbox_error(&e, target)))
+                self.counters.messages_accepted.fetch_sub(1, Ordering::AcqRel);
+                let error = mailbox_error(&e, target);
+                drop(actors);
+                Err(self.refuse(origin, target, None, error))
             }
         }
     }
@@ -534,33 +538,35 @@ impl MessageRouter for Router {
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<CorrelationId, MessagingError> {
-        let (sender, target_actor, trace) =
-            self.check(origin, target, &request, true).map_err(|e| self.refuse(origin, target, None, e))?;
-        let quotas = sender.policy().requests();
-        let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
-        if timeout_ms > quotas.max_timeout_ms {
-            let error = MessagingError::InvalidMessage(format!(
-                "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
-                quotas.max_timeout_ms
-            ));
-            return Err(self.refuse(origin, target, None, error));
-        }
-        let permit = target_actor
-            .mailbox()
-            .try_reserve()
-            .map_err(|e| self.refuse(origin, target, None, mailbox_error(&e, target)))?;
-        if !sender.acquire_pending(quotas.max_pending) {
-            let error = MessagingError::TooManyPending(format!(
-                "{} already has {} pending requests (quota {})",
-                origin.sender,
-                sender.pending_requests(),
-                quotas.max_pending
-            ));
-            return Err(self.refuse(origin, target, None, error));
-        }
-        let id = self.tracker.register(sender, target_actor.id().clone(), timeout_ms);
-        self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
-        self.counters.requests_accepted.fetch_add(1, Ordering::Relaxed);
+        let actors = self.registry.read();
+        let checked = self.check(&actors, origin, target, &request, true).and_then(|(sender, target_actor, trace)| {
+            let quotas = sender.policy().requests();
+            let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
+            if timeout_ms > quotas.max_timeout_ms {
+                return Err(MessagingError::InvalidMessage(format!(
+                    "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
+                    quotas.max_timeout_ms
+                )));
+            }
+            let permit = target_actor.mailbox().try_reserve().map_err(|e| mailbox_error(&e, target))?;
+            if !sender.acquire_pending(quotas.max_pending) {
+                return Err(MessagingError::TooManyPending(format!(
+                    "{} already has {} pending requests (quota {})",
+                    origin.sender,
+                    sender.pending_requests(),
+                    quotas.max_pending
+                )));
+            }
+            Ok((sender, target_actor, trace, timeout_ms, permit))
+        });
+        // Refusals are audited with the read guard still held: audit sinks
+        // only queue, and the guard blocks nothing but registration.
+        let (sender, target_actor, trace, timeout_ms, permit) = match checked {
+            Ok(checked) => checked,
+            Err(error) => return Err(self.refuse(origin, target, None, error)),
+        };
+        let id = self.tracker.register(sender.clone(), target_actor.id().clone(), timeout_ms);
+        self.counters.requests_accepted.fetch_add(1, Ordering::AcqRel);
         permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
         Ok(id)
     }

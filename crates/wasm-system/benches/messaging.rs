@@ -62,6 +62,21 @@ fn request_command(target: &str) -> Vec<u8> {
     cmd
 }
 
+/// Runs a measured loop inside a spawned task: waking the bench thread from
+/// a worker (`block_on`) costs tens of microseconds here and would swamp the
+/// numbers, so hot paths stay between tasks.
+fn in_task<F>(rt: &Runtime, measure: F) -> Duration
+where
+    F: std::future::Future<Output = Duration> + Send + 'static,
+{
+    rt.block_on(async { tokio::spawn(measure).await.expect("measuring task") })
+}
+
+fn shutdown(rt: &Runtime, system: Arc<System>) {
+    let system = Arc::into_inner(system).expect("no other owner");
+    rt.block_on(system.shutdown(BOUND));
+}
+
 fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(&str, &str, &str)]) -> System {
     rt.block_on(async {
         let mut builder = System::builder().engine(Arc::clone(engine));
@@ -132,10 +147,12 @@ fn benches(c: &mut Criterion) {
                 ("sink", echo_wat, "[mailbox]\ncapacity = 16384"),
             ],
         );
+        let system = Arc::new(system);
         fire.throughput(Throughput::Elements(1));
         fire.bench_function("guest_to_guest_throughput", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let system = Arc::clone(&system);
+                in_task(&rt, async move {
                     let start = Instant::now();
                     let mut left = iters;
                     while left > 0 {
@@ -151,7 +168,7 @@ fn benches(c: &mut Criterion) {
                 })
             });
         });
-        rt.block_on(system.shutdown(BOUND));
+        shutdown(&rt, system);
     }
     {
         let ping = manifest("ping", "[capabilities]\nsend = [\"pong\"]");
@@ -165,11 +182,13 @@ fn benches(c: &mut Criterion) {
                 .await
                 .expect("system")
         });
+        let system = Arc::new(system);
         // One injected message starts a rally of 1,001 guest-to-guest hops.
         const HOPS_PER_RALLY: u64 = 1_001;
         fire.bench_function("guest_to_guest_hop", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let system = Arc::clone(&system);
+                in_task(&rt, async move {
                     let rallies = iters.div_ceil(HOPS_PER_RALLY);
                     let start = Instant::now();
                     for _ in 0..rallies {
@@ -181,16 +200,17 @@ fn benches(c: &mut Criterion) {
                 })
             });
         });
-        rt.block_on(system.shutdown(BOUND));
+        shutdown(&rt, system);
     }
     fire.finish();
 
     let mut reqs = c.benchmark_group("request_response");
     {
-        let system = start(&rt, &engine, &[("echo", echo_wat, "")]);
+        let system = Arc::new(start(&rt, &engine, &[("echo", echo_wat, "")]));
         reqs.bench_function("host_round_trip", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let system = Arc::clone(&system);
+                in_task(&rt, async move {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let ask = system.request("echo", payload64(), 60_000).expect("request");
@@ -200,7 +220,7 @@ fn benches(c: &mut Criterion) {
                 })
             });
         });
-        rt.block_on(system.shutdown(BOUND));
+        shutdown(&rt, system);
     }
     {
         let system = start(
@@ -211,10 +231,14 @@ fn benches(c: &mut Criterion) {
                 ("echo", echo_wat, ""),
             ],
         );
-        let mut events = system.subscribe();
+        let events = Arc::new(tokio::sync::Mutex::new(system.subscribe()));
+        let system = Arc::new(system);
         reqs.bench_function("guest_to_guest_round_trip", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
+                let system = Arc::clone(&system);
+                let events = Arc::clone(&events);
+                in_task(&rt, async move {
+                    let mut events = events.lock().await;
                     let start = Instant::now();
                     for _ in 0..iters {
                         let ask = system.request("requester", request_command("echo"), 60_000).expect("command");
@@ -233,7 +257,7 @@ fn benches(c: &mut Criterion) {
             });
         });
         drop(events);
-        rt.block_on(system.shutdown(BOUND));
+        shutdown(&rt, system);
     }
     reqs.finish();
 }
