@@ -66,26 +66,27 @@ pub fn raw(body: &[u8]) -> Vec<u8> {
     payload
 }
 
-/// Requester command `m`: send `payload` to `target` `count` times.
-#[must_use]
-pub fn cmd_send(count: u32, target: &str, payload: &[u8]) -> Vec<u8> {
-    let mut cmd = vec![0x55, b'm'];
-    cmd.extend_from_slice(&count.to_le_bytes());
+/// A requester command with a u32 argument: `op`, the argument (little
+/// endian), the target's length and bytes, then the payload.
+fn command(op: u8, argument: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut cmd = vec![0x55, op];
+    cmd.extend_from_slice(&argument.to_le_bytes());
     cmd.push(u8::try_from(target.len()).expect("short target"));
     cmd.extend_from_slice(target.as_bytes());
     cmd.extend_from_slice(payload);
     cmd
 }
 
+/// Requester command `m`: send `payload` to `target` `count` times.
+#[must_use]
+pub fn cmd_send(count: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    command(b'm', count, target, payload)
+}
+
 /// Requester command `r`: one request to `target` with `timeout_ms`.
 #[must_use]
 pub fn cmd_request(timeout_ms: u32, target: &str, payload: &[u8]) -> Vec<u8> {
-    let mut cmd = vec![0x55, b'r'];
-    cmd.extend_from_slice(&timeout_ms.to_le_bytes());
-    cmd.push(u8::try_from(target.len()).expect("short target"));
-    cmd.extend_from_slice(target.as_bytes());
-    cmd.extend_from_slice(payload);
-    cmd
+    command(b'r', timeout_ms, target, payload)
 }
 
 /// Requester command `c`: cancel request `id`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
-use wasm_core::{ComponentId, Limits, RequestError};
+use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError};
 use wasm_messaging::{ActorRef, AuditEvent, DeadLetter, Envelope, MailboxReceiver, Router, Settled};
 use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngine};
 
@@ -77,15 +77,7 @@ impl Actor {
                 let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
                 match result {
                     Ok(result) => {
-                        if self.shared.events.active() {
-                            self.shared.events.emit(SystemEvent::Handled {
-                                component: self.me.id().clone(),
-                                sender: sender.clone(),
-                                request_id: None,
-                                payload: payload.clone(),
-                                result,
-                            });
-                        }
+                        self.emit_handled(sender, None, payload, || result);
                         router.settle(Settled::Handled);
                         None
                     }
@@ -96,15 +88,7 @@ impl Actor {
                 let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
                 match result {
                     Ok(result) => {
-                        if self.shared.events.active() {
-                            self.shared.events.emit(SystemEvent::Handled {
-                                component: self.me.id().clone(),
-                                sender: sender.clone(),
-                                request_id: Some(id),
-                                payload: payload.clone(),
-                                result: result.clone(),
-                            });
-                        }
+                        self.emit_handled(sender, Some(id), payload, || result.clone());
                         router.respond(&self.me, &id, result, trace);
                         router.settle(Settled::Handled);
                         None
@@ -143,6 +127,26 @@ impl Actor {
                 self.dead_letter(&envelope, failure.to_string());
                 self.crashed(&failure).await
             }
+        }
+    }
+
+    /// Emits [`SystemEvent::Handled`] if anyone listens; `result` is only
+    /// evaluated then.
+    fn emit_handled(
+        &self,
+        sender: &ComponentId,
+        request_id: Option<CorrelationId>,
+        payload: &[u8],
+        result: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
+    ) {
+        if self.shared.events.active() {
+            self.shared.events.emit(SystemEvent::Handled {
+                component: self.me.id().clone(),
+                sender: sender.clone(),
+                request_id,
+                payload: payload.to_vec(),
+                result: result(),
+            });
         }
     }
 

@@ -133,3 +133,74 @@ impl std::fmt::Debug for AuditLog {
         f.debug_struct("AuditLog").field("written", &self.written()).field("dropped", &self.dropped()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Barrier};
+
+    use wasm_core::{ComponentId, CorrelationId};
+    use wasm_messaging::{AuditEvent, AuditRecord, AuditSink};
+
+    use super::*;
+
+    /// A writer that blocks its first write until the test opens the gate,
+    /// so the queue fills up behind it.
+    struct Gated {
+        gate: Arc<Barrier>,
+        opened: bool,
+        out: Arc<parking_lot::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.opened {
+                self.gate.wait();
+                self.opened = true;
+            }
+            self.out.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn refusal(n: usize) -> AuditRecord {
+        AuditRecord {
+            sender: Some(ComponentId::parse("flooder").expect("id")),
+            target: Some(format!("victim-{n}")),
+            correlation_id: Some(CorrelationId::generate()),
+            ..AuditRecord::now(AuditEvent::Refused, "rate-limited", "over the rate")
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_never_blocks() {
+        let gate = Arc::new(Barrier::new(2));
+        let out = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log =
+            AuditLog::to_writer(Box::new(Gated { gate: Arc::clone(&gate), opened: false, out: Arc::clone(&out) }));
+        let total = AUDIT_QUEUE_RECORDS + 500;
+        for n in 0..total {
+            log.record(refusal(n));
+        }
+        // The writer holds at most one record while blocked; the queue holds
+        // AUDIT_QUEUE_RECORDS; the rest were dropped at once, and counted.
+        assert!(log.dropped() >= 499, "dropped {}", log.dropped());
+        gate.wait();
+        log.close().expect("flushes");
+        let written = log.written();
+        assert_eq!(written + log.dropped(), total as u64, "every record written or counted as dropped");
+        let text = String::from_utf8(out.lock().clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() as u64, written);
+        let first: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON object per line");
+        for key in ["time", "event", "sender", "target", "correlation_id", "outcome", "reason"] {
+            assert!(first.get(key).is_some(), "missing {key}: {first}");
+        }
+        assert_eq!(first["event"], "refused");
+        assert_eq!(first["target"], "victim-0");
+        assert!(first["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "RFC 3339: {first}");
+    }
+}

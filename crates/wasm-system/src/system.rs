@@ -94,6 +94,10 @@ impl SystemBuilder {
     ///
     /// # Panics
     /// Outside a tokio runtime.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: components started before the future is dropped keep
+    /// running until the runtime stops (no `System` owns them to shut them down).
     pub async fn start(self) -> Result<System, SystemError> {
         let engine = match self.engine {
             Some(engine) => engine,
