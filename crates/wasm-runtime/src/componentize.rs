@@ -40,11 +40,31 @@ pub fn componentize_wat_with_wit(
     wit_text: &str,
     world: &str,
 ) -> Result<Vec<u8>, RuntimeError> {
+    componentize_wat_with_packages(origin, wat_text, &[wit_text], world)
+}
+
+/// As [`componentize_wat_with_wit`], with several WIT packages, each one
+/// file's text, given dependencies first; `world` is looked up in the last.
+/// For worlds that import other packages, such as WASI's `wasi:cli/stdout`.
+///
+/// # Errors
+/// As [`componentize_wat`], and when a package does not parse or refers to
+/// a package not given before it.
+pub fn componentize_wat_with_packages(
+    origin: &str,
+    wat_text: &str,
+    packages: &[&str],
+    world: &str,
+) -> Result<Vec<u8>, RuntimeError> {
     let fail = |reason: String| RuntimeError::Componentize { origin: origin.to_owned(), reason };
     let mut module = wat::parse_str(wat_text).map_err(|e| fail(e.to_string()))?;
     let mut resolve = Resolve::new();
-    let package = resolve.push_source("world.wit", wit_text).map_err(|e| fail(format!("{e:#}")))?;
-    let world = resolve.select_world(&[package], Some(world)).map_err(|e| fail(format!("{e:#}")))?;
+    let mut main = None;
+    for (i, text) in packages.iter().enumerate() {
+        main = Some(resolve.push_source(&format!("package-{i}.wit"), text).map_err(|e| fail(format!("{e:#}")))?);
+    }
+    let main = main.ok_or_else(|| fail("no WIT package given".into()))?;
+    let world = resolve.select_world(&[main], Some(world)).map_err(|e| fail(format!("{e:#}")))?;
     wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8, false)
         .map_err(|e| fail(format!("{e:#}")))?;
     ComponentEncoder::default()

@@ -27,6 +27,6 @@ mod error;
 mod guest_log;
 mod host;
 
-pub use componentize::{WIT, componentize_wat, componentize_wat_with_wit};
+pub use componentize::{WIT, componentize_wat, componentize_wat_with_packages, componentize_wat_with_wit};
 pub use engine::{CompiledComponent, ComponentInstance, EngineConfig, WasmEngine};
 pub use error::{GuestFailure, RuntimeError};
