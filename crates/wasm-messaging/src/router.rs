@@ -565,8 +565,10 @@ impl MessageRouter for Router {
             Ok(checked) => checked,
             Err(error) => return Err(self.refuse(origin, target, None, error)),
         };
-        let id = self.tracker.register(sender.clone(), target_actor.id().clone(), timeout_ms);
+        // Counted before it exists anywhere, so its callback (even a 1 ms
+        // timeout firing at once) can never settle ahead of it.
         self.counters.requests_accepted.fetch_add(1, Ordering::AcqRel);
+        let id = self.tracker.register(sender.clone(), target_actor.id().clone(), timeout_ms);
         permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
         Ok(id)
     }
