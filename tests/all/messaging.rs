@@ -17,7 +17,7 @@ async fn messaging_fire_and_forget_is_delivered_and_its_return_ignored() {
     assert_eq!(sent, Ok(raw(&1u32.to_le_bytes())));
     let (sender, payload, result) = h
         .wait_for("the message at rejecter", |e| match e {
-            SystemEvent::Handled { component, sender, request_id: None, payload, result }
+            SystemEvent::Handled { component, sender, request_id: None, payload, result, .. }
                 if component.as_str() == "rejecter" =>
             {
                 Some((sender.clone(), payload.clone(), result.clone()))

@@ -2,6 +2,7 @@
 //! (owner, non-owner, double, after response) and request cycles.
 
 use wasm_core::{ComponentError, RequestError};
+use wasm_system::SystemEvent;
 use wasm_tests::{Harness, cmd_cancel, code_of, raw, spin};
 
 const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
@@ -118,4 +119,37 @@ async fn requests_cycle_between_two_components_completes_without_deadlock() {
     h.settle().await;
     let stats = h.finish().await;
     assert_eq!(stats.requests.completed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_chain_across_components_is_one_trace() {
+    // host -> requester (command) -> echo (request) -> requester (callback):
+    // one W3C trace id throughout, each span the child of the one that sent
+    // the message it handles.
+    let mut h = Harness::start(&[("requester", "requester", REQUESTER), ("echo", "echo", "")]).await;
+    let id = h.request_via("requester", 10_000, "echo", &raw(b"traced")).await;
+    let handled_by = |who: &'static str| {
+        move |e: &SystemEvent| match e {
+            SystemEvent::Handled { component, trace, parent, .. } if component.as_str() == who => {
+                Some((*trace, *parent))
+            }
+            _ => None,
+        }
+    };
+    let (command, _) = h.wait_for("the command at requester", handled_by("requester")).await;
+    let (at_echo, echo_parent) = h.wait_for("the request at echo", handled_by("echo")).await;
+    let (callback, callback_parent) = h
+        .wait_for("the callback", |e| match e {
+            SystemEvent::Callback { request_id, trace, parent, .. } if *request_id == id => Some((*trace, *parent)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(at_echo.trace_id, command.trace_id, "the request continues the command's trace");
+    assert_eq!(echo_parent.span_id, command.span_id, "echo's span is the child of the requester's");
+    assert_ne!(at_echo.span_id, command.span_id);
+    assert_eq!(callback.trace_id, command.trace_id, "the callback is in the same trace");
+    assert_eq!(callback_parent.span_id, at_echo.span_id, "the callback's parent is echo's span");
+    assert!(wasm_core::TraceContext::parse(&callback.traceparent()).is_some(), "{}", callback.traceparent());
+    h.settle().await;
+    h.finish().await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
-use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError};
+use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError, TraceContext};
 use wasm_messaging::{ActorRef, AuditEvent, DeadLetter, Envelope, MailboxReceiver, Router, Settled};
 use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngine};
 
@@ -77,7 +77,7 @@ impl Actor {
                 let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
                 match result {
                     Ok(result) => {
-                        self.emit_handled(sender, None, payload, || result);
+                        self.emit_handled(sender, None, payload, (trace, parent), || result);
                         router.settle(Settled::Handled);
                         None
                     }
@@ -88,7 +88,7 @@ impl Actor {
                 let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
                 match result {
                     Ok(result) => {
-                        self.emit_handled(sender, Some(id), payload, || result.clone());
+                        self.emit_handled(sender, Some(id), payload, (trace, parent), || result.clone());
                         router.respond(&self.me, &id, result, trace);
                         router.settle(Settled::Handled);
                         None
@@ -109,6 +109,8 @@ impl Actor {
                                 request_id: id,
                                 outcome: outcome.clone(),
                                 result,
+                                trace,
+                                parent,
                             });
                         }
                         router.settle(Settled::CallbackHandled);
@@ -137,6 +139,7 @@ impl Actor {
         sender: &ComponentId,
         request_id: Option<CorrelationId>,
         payload: &[u8],
+        (trace, parent): (TraceContext, TraceContext),
         result: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
     ) {
         if self.shared.events.active() {
@@ -146,6 +149,8 @@ impl Actor {
                 request_id,
                 payload: payload.to_vec(),
                 result: result(),
+                trace,
+                parent,
             });
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use wasm_core::{ComponentError, ComponentId, CorrelationId, RequestError};
+use wasm_core::{ComponentError, ComponentId, CorrelationId, RequestError, TraceContext};
 use wasm_messaging::DeadLetter;
 
 /// Something that happened in the system.
@@ -25,6 +25,10 @@ pub enum SystemEvent {
         payload: Vec<u8>,
         /// What the handler returned (for a request: the response).
         result: Result<Vec<u8>, ComponentError>,
+        /// The handler's span: same trace id as the sender's, a new span id.
+        trace: TraceContext,
+        /// The sender's span, carried by the message (W3C `traceparent`).
+        parent: TraceContext,
     },
     /// A component's `handle-callback` ran for one of its requests.
     Callback {
@@ -36,6 +40,11 @@ pub enum SystemEvent {
         outcome: Result<Vec<u8>, RequestError>,
         /// What `handle-callback` returned.
         result: Result<(), ComponentError>,
+        /// The callback handler's span.
+        trace: TraceContext,
+        /// The span that produced the outcome (the responder's handler, the
+        /// canceller's; a new trace for a timeout).
+        parent: TraceContext,
     },
     /// A message, request or callback was dead-lettered.
     DeadLettered(DeadLetter),
