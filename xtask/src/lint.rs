@@ -360,7 +360,7 @@ mod tests {
     /// The real workspace follows its layer rules: plain `cargo test` runs the lint.
     #[test]
     fn workspace_follows_layer_rules() {
-        let metadata = metadata::load(crate::workspace_root()).expect("`cargo metadata` runs on this workspace");
+        let metadata = metadata::load(&crate::workspace_root()).expect("`cargo metadata` runs on this workspace");
         let violations = messages(&metadata);
         assert!(
             violations.is_empty(),

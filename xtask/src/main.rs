@@ -23,7 +23,7 @@ mod lint;
 mod loom;
 mod metadata;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 ///
 /// Fails when the subcommand fails, or when `args` name no subcommand.
 fn dispatch(args: &[String]) -> Result<()> {
-    let root = workspace_root();
+    let root = &workspace_root();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] | ["help" | "--help" | "-h"] => {
@@ -73,7 +73,12 @@ fn dispatch(args: &[String]) -> Result<()> {
     }
 }
 
-/// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one directory below the workspace root")
+/// The workspace root: the parent of this crate's directory. Read from
+/// `CARGO_MANIFEST_DIR` at run time (cargo sets it for `cargo run` and
+/// `cargo test`), so a binary reused from a shared target directory never
+/// points at another checkout; the compile-time value is the fallback.
+fn workspace_root() -> PathBuf {
+    let xtask_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    xtask_dir.parent().expect("xtask lives one directory below the workspace root").to_path_buf()
 }
