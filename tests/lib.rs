@@ -15,6 +15,13 @@ use wasm_messaging::{AuditEvent, AuditRecord, AuditSink, RouterStats};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
 
+/// Manifest snippet: may message anyone and send requests.
+pub const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
+
+/// Manifest snippet: enough fuel and time for long spins, so a request stays
+/// pending while a test acts on it.
+pub const PATIENT: &str = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000";
+
 /// How long any wait in a test may take before the test fails: generous,
 /// because tests wait on events, never on time.
 pub const BOUND: Duration = Duration::from_secs(20);

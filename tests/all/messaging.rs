@@ -2,7 +2,7 @@
 
 use wasm_core::MessagingError;
 use wasm_system::SystemEvent;
-use wasm_tests::{Harness, cmd_send, code_of, raw, spin};
+use wasm_tests::{Harness, PATIENT, cmd_send, code_of, raw, spin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messaging_fire_and_forget_is_delivered_and_its_return_ignored() {
@@ -79,7 +79,7 @@ async fn messaging_unknown_target_is_refused_with_target_not_found() {
 async fn messaging_full_mailbox_refuses_with_queue_full_and_loses_nothing() {
     let mut h = Harness::start(&[
         ("requester", "requester", "[capabilities]\nsend = [\"slow\"]"),
-        ("slow", "slow", "[mailbox]\ncapacity = 2\n[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000"),
+        ("slow", "slow", &format!("[mailbox]\ncapacity = 2\n{PATIENT}")),
     ])
     .await;
     // Keep `slow` busy on a long spin, then have the requester send 10 more:

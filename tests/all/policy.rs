@@ -8,9 +8,9 @@ use std::time::Duration;
 use wasm_core::{Codec, MessagePayload, MessagingError, RequestError};
 use wasm_messaging::AuditEvent;
 use wasm_system::SystemEvent;
-use wasm_tests::{BOUND, Harness, RecordingAudit, cmd_cancel, cmd_request, cmd_send, code_of, raw, spin};
-
-const PATIENT: &str = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000";
+use wasm_tests::{
+    BOUND, Harness, PATIENT, REQUESTER, RecordingAudit, cmd_cancel, cmd_request, cmd_send, code_of, raw, spin,
+};
 
 fn handled_by(events: &[SystemEvent], id: &str) -> usize {
     events.iter().filter(|e| matches!(e, SystemEvent::Handled { component, .. } if component.as_str() == id)).count()
@@ -116,7 +116,7 @@ async fn policy_bad_payloads_are_refused_with_invalid_message_and_nothing_is_que
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_malformed_responses_reach_the_requester_as_target_failed() {
     let mut h = Harness::start(&[
-        ("requester", "requester", "[capabilities]\nsend = [\"*\"]\nrequest = true"),
+        ("requester", "requester", REQUESTER),
         ("stripping", "stripping", ""),
         ("small", "echo", "[limits]\nmax_message_bytes = 16"),
         ("raw-only", "requester", "[capabilities]\nsend = [\"*\"]\nrequest = true\n[codecs]\naccept = [\"raw\"]"),

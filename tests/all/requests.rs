@@ -3,12 +3,8 @@
 
 use wasm_core::{ComponentError, RequestError};
 use wasm_system::SystemEvent;
-use wasm_tests::{Harness, cmd_cancel, code_of, raw, spin};
+use wasm_tests::{Harness, PATIENT, REQUESTER, cmd_cancel, code_of, raw, spin};
 
-const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
-/// Enough fuel and time for long spins: the tests below need a request that
-/// stays pending while they act on it.
-const PATIENT: &str = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 60000";
 /// Iterations that keep `slow` busy far longer than a few host round trips.
 const LONG_SPIN: u32 = 300_000_000;
 

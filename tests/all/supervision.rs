@@ -4,9 +4,7 @@
 
 use wasm_core::{MessagingError, RequestError};
 use wasm_system::SystemEvent;
-use wasm_tests::{Harness, raw, spin};
-
-const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
+use wasm_tests::{Harness, REQUESTER, raw, spin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervision_trap_mid_request_gives_target_failed_and_a_new_instance_handles_the_next() {
