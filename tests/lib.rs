@@ -1,19 +1,23 @@
 //! Test harness for the end-to-end suite: fixtures from `tests/fixtures`
-//! (`.wat` core modules componentized by the host at load), one shared
-//! engine with each fixture compiled once per test binary, and helpers to
-//! drive the `requester` fixture and wait on [`SystemEvent`]s.
+//! (`.wat` core modules componentized by the host at load) and Rust guests
+//! from `tests/guests` (built for `wasm32-wasip2` with cargo, as component
+//! authors build them), one shared engine with each component compiled once
+//! per test binary, a capture of the host log, and helpers to drive the
+//! `requester` fixture and wait on [`SystemEvent`]s.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::process::Command;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use wasm_core::{ComponentError, ComponentManifest, CorrelationId, RequestError};
 use wasm_messaging::{AuditEvent, AuditRecord, AuditSink, RouterStats};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
-use wasm_system::{System, SystemEvent};
+use wasm_system::{System, SystemBuilder, SystemEvent};
 
 /// Manifest snippet: may message anyone and send requests.
 pub const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
@@ -42,16 +46,149 @@ pub fn engine() -> Arc<WasmEngine> {
     Arc::clone(&ENGINE)
 }
 
-/// Fixture `name`, compiled once per test binary.
+/// Component `name`, compiled once per test binary: `rust:<package>` is the
+/// Rust guest of that package (see [`rust_guest`]), anything else the
+/// fixture `tests/fixtures/<name>.wat`.
 ///
 /// # Panics
-/// When the fixture does not load.
+/// When the component does not build or load.
 #[must_use]
 pub fn compiled(name: &str) -> CompiledComponent {
-    let mut cache = COMPILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = COMPILED.lock().unwrap_or_else(PoisonError::into_inner);
     cache
         .entry(name.to_owned())
-        .or_insert_with(|| ENGINE.load_file(&fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}")))
+        .or_insert_with(|| {
+            let path = match name.strip_prefix("rust:") {
+                Some(package) => rust_guest(package),
+                None => fixture(name),
+            };
+            ENGINE.load_file(&path).unwrap_or_else(|e| panic!("component {name}: {e}"))
+        })
+        .clone()
+}
+
+/// The Rust guests of `tests/guests`, built at most once per test binary.
+static RUST_GUESTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Path of the `wasm32-wasip2` component of Rust guest `package` (a crate in
+/// `tests/guests`, for example `guest-behaviour`), building every guest on
+/// first use with `cargo rustc --release --target wasm32-wasip2
+/// --crate-type cdylib` into `<target>/guests` (its own target dir, so it
+/// never waits on the build that runs the tests).
+///
+/// # Panics
+/// When the `wasm32-wasip2` target is missing and `rustup` cannot add it,
+/// or the guest does not build; the message says what to run.
+#[must_use]
+pub fn rust_guest(package: &str) -> PathBuf {
+    let dir = RUST_GUESTS.get_or_init(build_rust_guests).as_ref().unwrap_or_else(|e| panic!("{e}"));
+    dir.join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The packages in `tests/guests`, each built as a component.
+const RUST_GUEST_PACKAGES: &[&str] = &["guest-behaviour"];
+
+fn build_rust_guests() -> Result<PathBuf, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_dir = target_dir.join("guests");
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if !installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|t| t == "wasm32-wasip2")) {
+        let added = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+        if !added.is_ok_and(|status| status.success()) {
+            return Err("the Rust guests need the wasm32-wasip2 target: run `rustup target add wasm32-wasip2`".into());
+        }
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for package in RUST_GUEST_PACKAGES {
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args(["rustc", "--quiet", "--release", "--target", "wasm32-wasip2", "--crate-type", "cdylib", "-p"])
+            .arg(package)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .map_err(|e| format!("running cargo to build {package}: {e}"))?;
+        if !status.success() {
+            return Err(format!("building Rust guest {package} for wasm32-wasip2 failed ({status})"));
+        }
+    }
+    Ok(target_dir.join("wasm32-wasip2").join("release"))
+}
+
+/// The host log as text: every `tracing` event of the test binary, captured
+/// from the first call on (one global subscriber, at INFO and above).
+#[derive(Debug, Clone, Default)]
+pub struct LogCapture {
+    text: Arc<Mutex<Vec<u8>>>,
+    written: Arc<tokio::sync::Notify>,
+}
+
+impl LogCapture {
+    /// Everything logged so far.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// Lines logged so far that contain every one of `parts`.
+    #[must_use]
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        self.text().lines().filter(|line| parts.iter().all(|p| line.contains(p))).map(str::to_owned).collect()
+    }
+
+    /// Waits until a line containing every one of `parts` is logged and
+    /// returns it.
+    ///
+    /// # Panics
+    /// When none is within [`BOUND`].
+    pub async fn wait_for_line(&self, parts: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + BOUND;
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if let Some(line) = self.lines_with(parts).into_iter().next() {
+                return line;
+            }
+            if tokio::time::timeout_at(deadline, written).await.is_err() {
+                panic!("no log line with {parts:?} within {BOUND:?}");
+            }
+        }
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        self.written.notify_waiters();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The capture of this test binary's log, installed on first use.
+///
+/// # Panics
+/// When another global subscriber was installed first.
+#[must_use]
+pub fn host_log() -> LogCapture {
+    static CAPTURE: OnceLock<LogCapture> = OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = LogCapture::default();
+            let writer = capture.clone();
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .try_init()
+                .expect("the log capture is the only global subscriber");
+            capture
+        })
         .clone()
 }
 
@@ -167,11 +304,19 @@ impl Harness {
     ///
     /// # Panics
     /// When the system does not start.
-    pub async fn start_audited(components: &[(&str, &str, &str)], audit: Arc<RecordingAudit>) -> Self {
+    pub async fn start_audited(components: &[(&str, &str, &str)], audit: Arc<dyn AuditSink>) -> Self {
         let mut builder = System::builder().engine(engine()).audit(audit);
         for (id, name, extra) in components {
             builder = builder.compiled(manifest(id, name, extra), compiled(name));
         }
+        Self::from_builder(builder).await
+    }
+
+    /// Starts the system `builder` describes and subscribes to its events.
+    ///
+    /// # Panics
+    /// When the system does not start.
+    pub async fn from_builder(builder: SystemBuilder) -> Self {
         let system = builder.start().await.unwrap_or_else(|e| panic!("system starts: {e}"));
         let events = system.subscribe();
         Self { system, events, seen: Vec::new() }

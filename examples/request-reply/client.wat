@@ -10,8 +10,11 @@
 ;;           err(timeout): timed out. (Later the host's 1000 ms time budget
 ;;           traps sleepy; the request is dead-lettered, its late failure is
 ;;           dropped as orphaned, and the supervisor restarts sleepy.)
-;;       (c) send-request("service", 0x55 "cancel me", 5000 ms), then at once
-;;           cancel-request(its id): the callback gets err(cancelled).
+;;       (c) send-request("sleepy", 0x55 "hi", 5000 ms), then at once
+;;           cancel-request(its id): the callback gets err(cancelled). The
+;;           request waits in sleepy's mailbox behind (b), so the cancel
+;;           always comes first; the restarted sleepy answers it later and
+;;           that answer is dropped as orphaned.
 ;;       -> ok(0x55) when the host accepted all four calls; otherwise
 ;;          err(code = 1 + messaging-error case, message = the error's
 ;;          string) at the first refusal (queue-full has no string).
@@ -36,7 +39,7 @@
   (data (i32.const 72) "sleepy")                ;; 72, 6 bytes
   (data (i32.const 80) "\55hello")              ;; 80, 6 bytes
   (data (i32.const 88) "\55\ff\ff\ff\ff")       ;; 88, 5 bytes: slow.wat's loop forever
-  (data (i32.const 96) "\55cancel me")          ;; 96, 10 bytes
+  (data (i32.const 96) "\55hi")                 ;; 96, 3 bytes: short, so slow.wat echoes it
   (data (i32.const 112) "\55")                  ;; 112, 1 byte: the empty raw body
   (data (i32.const 116) "host")                 ;; 116, 4 bytes
 
@@ -128,8 +131,9 @@
     ;; (b) times out: sleepy never answers within 100 ms.
     (if (call $request (i32.const 72) (i32.const 6) (i32.const 88) (i32.const 5) (i64.const 100))
       (then (return (call $return_messaging_error))))
-    ;; (c) cancelled: cancel the request right after sending it.
-    (if (call $request (i32.const 64) (i32.const 7) (i32.const 96) (i32.const 10) (i64.const 5000))
+    ;; (c) cancelled: cancel the request right after sending it (it waits
+    ;; behind (b) in sleepy's mailbox, so no answer can come first).
+    (if (call $request (i32.const 72) (i32.const 6) (i32.const 96) (i32.const 3) (i64.const 5000))
       (then (return (call $return_messaging_error))))
     ;; The id string was placed on our heap by the host (via cabi_realloc);
     ;; pass it straight back. 36/40 are overwritten by the call's own result

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasm_core::{Codec, MessagePayload, MessagingError, RequestError};
-use wasm_messaging::AuditEvent;
+use wasm_messaging::{AuditEvent, AuditSink};
 use wasm_system::SystemEvent;
 use wasm_tests::{
     BOUND, Harness, PATIENT, REQUESTER, RecordingAudit, cmd_cancel, cmd_request, cmd_send, code_of, raw, spin,
@@ -25,7 +25,7 @@ async fn policy_capability_denial_is_refused_audited_and_never_delivered_while_a
             ("payroll", "echo", ""),
             ("billing-eu", "echo", ""),
         ],
-        Arc::clone(&audit),
+        Arc::clone(&audit) as Arc<dyn AuditSink>,
     )
     .await;
     let denied = h.command("requester", cmd_send(1, "payroll", &raw(b"pay"))).await.expect_err("no capability");
@@ -183,7 +183,7 @@ async fn policy_hostile_component_gets_typed_errors_and_the_system_keeps_serving
             ("good", "requester", "[capabilities]\nsend = [\"victim\", \"slow\"]\nrequest = true"),
             ("slow", "slow", PATIENT),
         ],
-        Arc::clone(&audit),
+        Arc::clone(&audit) as Arc<dyn AuditSink>,
     )
     .await;
     // Cancel someone else's request: not-owner, and it stays pending.

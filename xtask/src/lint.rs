@@ -94,6 +94,13 @@ const RULES: &[LayerRule] = &[
         banned: &[],
         dev_banned: &[],
     },
+    LayerRule {
+        krate: "guest-behaviour",
+        deps: &[],
+        dev_deps: &[],
+        banned: &[WASMTIME, Ban::Exact("tokio")],
+        dev_banned: &[WASMTIME, Ban::Exact("tokio")],
+    },
     LayerRule { krate: "xtask", deps: &[], dev_deps: &[], banned: &[], dev_banned: &[] },
 ];
 

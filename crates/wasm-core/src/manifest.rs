@@ -2,6 +2,9 @@
 //! serde; the composition root reads the files and reports errors with the
 //! file, key and problem). Unknown keys are refused so typos surface.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -64,6 +67,9 @@ pub struct ComponentManifest {
     /// Supervision after a crash.
     #[serde(default)]
     pub restart: RestartSection,
+    /// What WASI grants beyond output, clocks and random numbers (nothing by default).
+    #[serde(default)]
+    pub wasi: WasiSection,
 }
 
 /// `[component]`: identity and code.
@@ -185,6 +191,94 @@ pub struct RestartSection {
 impl Default for RestartSection {
     fn default() -> Self {
         Self { max_restarts: 10, within_ms: 10_000, backoff_ms: 0, max_backoff_ms: 1_000 }
+    }
+}
+
+/// `[wasi]`: what WASI preview 2 gives the guest beyond stdout and stderr
+/// (which go to the host log), clocks and random numbers. Nothing by
+/// default: no environment variables (none are inherited from the host), no
+/// directories, no network, no name lookups.
+///
+/// ```
+/// let m: wasm_core::ComponentManifest = toml::from_str(r#"
+///     [component]
+///     id = "reader"
+///     wasm = "reader.wasm"
+///     [wasi]
+///     env = { GREETING = "hello" }
+///     dirs = [{ host = "data", guest = "/data" }]
+///     network = ["127.0.0.1:8080", "127.0.0.1:*"]
+/// "#).unwrap();
+/// assert_eq!(m.wasi.env["GREETING"], "hello");
+/// assert!(!m.wasi.dirs[0].writable);
+/// assert!(m.wasi.network[1].allows("127.0.0.1:9000".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WasiSection {
+    /// Environment variables the guest sees, exactly these.
+    pub env: BTreeMap<String, String>,
+    /// Host directories the guest may open (WASI preopens).
+    pub dirs: Vec<DirGrant>,
+    /// Socket addresses the guest may connect to, bind or send to (TCP and
+    /// UDP). Name lookups stay denied: grant addresses, not names.
+    pub network: Vec<SocketGrant>,
+}
+
+/// One `[wasi] dirs` entry: a host directory preopened for the guest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// The host directory; relative paths are relative to the manifest's directory.
+    pub host: PathBuf,
+    /// Where the guest sees it (for example `/data`).
+    pub guest: String,
+    /// Whether the guest may create, write and remove files in it (default: read only).
+    #[serde(default)]
+    pub writable: bool,
+}
+
+/// One `[wasi] network` entry: `ip:port`, or `ip:*` for every port of one
+/// address (IPv6 as `[::1]:8080`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SocketGrant {
+    /// The address granted.
+    pub ip: IpAddr,
+    /// The port granted; `None` for every port.
+    pub port: Option<u16>,
+}
+
+impl SocketGrant {
+    /// Whether this grant covers `addr`.
+    #[must_use]
+    pub fn allows(&self, addr: SocketAddr) -> bool {
+        addr.ip() == self.ip && self.port.is_none_or(|port| port == addr.port())
+    }
+}
+
+impl TryFrom<String> for SocketGrant {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not `ip:port` or `ip:*` (a name is not an address)");
+        if let Some(ip) = text.strip_suffix(":*") {
+            let ip = ip.strip_prefix('[').and_then(|ip| ip.strip_suffix(']')).unwrap_or(ip);
+            return ip.parse().map(|ip| Self { ip, port: None }).map_err(|_| bad());
+        }
+        let addr: SocketAddr = text.parse().map_err(|_| bad())?;
+        Ok(Self { ip: addr.ip(), port: Some(addr.port()) })
+    }
+}
+
+impl fmt::Display for SocketGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (IpAddr::V4(ip), Some(port)) => write!(f, "{ip}:{port}"),
+            (IpAddr::V6(ip), Some(port)) => write!(f, "[{ip}]:{port}"),
+            (IpAddr::V4(ip), None) => write!(f, "{ip}:*"),
+            (IpAddr::V6(ip), None) => write!(f, "[{ip}]:*"),
+        }
     }
 }
 

@@ -1,56 +1,91 @@
 //! The wasmtime engine, compiled components and live instances.
+//!
+//! # Execution model
+//!
+//! Every guest call is asynchronous (`call_async` on a wasmtime fiber) and
+//! runs inside the calling tokio task, so guests never block the runtime's
+//! worker threads:
+//!
+//! - **Preemption by epochs.** One ticker thread increments the engine's
+//!   epoch every [`EngineConfig::epoch_tick_ms`]; at each tick a running
+//!   guest yields to the executor (`tokio::task::yield_now`, which lets the
+//!   worker run every other ready task and poll its timers first) and is
+//!   resumed later. A spinning guest therefore holds a worker for at most one
+//!   tick at a time, and other actors and the host's timers keep running.
+//! - **Blocking WASI is awaited, not blocked on.** WASI preview 2 is linked
+//!   with its async bindings: a guest's `sleep`, a socket wait or a flush
+//!   suspends the fiber and frees the worker.
+//! - **Budgets.** Fuel bounds a call's work deterministically (a trap at
+//!   zero). Wall-clock time is bounded by a tokio timer over the whole call
+//!   (including time asleep in WASI), armed only once the call first yields,
+//!   so a call that finishes within its first tick pays no timer; past the
+//!   budget the call is dropped (wasmtime unwinds the fiber) and fails with
+//!   [`GuestFailure::Timeout`]. A call may overrun by up to one tick.
+//!
+//! The price, measured in `benches/guest_call.rs` beside a synchronous call
+//! of the same guest: the fiber switch in and out of each call.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, RequestError, TraceContext};
+use wasm_core::{
+    ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, RequestError, SocketGrant, TraceContext,
+    WasiSection,
+};
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::airssys::wasm::types as wit;
 use crate::bindings::{Component as ComponentWorld, ComponentPre as ComponentWorldPre};
 use crate::componentize::componentize_wat;
 use crate::error::{GuestFailure, RuntimeError};
-use crate::guest_log::GuestLog;
+use crate::guest_log::{GuestLog, GuestLogLimits};
 use crate::host::HostState;
 
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineConfig {
-    /// Period of the epoch ticker that enforces per-call wall-clock budgets,
-    /// in ms (default 5). A call may overrun its budget by up to one tick.
+    /// Period of the epoch ticker, in ms (default 1, at least 1): the longest
+    /// a guest runs before it yields to other tasks, and how far a call may
+    /// overrun its wall-clock budget.
     pub epoch_tick_ms: u64,
+    /// How much guest stdout and stderr reaches the host log.
+    pub guest_log: GuestLogLimits,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { epoch_tick_ms: 5 }
+        Self { epoch_tick_ms: 1, guest_log: GuestLogLimits::default() }
     }
 }
 
 /// One wasmtime [`Engine`] with the host functions linked: compiles each
 /// component once ([`WasmEngine::load`]) and instantiates it per actor
-/// ([`WasmEngine::instantiate`]), one [`Store`] per instance.
+/// ([`WasmEngine::instantiate`]), one [`Store`] per instance. See the
+/// [module docs](self) for the execution model.
 ///
 /// Settings, chosen deliberately:
-/// - `concurrency_support(false)`: we run no component-model-async guests, and
-///   turning the concurrent runtime off halves the cost of a `handle-message`
-///   call (about 650 ns against 1,300-1,500 ns for a 64-byte payload,
-///   measured on wasmtime 48; see `benches/guest_call.rs`).
+/// - `concurrency_support(false)`: we run no component-model-async guests,
+///   and the concurrent runtime costs about twice as much per call.
 /// - fuel metering and epoch interruption both on: fuel bounds the work of a
-///   call deterministically, the epoch bounds its wall-clock time (a guest
-///   blocked in a host call still burns no fuel).
-/// - WASI preview 2 linked with nothing granted: no preopened directories, no
-///   network, no environment; stdout/stderr go to the host log.
+///   call deterministically; epochs make a running guest yield every tick.
+/// - WASI preview 2 (async bindings) linked with nothing granted but what
+///   the manifest's `[wasi]` section lists: no preopened directories, no
+///   network, no name lookups, no environment; stdout/stderr go to the host
+///   log; clocks and random numbers work.
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<HostState>,
     epoch_tick_ms: u64,
+    guest_log: GuestLogLimits,
     ticker: EpochTicker,
 }
 
@@ -58,20 +93,21 @@ impl WasmEngine {
     /// Builds the engine and starts its epoch ticker thread.
     ///
     /// # Errors
-    /// [`RuntimeError::Engine`] when wasmtime rejects the configuration or
-    /// the host functions cannot be linked.
+    /// [`RuntimeError::Engine`] when wasmtime rejects the configuration, the
+    /// host functions cannot be linked, or the ticker thread cannot start
+    /// (without it no guest would ever yield or time out).
     pub fn new(config: EngineConfig) -> Result<Self, RuntimeError> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let mut wasm_config = Config::new();
         wasm_config.wasm_component_model(true).concurrency_support(false).consume_fuel(true).epoch_interruption(true);
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         ComponentWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
-        let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms);
-        Ok(Self { engine, linker, epoch_tick_ms, ticker })
+        let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms)?;
+        Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker })
     }
 
     /// Compiles and type-checks a component against the world: every import
@@ -116,22 +152,32 @@ impl WasmEngine {
     }
 
     /// Instantiates `compiled` as component `id`, in a fresh [`Store`] with
-    /// `limits` (memory cap for the instance's life; fuel and time per call),
-    /// whose host calls go to `router` on behalf of `id`.
+    /// `limits` (memory cap for the instance's life; fuel and time per call,
+    /// and the same budget for instantiation itself) and the WASI grants of
+    /// `wasi`, whose host calls go to `router` on behalf of `id`.
     ///
     /// # Errors
-    /// [`RuntimeError::Instantiate`] when instantiation traps or exceeds the limits.
-    pub fn instantiate(
+    /// [`RuntimeError::Instantiate`] when a granted directory cannot be
+    /// opened, or instantiation traps, exceeds the limits or its time budget.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with its time driver, when instantiation runs
+    /// longer than one epoch tick.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future drops the half-made instance.
+    pub async fn instantiate(
         &self,
         compiled: &CompiledComponent,
         id: ComponentId,
         limits: &Limits,
+        wasi: &WasiSection,
         router: Arc<dyn MessageRouter>,
     ) -> Result<ComponentInstance, RuntimeError> {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(id.as_str(), false))
-            .stderr(GuestLog::new(id.as_str(), true))
-            .build();
+        let instantiate_error =
+            |e: wasmtime::Error| RuntimeError::Instantiate { id: id.to_string(), reason: format!("{e:#}") };
+        let log = GuestLog::new(id.as_str(), self.guest_log);
+        let wasi = wasi_context(&log, wasi).map_err(instantiate_error)?;
         let state = HostState {
             id: id.clone(),
             router,
@@ -142,18 +188,24 @@ impl WasmEngine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        let instantiate_error =
-            |e: wasmtime::Error| RuntimeError::Instantiate { id: id.to_string(), reason: format!("{e:#}") };
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))));
+        store.set_epoch_deadline(1);
         store.set_fuel(limits.fuel_per_call).map_err(instantiate_error)?;
-        let ticks = limits.time_per_call_ms.div_ceil(self.epoch_tick_ms).max(1) + 1;
-        store.set_epoch_deadline(ticks);
-        let world = compiled.pre.instantiate(&mut store).map_err(instantiate_error)?;
+        let budget = Duration::from_millis(limits.time_per_call_ms);
+        let world = within(budget, compiled.pre.instantiate_async(&mut store))
+            .await
+            .ok_or_else(|| RuntimeError::Instantiate {
+                id: id.to_string(),
+                reason: format!("time budget of {} ms exceeded", limits.time_per_call_ms),
+            })?
+            .map_err(instantiate_error)?;
+        log.flush_partial();
         Ok(ComponentInstance {
             store,
             world,
+            log,
             fuel_per_call: limits.fuel_per_call,
             time_per_call_ms: limits.time_per_call_ms,
-            ticks_per_call: ticks,
         })
     }
 
@@ -164,9 +216,56 @@ impl WasmEngine {
     }
 }
 
+/// The WASI context of one instance: output to `log`, clocks and random
+/// numbers, and exactly what `grants` lists.
+fn wasi_context(log: &Arc<GuestLog>, grants: &WasiSection) -> wasmtime::Result<WasiCtx> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(log.stream(false)).stderr(log.stream(true));
+    for (key, value) in &grants.env {
+        builder.env(key, value);
+    }
+    for dir in &grants.dirs {
+        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| wasmtime::Error::msg(format!("[wasi] dirs: cannot open {}: {e:#}", dir.host.display())))?;
+    }
+    if !grants.network.is_empty() {
+        let network: Arc<[SocketGrant]> = grants.network.clone().into();
+        // TCP and UDP are off unless granted (wasmtime-wasi's default); with
+        // a grant they are on and every address goes through this check.
+        builder.allow_tcp(true).allow_udp(true).socket_addr_check(move |addr, use_| {
+            // `connect` binds implicitly to the unspecified address first:
+            // that bind is no reach of its own, the connect is checked.
+            let implicit_bind = matches!(use_, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind)
+                && addr.ip().is_unspecified()
+                && addr.port() == 0;
+            let allowed = implicit_bind || network.iter().any(|grant| grant.allows(addr));
+            Box::pin(std::future::ready(allowed))
+        });
+    }
+    Ok(builder.build())
+}
+
+/// Runs `call` to its end, or until `budget` has passed since it first
+/// waited; `None` when the budget ran out (the call is dropped). The timer
+/// is created only if the call waits, so a call that finishes in its first
+/// poll reads no clock.
+async fn within<F: Future>(budget: Duration, call: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        output = call => Some(output),
+        () = async { tokio::time::sleep(budget).await } => None,
+    }
+}
+
 impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WasmEngine").field("epoch_tick_ms", &self.epoch_tick_ms).field("ticker", &self.ticker).finish()
+        f.debug_struct("WasmEngine")
+            .field("epoch_tick_ms", &self.epoch_tick_ms)
+            .field("guest_log", &self.guest_log)
+            .field("ticker", &self.ticker)
+            .finish()
     }
 }
 
@@ -197,9 +296,9 @@ impl fmt::Debug for CompiledComponent {
 pub struct ComponentInstance {
     store: Store<HostState>,
     world: ComponentWorld,
+    log: Arc<GuestLog>,
     fuel_per_call: u64,
     time_per_call_ms: u64,
-    ticks_per_call: u64,
 }
 
 impl ComponentInstance {
@@ -217,23 +316,35 @@ impl ComponentInstance {
     /// # Errors
     /// [`GuestFailure`] when the call trapped or exceeded a limit; the
     /// instance is then unusable.
-    pub fn handle_message(
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with its time driver, when the call runs
+    /// longer than one epoch tick or waits in WASI. A panic of a host
+    /// function during the call resumes here.
+    ///
+    /// # Cancel safety
+    /// Dropping the future mid-call abandons the call; the instance must
+    /// then be dropped, as after a [`GuestFailure`].
+    pub async fn handle_message(
         &mut self,
         sender: &ComponentId,
         message: &[u8],
         trace: Option<TraceContext>,
     ) -> Result<Result<Vec<u8>, ComponentError>, GuestFailure> {
         self.arm(trace)?;
-        let result = self.world.airssys_wasm_component_lifecycle().call_handle_message(
+        let budget = Duration::from_millis(self.time_per_call_ms);
+        let call = self.world.airssys_wasm_component_lifecycle().call_handle_message(
             &mut self.store,
             sender.as_string(),
             message,
         );
-        self.store.data_mut().trace = None;
+        let result = within(budget, call).await;
+        self.disarm();
         match result {
-            Ok(Ok(bytes)) => Ok(Ok(bytes)),
-            Ok(Err(e)) => Ok(Err(ComponentError { code: e.code, message: e.message })),
-            Err(e) => Err(self.classify(&e)),
+            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
+            Some(Ok(Ok(bytes))) => Ok(Ok(bytes)),
+            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
+            Some(Err(e)) => Err(self.classify(&e)),
         }
     }
 
@@ -242,7 +353,13 @@ impl ComponentInstance {
     ///
     /// # Errors
     /// As [`ComponentInstance::handle_message`].
-    pub fn handle_callback(
+    ///
+    /// # Panics
+    /// As [`ComponentInstance::handle_message`].
+    ///
+    /// # Cancel safety
+    /// As [`ComponentInstance::handle_message`].
+    pub async fn handle_callback(
         &mut self,
         request_id: &CorrelationId,
         outcome: &Result<Vec<u8>, RequestError>,
@@ -257,24 +374,32 @@ impl ComponentInstance {
                 Err(&wit_error)
             }
         };
-        let result = self.world.airssys_wasm_component_lifecycle().call_handle_callback(
+        let budget = Duration::from_millis(self.time_per_call_ms);
+        let call = self.world.airssys_wasm_component_lifecycle().call_handle_callback(
             &mut self.store,
             request_id.as_str(),
             outcome,
         );
-        self.store.data_mut().trace = None;
+        let result = within(budget, call).await;
+        self.disarm();
         match result {
-            Ok(Ok(())) => Ok(Ok(())),
-            Ok(Err(e)) => Ok(Err(ComponentError { code: e.code, message: e.message })),
-            Err(e) => Err(self.classify(&e)),
+            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
+            Some(Ok(Ok(()))) => Ok(Ok(())),
+            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
+            Some(Err(e)) => Err(self.classify(&e)),
         }
     }
 
     fn arm(&mut self, trace: Option<TraceContext>) -> Result<(), GuestFailure> {
         self.store.set_fuel(self.fuel_per_call).map_err(|e| GuestFailure::Trap(format!("{e:#}")))?;
-        self.store.set_epoch_deadline(self.ticks_per_call);
+        self.store.set_epoch_deadline(1);
         self.store.data_mut().trace = trace;
         Ok(())
+    }
+
+    fn disarm(&mut self) {
+        self.store.data_mut().trace = None;
+        self.log.flush_partial();
     }
 
     fn classify(&self, error: &wasmtime::Error) -> GuestFailure {
@@ -316,7 +441,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick_ms: u64) -> Self {
+    fn start(engine: Engine, tick_ms: u64) -> Result<Self, RuntimeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -327,8 +452,8 @@ impl EpochTicker {
                     engine.increment_epoch();
                 }
             })
-            .ok();
-        Self { stop, thread }
+            .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker thread: {e}")))?;
+        Ok(Self { stop, thread: Some(thread) })
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use wasm_core::{
     ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, MessagingError, Origin, RequestError,
+    WasiSection,
 };
 use wasm_runtime::{
     CompiledComponent, ComponentInstance, EngineConfig, GuestFailure, RuntimeError, WasmEngine, componentize_wat,
@@ -115,14 +116,17 @@ impl Fixture {
     }
 
     /// A fresh instance, running as the component id `name`.
-    fn instance(&self, limits: &Limits, router: Arc<RecordingRouter>) -> ComponentInstance {
+    async fn instance(&self, limits: &Limits, router: Arc<RecordingRouter>) -> ComponentInstance {
         let id = ComponentId::parse(self.name).expect("fixture name is a component id");
-        self.engine.instantiate(&self.compiled, id, limits, router).expect("fixture instantiates")
+        self.engine
+            .instantiate(&self.compiled, id, limits, &WasiSection::default(), router)
+            .await
+            .expect("fixture instantiates")
     }
 
     /// A fresh instance with default limits.
-    fn start(&self, router: Arc<RecordingRouter>) -> ComponentInstance {
-        self.instance(&Limits::default(), router)
+    async fn start(&self, router: Arc<RecordingRouter>) -> ComponentInstance {
+        self.instance(&Limits::default(), router).await
     }
 }
 
@@ -130,11 +134,11 @@ fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(format!("{name}.wat"))
 }
 
-fn from_host(
+async fn from_host(
     instance: &mut ComponentInstance,
     message: &[u8],
 ) -> Result<Result<Vec<u8>, ComponentError>, GuestFailure> {
-    instance.handle_message(&ComponentId::host(), message, None)
+    instance.handle_message(&ComponentId::host(), message, None).await
 }
 
 /// Asserts that `outcome` is `Ok(Ok(message))`; on failure it shows lengths,
@@ -191,13 +195,13 @@ fn every_callback_outcome() -> Vec<Result<Vec<u8>, RequestError>> {
 
 /// Delivers every callback outcome to a fresh instance of `name`, which must
 /// accept each with `ok`.
-fn assert_accepts_every_callback_outcome(name: &'static str) {
+async fn assert_accepts_every_callback_outcome(name: &'static str) {
     let fixture = Fixture::load(name);
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     for outcome in every_callback_outcome() {
         let id = CorrelationId::generate();
-        assert_eq!(instance.handle_callback(&id, &outcome, None), Ok(Ok(())), "{name}: callback {outcome:?}");
+        assert_eq!(instance.handle_callback(&id, &outcome, None).await, Ok(Ok(())), "{name}: callback {outcome:?}");
     }
     assert_eq!(router.calls(), Vec::new(), "{name} makes no host calls from handle-callback");
 }
@@ -206,82 +210,82 @@ fn assert_accepts_every_callback_outcome(name: &'static str) {
 // echo
 // ---------------------------------------------------------------------------
 
-#[test]
-fn echo_returns_message_unchanged() {
+#[tokio::test]
+async fn echo_returns_message_unchanged() {
     let fixture = Fixture::load("echo");
-    let mut instance = fixture.start(RecordingRouter::accepting());
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
     let large: Vec<u8> = std::iter::once(0x55).chain((0..200_000u32).map(|i| i.to_le_bytes()[0])).collect();
     for message in [b"\x55hi".to_vec(), Vec::new(), b"\x51\xa0".to_vec(), large] {
-        assert_echoed(from_host(&mut instance, &message), &message);
+        assert_echoed(from_host(&mut instance, &message).await, &message);
     }
 }
 
-#[test]
-fn echo_reuses_its_heap_across_calls() {
+#[tokio::test]
+async fn echo_reuses_its_heap_across_calls() {
     // 600 KiB fits a 1 MiB cap once; the post-return functions reset the bump
     // heap, so it fits every time.
     let fixture = Fixture::load("echo");
     let limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
-    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
     let message = vec![0x55; 600 << 10];
     for _ in 0..10 {
-        assert_echoed(from_host(&mut instance, &message), &message);
+        assert_echoed(from_host(&mut instance, &message).await, &message);
     }
 }
 
-#[test]
-fn echo_traps_when_message_exceeds_memory_cap() {
+#[tokio::test]
+async fn echo_traps_when_message_exceeds_memory_cap() {
     let fixture = Fixture::load("echo");
     let limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
-    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
     let message = vec![0x55; 2 << 20];
-    let outcome = from_host(&mut instance, &message);
+    let outcome = from_host(&mut instance, &message).await;
     assert!(matches!(outcome, Err(GuestFailure::Trap(_))), "{:?}", summary(&outcome));
 }
 
-#[test]
-fn echo_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("echo");
+#[tokio::test]
+async fn echo_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("echo").await;
 }
 
 // ---------------------------------------------------------------------------
 // rejecting
 // ---------------------------------------------------------------------------
 
-#[test]
-fn rejecting_returns_component_error() {
+#[tokio::test]
+async fn rejecting_returns_component_error() {
     let fixture = Fixture::load("rejecting");
-    let mut instance = fixture.start(RecordingRouter::accepting());
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
     for message in [&b"\x55hi"[..], b""] {
-        assert_eq!(from_host(&mut instance, message), Ok(Err(component_error(42, "rejected"))));
+        assert_eq!(from_host(&mut instance, message).await, Ok(Err(component_error(42, "rejected"))));
     }
 }
 
-#[test]
-fn rejecting_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("rejecting");
+#[tokio::test]
+async fn rejecting_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("rejecting").await;
 }
 
 // ---------------------------------------------------------------------------
 // trapping
 // ---------------------------------------------------------------------------
 
-#[test]
-fn trapping_traps_on_bang_and_fresh_instance_echoes() {
+#[tokio::test]
+async fn trapping_traps_on_bang_and_fresh_instance_echoes() {
     let fixture = Fixture::load("trapping");
-    let mut instance = fixture.start(RecordingRouter::accepting());
-    assert_eq!(from_host(&mut instance, b"\x55?"), Ok(Ok(b"\x55?".to_vec())));
-    let outcome = from_host(&mut instance, b"\x55!");
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    assert_eq!(from_host(&mut instance, b"\x55?").await, Ok(Ok(b"\x55?".to_vec())));
+    let outcome = from_host(&mut instance, b"\x55!").await;
     assert!(matches!(&outcome, Err(GuestFailure::Trap(reason)) if reason.contains("unreachable")), "{outcome:?}");
 
-    let mut fresh = fixture.start(RecordingRouter::accepting());
-    assert_eq!(from_host(&mut fresh, b"\x55hello"), Ok(Ok(b"\x55hello".to_vec())));
-    assert_eq!(from_host(&mut fresh, b"!"), Ok(Ok(b"!".to_vec())), "only byte 1 triggers the trap");
+    let mut fresh = fixture.start(RecordingRouter::accepting()).await;
+    assert_eq!(from_host(&mut fresh, b"\x55hello").await, Ok(Ok(b"\x55hello".to_vec())));
+    assert_eq!(from_host(&mut fresh, b"!").await, Ok(Ok(b"!".to_vec())), "only byte 1 triggers the trap");
 }
 
-#[test]
-fn trapping_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("trapping");
+#[tokio::test]
+async fn trapping_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("trapping").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -294,40 +298,40 @@ fn spin_command(iterations: u32) -> Vec<u8> {
     message
 }
 
-#[test]
-fn slow_returns_message_after_bounded_loop() {
+#[tokio::test]
+async fn slow_returns_message_after_bounded_loop() {
     let fixture = Fixture::load("slow");
-    let mut instance = fixture.start(RecordingRouter::accepting());
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
     let message = spin_command(10_000);
-    assert_eq!(from_host(&mut instance, &message), Ok(Ok(message.clone())));
-    assert_eq!(from_host(&mut instance, b"\x55ab"), Ok(Ok(b"\x55ab".to_vec())), "short messages are echoed");
+    assert_eq!(from_host(&mut instance, &message).await, Ok(Ok(message.clone())));
+    assert_eq!(from_host(&mut instance, b"\x55ab").await, Ok(Ok(b"\x55ab".to_vec())), "short messages are echoed");
 }
 
-#[test]
-fn slow_runs_out_of_fuel() {
+#[tokio::test]
+async fn slow_runs_out_of_fuel() {
     let fixture = Fixture::load("slow");
     let limits = Limits { fuel_per_call: 1_000_000, ..Limits::default() };
     for iterations in [u32::MAX, 10_000_000] {
-        let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
+        let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
         assert_eq!(
-            from_host(&mut instance, &spin_command(iterations)),
+            from_host(&mut instance, &spin_command(iterations)).await,
             Err(GuestFailure::OutOfFuel { budget: 1_000_000 }),
             "{iterations} iterations"
         );
     }
 }
 
-#[test]
-fn slow_times_out_when_looping_forever() {
+#[tokio::test]
+async fn slow_times_out_when_looping_forever() {
     let fixture = Fixture::load("slow");
     let limits = Limits { fuel_per_call: u64::MAX, time_per_call_ms: 50, ..Limits::default() };
-    let mut instance = fixture.instance(&limits, RecordingRouter::accepting());
-    assert_eq!(from_host(&mut instance, &spin_command(u32::MAX)), Err(GuestFailure::Timeout { budget_ms: 50 }));
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
+    assert_eq!(from_host(&mut instance, &spin_command(u32::MAX)).await, Err(GuestFailure::Timeout { budget_ms: 50 }));
 }
 
-#[test]
-fn slow_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("slow");
+#[tokio::test]
+async fn slow_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("slow").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -368,13 +372,13 @@ fn message_call(target: &str, message: &[u8]) -> Call {
     Call::Message { sender: "requester".into(), target: target.into(), message: message.to_vec() }
 }
 
-#[test]
-fn requester_send_message_numbers_each_send() {
+#[tokio::test]
+async fn requester_send_message_numbers_each_send() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let command = send_messages_command(3, "sink", b"\x55\xff\xff\xff\xffbody");
-    assert_eq!(from_host(&mut instance, &command), Ok(Ok(sent_count(3))));
+    assert_eq!(from_host(&mut instance, &command).await, Ok(Ok(sent_count(3))));
     assert_eq!(
         router.calls(),
         vec![
@@ -385,55 +389,55 @@ fn requester_send_message_numbers_each_send() {
     );
 }
 
-#[test]
-fn requester_send_message_leaves_short_payloads_alone() {
+#[tokio::test]
+async fn requester_send_message_leaves_short_payloads_alone() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let command = send_messages_command(2, "peer@node-b", b"\x55abc");
-    assert_eq!(from_host(&mut instance, &command), Ok(Ok(sent_count(2))));
+    assert_eq!(from_host(&mut instance, &command).await, Ok(Ok(sent_count(2))));
     assert_eq!(router.calls(), vec![message_call("peer@node-b", b"\x55abc"), message_call("peer@node-b", b"\x55abc")]);
 }
 
-#[test]
-fn requester_send_message_stops_at_first_error_with_success_count() {
+#[tokio::test]
+async fn requester_send_message_stops_at_first_error_with_success_count() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::failing_after(2, MessagingError::RateLimited("burst of 2".into()));
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let command = send_messages_command(5, "sink", b"\x55\x00\x00\x00\x00");
-    assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(3, "2:burst of 2"))));
+    assert_eq!(from_host(&mut instance, &command).await, Ok(Err(component_error(3, "2:burst of 2"))));
     assert_eq!(router.calls().len(), 3, "two sends succeeded, the third failed, no more were tried");
 
     let router = RecordingRouter::failing_after(1_234, MessagingError::QueueFull);
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let command = send_messages_command(2_000, "sink", b"\x55");
-    assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(4, "1234:"))));
+    assert_eq!(from_host(&mut instance, &command).await, Ok(Err(component_error(4, "1234:"))));
 }
 
-#[test]
-fn requester_send_message_relays_every_error_variant() {
+#[tokio::test]
+async fn requester_send_message_relays_every_error_variant() {
     let fixture = Fixture::load("requester");
     for (error, code, text) in every_messaging_error() {
-        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone())).await;
         let command = send_messages_command(1, "sink", b"\x55x");
         assert_eq!(
-            from_host(&mut instance, &command),
+            from_host(&mut instance, &command).await,
             Ok(Err(component_error(code, &format!("0:{text}")))),
             "{error:?}"
         );
     }
 }
 
-#[test]
-fn requester_send_request_returns_correlation_id() {
+#[tokio::test]
+async fn requester_send_request_returns_correlation_id() {
     let fixture = Fixture::load("requester");
     for timeout_ms in [0, 1_234, u32::MAX] {
         let router = RecordingRouter::accepting();
-        let mut instance = fixture.start(Arc::clone(&router));
+        let mut instance = fixture.start(Arc::clone(&router)).await;
         let command = send_request_command(timeout_ms, "responder", b"\x55ping");
         let mut expected = vec![0x55];
         expected.extend_from_slice(router.request_id.as_str().as_bytes());
-        assert_eq!(from_host(&mut instance, &command), Ok(Ok(expected)));
+        assert_eq!(from_host(&mut instance, &command).await, Ok(Ok(expected)));
         assert_eq!(
             router.calls(),
             vec![Call::Request {
@@ -446,56 +450,56 @@ fn requester_send_request_returns_correlation_id() {
     }
 }
 
-#[test]
-fn requester_send_request_relays_every_error_variant() {
+#[tokio::test]
+async fn requester_send_request_relays_every_error_variant() {
     let fixture = Fixture::load("requester");
     for (error, code, text) in every_messaging_error() {
-        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone())).await;
         let command = send_request_command(100, "responder", b"\x55ping");
-        assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(code, text))), "{error:?}");
+        assert_eq!(from_host(&mut instance, &command).await, Ok(Err(component_error(code, text))), "{error:?}");
     }
 }
 
-#[test]
-fn requester_cancel_request_passes_id() {
+#[tokio::test]
+async fn requester_cancel_request_passes_id() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let id = CorrelationId::generate();
-    assert_eq!(from_host(&mut instance, &cancel_command(id.as_str())), Ok(Ok(vec![0x55])));
+    assert_eq!(from_host(&mut instance, &cancel_command(id.as_str())).await, Ok(Ok(vec![0x55])));
     assert_eq!(router.calls(), vec![Call::Cancel { sender: "requester".into(), request_id: id.as_str().into() }]);
 }
 
-#[test]
-fn requester_cancel_request_relays_errors() {
+#[tokio::test]
+async fn requester_cancel_request_relays_errors() {
     let fixture = Fixture::load("requester");
     for (error, code, text) in every_messaging_error() {
-        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone())).await;
         let command = cancel_command(CorrelationId::generate().as_str());
-        assert_eq!(from_host(&mut instance, &command), Ok(Err(component_error(code, text))), "{error:?}");
+        assert_eq!(from_host(&mut instance, &command).await, Ok(Err(component_error(code, text))), "{error:?}");
     }
 }
 
-#[test]
-fn requester_echoes_other_messages() {
+#[tokio::test]
+async fn requester_echoes_other_messages() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     for message in [&b"\x55x-unknown-op"[..], b"\x55", b"", b"\x51m\x01\x00\x00\x00\x04sink\x55"] {
-        assert_eq!(from_host(&mut instance, message), Ok(Ok(message.to_vec())), "{message:?}");
+        assert_eq!(from_host(&mut instance, message).await, Ok(Ok(message.to_vec())), "{message:?}");
     }
     assert_eq!(router.calls(), Vec::new());
 }
 
-#[test]
-fn requester_refuses_malformed_commands() {
+#[tokio::test]
+async fn requester_refuses_malformed_commands() {
     let fixture = Fixture::load("requester");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let truncated_target = b"\x55m\x01\x00\x00\x00\x09sink";
     for message in [&b"\x55m\x01\x00"[..], truncated_target, b"\x55r\x00\x00", b"\x55r\x00\x00\x00\x00\x05sink"] {
         assert_eq!(
-            from_host(&mut instance, message),
+            from_host(&mut instance, message).await,
             Ok(Err(component_error(100, "malformed command"))),
             "{message:?}"
         );
@@ -503,9 +507,9 @@ fn requester_refuses_malformed_commands() {
     assert_eq!(router.calls(), Vec::new());
 }
 
-#[test]
-fn requester_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("requester");
+#[tokio::test]
+async fn requester_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("requester").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -519,14 +523,14 @@ fn forward_command(target: &str, payload: &[u8]) -> Vec<u8> {
     message
 }
 
-#[test]
-fn forwarding_sends_request_with_default_timeout() {
+#[tokio::test]
+async fn forwarding_sends_request_with_default_timeout() {
     let fixture = Fixture::load("forwarding");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let mut expected = b"\x55forwarded".to_vec();
     expected.extend_from_slice(router.request_id.as_str().as_bytes());
-    assert_eq!(from_host(&mut instance, &forward_command("sink", b"\x55data")), Ok(Ok(expected)));
+    assert_eq!(from_host(&mut instance, &forward_command("sink", b"\x55data")).await, Ok(Ok(expected)));
     assert_eq!(
         router.calls(),
         vec![Call::Request {
@@ -538,33 +542,33 @@ fn forwarding_sends_request_with_default_timeout() {
     );
 }
 
-#[test]
-fn forwarding_relays_send_request_errors() {
+#[tokio::test]
+async fn forwarding_relays_send_request_errors() {
     let fixture = Fixture::load("forwarding");
     for (error, code, text) in every_messaging_error() {
-        let mut instance = fixture.start(RecordingRouter::refusing(error.clone()));
+        let mut instance = fixture.start(RecordingRouter::refusing(error.clone())).await;
         assert_eq!(
-            from_host(&mut instance, &forward_command("sink", b"\x55data")),
+            from_host(&mut instance, &forward_command("sink", b"\x55data")).await,
             Ok(Err(component_error(code, text))),
             "{error:?}"
         );
     }
 }
 
-#[test]
-fn forwarding_echoes_short_messages() {
+#[tokio::test]
+async fn forwarding_echoes_short_messages() {
     let fixture = Fixture::load("forwarding");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     for message in [&b"\x55\x09sink"[..], b"\x55", b"", b"\x51\x04sink\x55"] {
-        assert_eq!(from_host(&mut instance, message), Ok(Ok(message.to_vec())), "{message:?}");
+        assert_eq!(from_host(&mut instance, message).await, Ok(Ok(message.to_vec())), "{message:?}");
     }
     assert_eq!(router.calls(), Vec::new());
 }
 
-#[test]
-fn forwarding_accepts_every_callback_outcome() {
-    assert_accepts_every_callback_outcome("forwarding");
+#[tokio::test]
+async fn forwarding_accepts_every_callback_outcome() {
+    assert_accepts_every_callback_outcome("forwarding").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -602,24 +606,24 @@ fn probe_report(id: &CorrelationId, outcome: &Result<Vec<u8>, RequestError>) -> 
     report
 }
 
-#[test]
-fn probe_reports_sender() {
+#[tokio::test]
+async fn probe_reports_sender() {
     let fixture = Fixture::load("probe");
-    let mut instance = fixture.start(RecordingRouter::accepting());
-    assert_eq!(from_host(&mut instance, b"\x55"), Ok(Ok(b"\x55host".to_vec())));
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    assert_eq!(from_host(&mut instance, b"\x55").await, Ok(Ok(b"\x55host".to_vec())));
     let peer = ComponentId::parse("billing-2.eu@node-7").expect("valid id");
-    assert_eq!(instance.handle_message(&peer, b"\x55", None), Ok(Ok(b"\x55billing-2.eu@node-7".to_vec())));
+    assert_eq!(instance.handle_message(&peer, b"\x55", None).await, Ok(Ok(b"\x55billing-2.eu@node-7".to_vec())));
 }
 
-#[test]
-fn probe_reports_every_callback_outcome() {
+#[tokio::test]
+async fn probe_reports_every_callback_outcome() {
     let fixture = Fixture::load("probe");
     let router = RecordingRouter::accepting();
-    let mut instance = fixture.start(Arc::clone(&router));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
     let mut expected = Vec::new();
     for outcome in every_callback_outcome() {
         let id = CorrelationId::generate();
-        assert_eq!(instance.handle_callback(&id, &outcome, None), Ok(Ok(())), "{outcome:?}");
+        assert_eq!(instance.handle_callback(&id, &outcome, None).await, Ok(Ok(())), "{outcome:?}");
         expected.push(Call::Message {
             sender: "probe".into(),
             target: "probe-sink".into(),
@@ -629,14 +633,14 @@ fn probe_reports_every_callback_outcome() {
     assert_eq!(router.calls(), expected);
 }
 
-#[test]
-fn probe_callback_returns_component_error() {
+#[tokio::test]
+async fn probe_callback_returns_component_error() {
     let fixture = Fixture::load("probe");
     let router = RecordingRouter::refusing(MessagingError::TargetNotFound("probe-sink".into()));
-    let mut instance = fixture.start(router);
+    let mut instance = fixture.start(router).await;
     let outcome = Err(RequestError::Timeout);
     assert_eq!(
-        instance.handle_callback(&CorrelationId::generate(), &outcome, None),
+        instance.handle_callback(&CorrelationId::generate(), &outcome, None).await,
         Ok(Err(component_error(1, "probe-sink")))
     );
 }
@@ -645,8 +649,8 @@ fn probe_callback_returns_component_error() {
 // Loading
 // ---------------------------------------------------------------------------
 
-#[test]
-fn componentize_wat_rejects_module_without_handle_callback() {
+#[tokio::test]
+async fn componentize_wat_rejects_module_without_handle_callback() {
     let text = std::fs::read_to_string(fixture_path("echo")).expect("echo.wat");
     let export = r#"(export "airssys:wasm/component-lifecycle@0.1.0#handle-callback")"#;
     assert!(text.contains(export), "echo.wat exports handle-callback");
@@ -662,8 +666,8 @@ fn componentize_wat_rejects_module_without_handle_callback() {
     }
 }
 
-#[test]
-fn engine_load_rejects_garbage_bytes() {
+#[tokio::test]
+async fn engine_load_rejects_garbage_bytes() {
     let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
     let outcome = engine.load("garbage", b"\x00asm-not-really\xff\xfe");
     assert!(matches!(&outcome, Err(RuntimeError::Compile { origin, .. }) if origin == "garbage"), "{outcome:?}");

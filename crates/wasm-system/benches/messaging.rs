@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use wasm_core::{ComponentId, ComponentManifest, Limits, MessageRouter};
+use wasm_core::{ComponentId, ComponentManifest, Limits, MessageRouter, WasiSection};
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
 
@@ -99,13 +99,38 @@ fn benches(c: &mut Criterion) {
         let compiled = engine.load_file(&root().join(echo_wat)).expect("echo");
         let system = start(&rt, &engine, &[]);
         let router: Arc<dyn MessageRouter> = Arc::clone(system.router()) as _;
-        let mut instance = engine
-            .instantiate(&compiled, ComponentId::parse("echo").expect("id"), &Limits::default(), router)
+        let instance = rt
+            .block_on(engine.instantiate(
+                &compiled,
+                ComponentId::parse("echo").expect("id"),
+                &Limits::default(),
+                &WasiSection::default(),
+                router,
+            ))
             .expect("instance");
         let sender = ComponentId::host();
-        let payload = payload64();
+        // The call is async (as the actors make it): the loop runs in a task,
+        // which owns the instance for the run and hands it back.
+        let mut instance = Some(instance);
         baseline.bench_function("wasmtime_handle_message_64b", |b| {
-            b.iter(|| black_box(instance.handle_message(&sender, black_box(&payload), None)));
+            b.iter_custom(|iters| {
+                let mut owned = instance.take().expect("instance between runs");
+                let sender = sender.clone();
+                let (owned, elapsed) = rt.block_on(async move {
+                    tokio::spawn(async move {
+                        let payload = payload64();
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            black_box(owned.handle_message(&sender, black_box(&payload), None).await.ok());
+                        }
+                        (owned, start.elapsed())
+                    })
+                    .await
+                    .expect("measuring task")
+                });
+                instance = Some(owned);
+                elapsed
+            });
         });
         rt.block_on(system.shutdown(BOUND));
     }

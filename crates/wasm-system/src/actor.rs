@@ -3,17 +3,33 @@
 //! never handles two things at once. The mailbox outlives the instance: a
 //! crash discards the instance, the supervisor makes a new one, and queued
 //! messages wait for it.
+//!
+//! Guest calls are async (see `wasm_runtime`'s execution model): a guest
+//! that spins yields every epoch tick and one that sleeps in WASI awaits, so
+//! this task never holds a worker thread for long. Everything the actor does
+//! for one envelope runs under `catch_unwind`: a host panic while handling
+//! an envelope is a crash like a trap (the envelope is dead-lettered, a
+//! request's requester gets `target-failed`, the restart policy applies), so
+//! no panic leaves a component half-dead.
 
+use std::any::Any;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
-use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError, TraceContext};
+use tracing::Instrument;
+use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError, TraceContext, WasiSection};
 use wasm_messaging::{ActorRef, AuditEvent, DeadLetter, Envelope, MailboxReceiver, Router, Settled};
 use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngine};
 
 use crate::events::{EventHub, SystemEvent};
 use crate::supervisor::RestartIntensity;
+
+/// Why a component stops when the system shuts down.
+const SHUTDOWN: &str = "system shutdown";
 
 /// What every actor shares.
 pub(crate) struct Shared {
@@ -28,9 +44,34 @@ pub(crate) struct Actor {
     pub(crate) compiled: CompiledComponent,
     pub(crate) instance: Option<ComponentInstance>,
     pub(crate) limits: Limits,
+    pub(crate) wasi: WasiSection,
     pub(crate) intensity: RestartIntensity,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// The envelope being handled and not yet settled, so that a panic
+    /// part-way can still settle it exactly once.
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+/// What the actor needs to settle an envelope it can no longer see.
+pub(crate) struct InFlight {
+    sender: ComponentId,
+    kind: &'static str,
+    correlation_id: Option<CorrelationId>,
+    /// Whether it is a request, whose requester still waits for an outcome.
+    request: bool,
+    trace: TraceContext,
+}
+
+impl InFlight {
+    fn of(envelope: &Envelope, me: &ComponentId) -> Self {
+        let (sender, correlation_id, request) = match envelope {
+            Envelope::Message { sender, .. } => (sender.clone(), None, false),
+            Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id), true),
+            Envelope::Callback { id, .. } => (me.clone(), Some(*id), false),
+        };
+        Self { sender, kind: envelope.kind(), correlation_id, request, trace: *envelope.trace() }
+    }
 }
 
 impl Actor {
@@ -38,25 +79,36 @@ impl Actor {
         self.me.id()
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs until the system shuts down (`Ok`) or the component stops for
+    /// another reason (`Err` with it: restart intensity exceeded, mailbox
+    /// closed).
+    pub(crate) async fn run(mut self) -> Result<(), String> {
         let reason = loop {
             let envelope = tokio::select! {
                 biased;
-                _ = self.stop.wait_for(|stop| *stop) => break "system shutdown".to_owned(),
+                _ = self.stop.wait_for(|stop| *stop) => break SHUTDOWN.to_owned(),
                 envelope = self.inbox.recv() => match envelope {
                     Some(envelope) => envelope,
                     None => break "mailbox closed".to_owned(),
                 },
             };
-            if let Err(reason) = self.handle(envelope).await {
+            let mut outcome = AssertUnwindSafe(self.handle(envelope)).catch_unwind().await;
+            // A panic while recovering from a panic is one more crash: the
+            // restart intensity ends the loop.
+            while let Err(panic) = outcome {
+                outcome = AssertUnwindSafe(self.recover(panic)).catch_unwind().await;
+            }
+            if let Ok(Err(reason)) = outcome {
                 break reason;
             }
         };
         self.stop_for_good(&reason);
+        if reason.starts_with(SHUTDOWN) { Ok(()) } else { Err(reason) }
     }
 
     /// Handles one envelope. `Err` means the component must stop.
     async fn handle(&mut self, envelope: Envelope) -> Result<(), String> {
+        self.in_flight = Some(InFlight::of(&envelope, self.me.id()));
         let parent = *envelope.trace();
         let trace = parent.child();
         let span = tracing::debug_span!(
@@ -71,37 +123,38 @@ impl Actor {
             self.dead_letter(&envelope, "no running instance".to_owned());
             return Ok(());
         };
-        let router = &self.shared.router;
+        let stop = &mut self.stop;
         let failure = match envelope {
             Envelope::Message { ref sender, ref payload, .. } => {
-                let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
-                match result {
+                let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
+                match unless_stopped(stop, call).await {
                     Ok(result) => {
                         self.emit_handled(sender, None, payload, (trace, parent), || result);
-                        router.settle(Settled::Handled);
+                        self.settle(Settled::Handled);
                         None
                     }
                     Err(failure) => Some((failure, envelope)),
                 }
             }
             Envelope::Request { ref sender, id, ref payload, .. } => {
-                let result = span.in_scope(|| instance.handle_message(sender, payload, Some(trace)));
-                match result {
+                let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
+                match unless_stopped(stop, call).await {
                     Ok(result) => {
                         self.emit_handled(sender, Some(id), payload, (trace, parent), || result.clone());
-                        router.respond(&self.me, &id, result, trace);
-                        router.settle(Settled::Handled);
+                        self.shared.router.respond(&self.me, &id, result, trace);
+                        self.settle(Settled::Handled);
                         None
                     }
                     Err(failure) => {
-                        router.fail(&id, RequestError::TargetFailed(format!("{}: {failure}", self.me.id())), trace);
+                        let reason = RequestError::TargetFailed(format!("{}: {failure}", self.me.id()));
+                        self.shared.router.fail(&id, reason, trace);
                         Some((failure, envelope))
                     }
                 }
             }
             Envelope::Callback { id, ref outcome, .. } => {
-                let result = span.in_scope(|| instance.handle_callback(&id, outcome, Some(trace)));
-                match result {
+                let call = instance.handle_callback(&id, outcome, Some(trace)).instrument(span);
+                match unless_stopped(stop, call).await {
                     Ok(result) => {
                         if self.shared.events.active() {
                             self.shared.events.emit(SystemEvent::Callback {
@@ -113,7 +166,7 @@ impl Actor {
                                 parent,
                             });
                         }
-                        router.settle(Settled::CallbackHandled);
+                        self.settle(Settled::CallbackHandled);
                         None
                     }
                     Err(failure) => Some((failure, envelope)),
@@ -125,11 +178,34 @@ impl Actor {
                 self.intensity.on_success();
                 Ok(())
             }
-            Some((failure, envelope)) => {
+            Some((CallFailure::Stopped, envelope)) => {
+                self.instance = None;
+                self.dead_letter(&envelope, CallFailure::Stopped.to_string());
+                Err(SHUTDOWN.to_owned())
+            }
+            Some((CallFailure::Guest(failure), envelope)) => {
                 self.dead_letter(&envelope, failure.to_string());
-                self.crashed(&failure).await
+                self.crashed(&failure.to_string()).await
             }
         }
+    }
+
+    /// A host panic escaped while handling an envelope (or while recovering
+    /// from one): settle the envelope if it is not settled yet, then treat
+    /// the instance as crashed.
+    async fn recover(&mut self, panic: Box<dyn Any + Send>) -> Result<(), String> {
+        let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
+        tracing::error!(component = %self.id(), %failure, "actor panicked");
+        if let Some(in_flight) = self.in_flight.take() {
+            if in_flight.request
+                && let Some(id) = in_flight.correlation_id
+            {
+                let reason = RequestError::TargetFailed(format!("{}: {failure}", self.id()));
+                self.shared.router.fail(&id, reason, in_flight.trace.child());
+            }
+            self.dead_letter_in_flight(in_flight, failure.clone());
+        }
+        self.crashed(&failure).await
     }
 
     /// Emits [`SystemEvent::Handled`] if anyone listens; `result` is only
@@ -155,24 +231,36 @@ impl Actor {
         }
     }
 
-    fn dead_letter(&self, envelope: &Envelope, reason: String) {
-        let (sender, correlation_id) = match envelope {
-            Envelope::Message { sender, .. } => (sender.clone(), None),
-            Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id)),
-            Envelope::Callback { id, .. } => (self.me.id().clone(), Some(*id)),
+    /// The envelope in flight ended: count it, once.
+    fn settle(&mut self, how: Settled) {
+        self.in_flight = None;
+        self.shared.router.settle(how);
+    }
+
+    fn dead_letter(&mut self, envelope: &Envelope, reason: String) {
+        let in_flight = InFlight::of(envelope, self.me.id());
+        self.dead_letter_in_flight(in_flight, reason);
+    }
+
+    fn dead_letter_in_flight(&mut self, in_flight: InFlight, reason: String) {
+        let letter = DeadLetter {
+            target: self.me.id().clone(),
+            sender: in_flight.sender,
+            kind: in_flight.kind,
+            correlation_id: in_flight.correlation_id,
+            reason,
         };
-        let letter = DeadLetter { target: self.me.id().clone(), sender, kind: envelope.kind(), correlation_id, reason };
         if self.shared.events.active() {
             self.shared.events.emit(SystemEvent::DeadLettered(letter.clone()));
         }
         self.shared.router.dead_letter(letter);
-        self.shared.router.settle(Settled::DeadLettered);
+        self.settle(Settled::DeadLettered);
     }
 
     /// The instance failed: discard it, drop the requests it had pending,
     /// and restart it (after a backoff) unless the restart intensity is
-    /// exceeded. `Err` when the component must stop.
-    async fn crashed(&mut self, failure: &GuestFailure) -> Result<(), String> {
+    /// exceeded or the system shuts down. `Err` when the component must stop.
+    async fn crashed(&mut self, failure: &str) -> Result<(), String> {
         self.instance = None;
         let router = Arc::clone(&self.shared.router);
         let dropped = router.drop_requests_of(&self.me);
@@ -184,15 +272,22 @@ impl Actor {
         }
         loop {
             let delay = self.intensity.on_crash(Instant::now())?;
+            // Shutdown cuts a backoff short; an instantiation already under
+            // way finishes (it is bounded by the time budget), so a crash
+            // just before a shutdown still shows its restart.
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    biased;
+                    _ = self.stop.wait_for(|stop| *stop) => return Err(format!("{SHUTDOWN} during restart backoff")),
+                    () = tokio::time::sleep(delay) => {}
+                }
             }
-            match self.shared.engine.instantiate(
-                &self.compiled,
-                self.id().clone(),
-                &self.limits,
-                Arc::clone(&self.shared.router) as _,
-            ) {
+            let restarted = self
+                .shared
+                .engine
+                .instantiate(&self.compiled, self.me.id().clone(), &self.limits, &self.wasi, Arc::clone(&router) as _)
+                .await;
+            match restarted {
                 Ok(instance) => {
                     self.instance = Some(instance);
                     let restarts = self.intensity.recent();
@@ -232,4 +327,44 @@ impl Actor {
             self.shared.events.emit(SystemEvent::Stopped { component: self.id().clone(), reason: reason.to_owned() });
         }
     }
+}
+
+/// Why a guest call did not return a result.
+enum CallFailure {
+    /// The guest trapped or ran out of a budget.
+    Guest(GuestFailure),
+    /// The system shut down while the call ran; the call was abandoned.
+    Stopped,
+}
+
+impl fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Guest(failure) => failure.fmt(f),
+            Self::Stopped => write!(f, "interrupted by {SHUTDOWN}"),
+        }
+    }
+}
+
+/// Drives a guest call, abandoning it if the system shuts down first. The
+/// call is polled first, so the stop signal costs nothing to a call that
+/// finishes in its first poll.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    call: impl Future<Output = Result<T, GuestFailure>>,
+) -> Result<T, CallFailure> {
+    tokio::select! {
+        biased;
+        result = call => result.map_err(CallFailure::Guest),
+        _ = stop.wait_for(|stop| *stop) => Err(CallFailure::Stopped),
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`, as `panic!` makes them).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".to_owned())
 }

@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use wasm_messaging::{AuditSink, RouterStats};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
+use wasm_messaging::AuditSink;
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
-use wasm_system::{AuditLog, LoadedApp, System, SystemEvent, injection_payload, load_app, load_component};
+use wasm_system::{
+    AuditLog, LoadedApp, ShutdownReport, System, SystemEvent, injection_payload, load_app, load_component,
+};
 
 /// Runs WebAssembly components as isolated actors that talk only through the host.
 #[derive(Debug, Parser)]
@@ -111,8 +115,7 @@ fn run(
         None => None,
     };
     let runtime = runtime()?;
-    let (stats, lifecycle, drained, elapsed) =
-        runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
+    let outcome = runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
     let (written, dropped) = match &audit {
         Some(log) => {
             log.close().context("writing the audit log")?;
@@ -120,8 +123,23 @@ fn run(
         }
         None => (None, 0),
     };
-    print_summary(&app, &stats, &lifecycle, drained, elapsed, written, dropped);
+    print_summary(&app, &outcome, written, dropped);
+    if !outcome.report.stats.balanced() {
+        bail!("accounting did not balance: some message or request is unaccounted for");
+    }
+    if !outcome.report.stopped_abnormally.is_empty() {
+        let stopped: Vec<String> =
+            outcome.report.stopped_abnormally.iter().map(|(id, reason)| format!("{id} ({reason})")).collect();
+        bail!("{} component(s) stopped abnormally: {}", stopped.len(), stopped.join("; "));
+    }
     Ok(())
+}
+
+/// What a run of an app ended with.
+struct RunOutcome {
+    report: ShutdownReport,
+    lifecycle: Lifecycle,
+    elapsed: Duration,
 }
 
 async fn run_app(
@@ -130,8 +148,11 @@ async fn run_app(
     duration: Option<Duration>,
     linger: Duration,
     drain: Duration,
-) -> anyhow::Result<(RouterStats, Lifecycle, bool, Duration)> {
+) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
+    // Installed before the components start, so a SIGTERM at any point is a
+    // graceful stop (drain, audit flushed, summary) and not the default kill.
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut builder = System::builder();
     if let Some(log) = audit {
         builder = builder.audit(log as Arc<dyn AuditSink>);
@@ -140,7 +161,8 @@ async fn run_app(
         builder = builder.loaded(component);
     }
     let system = builder.start().await.with_context(|| format!("starting {}", app.file.display()))?;
-    let mut events = system.subscribe();
+    // Lifecycle events are counted as they come, so nothing piles up in memory.
+    let lifecycle = tokio::spawn(count_lifecycle(system.subscribe()));
     for injection in &app.manifest.injections {
         let payload = injection_payload(injection);
         for _ in 0..injection.repeat {
@@ -155,15 +177,23 @@ async fn run_app(
             if quiet && !linger.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(linger) => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted (SIGINT)"),
+                    _ = terminate.recv() => tracing::info!("terminated (SIGTERM)"),
                 }
             }
         }
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted (SIGINT)"),
+        _ = terminate.recv() => tracing::info!("terminated (SIGTERM)"),
     }
     let report = system.shutdown(drain).await;
+    let lifecycle = lifecycle.await.context("counting lifecycle events")?;
+    Ok(RunOutcome { report, lifecycle, elapsed: started.elapsed() })
+}
+
+/// Counts crashes, restarts and stops until the system's event stream ends.
+async fn count_lifecycle(mut events: UnboundedReceiver<SystemEvent>) -> Lifecycle {
     let mut lifecycle = Lifecycle::default();
-    while let Ok(event) = events.try_recv() {
+    while let Some(event) = events.recv().await {
         match event {
             SystemEvent::Crashed { .. } => lifecycle.crashes += 1,
             SystemEvent::Restarted { .. } => lifecycle.restarts += 1,
@@ -171,18 +201,12 @@ async fn run_app(
             _ => {}
         }
     }
-    Ok((report.stats, lifecycle, report.drained, started.elapsed()))
+    lifecycle
 }
 
-fn print_summary(
-    app: &LoadedApp,
-    stats: &RouterStats,
-    lifecycle: &Lifecycle,
-    drained: bool,
-    elapsed: Duration,
-    audit_written: Option<u64>,
-    audit_dropped: u64,
-) {
+fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u64>, audit_dropped: u64) {
+    let RunOutcome { report, lifecycle, elapsed } = outcome;
+    let (stats, drained) = (&report.stats, report.drained);
     let name =
         if app.manifest.app.name.is_empty() { app.file.display().to_string() } else { app.manifest.app.name.clone() };
     let r = &stats.requests;
@@ -218,6 +242,9 @@ fn print_summary(
         if refusals.is_empty() { String::new() } else { format!("  ({})", refusals.join(", ")) }
     );
     println!("lifecycle  crashes {}  restarts {}  stops {}", lifecycle.crashes, lifecycle.restarts, lifecycle.stops);
+    for (id, reason) in &report.stopped_abnormally {
+        println!("stopped    {id}: {reason}");
+    }
     if let Some(written) = audit_written {
         println!("audit      written {written}  dropped {audit_dropped}");
     }

@@ -38,11 +38,13 @@ fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T, ManifestError> {
 
 /// Reads and checks a component manifest: TOML syntax, known keys and types,
 /// then the values (codec names, capability patterns, rates, limits).
+/// Relative paths (`component.wasm`, `[wasi] dirs`) are resolved against the
+/// manifest's directory.
 ///
 /// # Errors
 /// [`ManifestError`] naming the file and, for bad values, the key.
 pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
-    let manifest: ComponentManifest = read_toml(file)?;
+    let mut manifest: ComponentManifest = read_toml(file)?;
     Policy::from_manifest(&manifest).map_err(|e| ManifestError::Invalid {
         file: file.to_owned(),
         key: e.key,
@@ -50,6 +52,9 @@ pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
     let wasm_path = base.join(&manifest.component.wasm);
+    for dir in &mut manifest.wasi.dirs {
+        dir.host = base.join(&dir.host);
+    }
     Ok(LoadedComponent { manifest, file: file.to_owned(), wasm_path })
 }
 

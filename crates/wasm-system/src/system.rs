@@ -126,7 +126,7 @@ impl SystemBuilder {
                 Source::Bytes(bytes) => system.shared.engine.load(id.as_str(), bytes).map_err(runtime_error)?,
                 Source::Compiled(component) => component.clone(),
             };
-            system.spawn_actor(manifest, component, stop_rx.clone())?;
+            system.spawn_actor(manifest, component, stop_rx.clone()).await?;
         }
         Ok(system)
     }
@@ -158,7 +158,7 @@ pub struct System {
     shared: Arc<Shared>,
     replies: Arc<HostReplies>,
     stop: watch::Sender<bool>,
-    actors: Vec<(ComponentId, JoinHandle<()>)>,
+    actors: Vec<(ComponentId, JoinHandle<Result<(), String>>)>,
     host_task: Option<JoinHandle<()>>,
 }
 
@@ -168,7 +168,7 @@ impl System {
         SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit) }
     }
 
-    fn spawn_actor(
+    async fn spawn_actor(
         &mut self,
         manifest: ComponentManifest,
         compiled: CompiledComponent,
@@ -184,12 +184,18 @@ impl System {
         })?;
         let router = &self.shared.router;
         let (me, inbox) = router.register(id.clone(), policy, manifest.mailbox.capacity)?;
-        let instance = match self.shared.engine.instantiate(
-            &compiled,
-            id.clone(),
-            &manifest.limits,
-            Arc::clone(router) as Arc<dyn MessageRouter>,
-        ) {
+        let instance = match self
+            .shared
+            .engine
+            .instantiate(
+                &compiled,
+                id.clone(),
+                &manifest.limits,
+                &manifest.wasi,
+                Arc::clone(router) as Arc<dyn MessageRouter>,
+            )
+            .await
+        {
             Ok(instance) => instance,
             Err(source) => {
                 router.unregister(&id);
@@ -204,6 +210,8 @@ impl System {
             compiled,
             instance: Some(instance),
             limits: manifest.limits.clone(),
+            wasi: manifest.wasi.clone(),
+            in_flight: None,
             intensity: RestartIntensity::new(manifest.restart),
             shared: Arc::clone(&self.shared),
             stop,
@@ -287,15 +295,26 @@ impl System {
     /// dead-lettered and queued requests answer `delivery-failed`), drops
     /// requests still pending, stops the timers and returns the final counters.
     ///
+    /// The stop interrupts what would make it wait: a handler still running
+    /// after `drain` is abandoned (its envelope dead-lettered, a request's
+    /// requester told `target-failed`) and a restart backoff is cut short, so
+    /// shutdown takes about `drain` plus the time to settle what is queued.
+    ///
     /// # Cancel safety
     /// Not cancel-safe: dropping the future part-way leaves actors running
     /// until the runtime stops.
     pub async fn shutdown(mut self, drain: Duration) -> ShutdownReport {
         let drained = self.wait_quiescent(drain).await;
         let _ = self.stop.send(true);
+        let mut stopped_abnormally = Vec::new();
         for (id, task) in self.actors.drain(..) {
-            if let Err(e) = task.await {
-                tracing::error!(component = %id, error = %e, "actor task failed");
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => stopped_abnormally.push((id, reason)),
+                Err(e) => {
+                    tracing::error!(component = %id, error = %e, "actor task failed");
+                    stopped_abnormally.push((id, format!("actor task failed: {e}")));
+                }
             }
         }
         let router = &self.shared.router;
@@ -306,7 +325,7 @@ impl System {
         if let Some(task) = self.host_task.take() {
             task.abort();
         }
-        ShutdownReport { drained, dropped_host_requests, stats: router.stats() }
+        ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats() }
     }
 }
 
@@ -326,12 +345,16 @@ impl Drop for System {
 }
 
 /// What [`System::shutdown`] found.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// True when the system was quiescent before the components stopped.
     pub drained: bool,
     /// Requests made by the host that were still pending and were dropped.
     pub dropped_host_requests: usize,
+    /// Components that had stopped before the shutdown, and why (restart
+    /// intensity exceeded, mailbox closed); empty when all ran to the end.
+    pub stopped_abnormally: Vec<(ComponentId, String)>,
     /// The final counters.
     pub stats: RouterStats,
 }

@@ -7,8 +7,10 @@
 //! paths look like the ones in the examples' READMEs. Temporary files go to a
 //! fresh directory under [`std::env::temp_dir`], removed when the test passes.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -205,6 +207,104 @@ fn cli_run_writes_the_audit_log() {
     }
     assert_eq!(events_of("crash", "sleepy"), 1, "audit log:\n{text}");
     assert_eq!(events_of("restart", "sleepy"), 1, "audit log:\n{text}");
+}
+
+/// The path of fixture `tests/fixtures/<name>`, absolute, for manifests
+/// written to a temporary directory.
+fn fixture(name: &str) -> String {
+    let path = workspace_root().join("tests/fixtures").join(name);
+    path.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", path.display())).display().to_string()
+}
+
+/// Writes an app of one component `id` (fixture `wat`, extra manifest TOML)
+/// with one injected raw message `text`, and returns the app file.
+fn one_component_app(dir: &TempDir, id: &str, wat: &str, extra: &str, text: &str) -> PathBuf {
+    dir.write(&format!("{id}.toml"), format!("[component]\nid = \"{id}\"\nwasm = {:?}\n{extra}\n", fixture(wat)));
+    dir.write("app.toml", format!("components = [\"{id}.toml\"]\n\n[[inject]]\nto = \"{id}\"\ntext = {text:?}\n"))
+}
+
+/// Waits for `child` to exit within a generous bound, killing it if it does not.
+fn wait_bounded(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("polling the child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: wasm-system did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collecting the output")
+}
+
+#[test]
+fn cli_run_exits_non_zero_when_a_component_stops_abnormally() {
+    let dir = TempDir::new("abnormal");
+    let app = one_component_app(&dir, "fragile", "trapping.wat", "[restart]\nmax_restarts = 0", "!");
+    let (stdout, stderr) = fail(&["run", arg(&app)]);
+    assert!(stderr.contains("stopped abnormally") && stderr.contains("fragile"), "stderr:\n{stderr}");
+    assert!(stdout.contains("restart intensity exceeded"), "the summary names the stop:\n{stdout}");
+    assert_balanced(&stdout);
+}
+
+#[test]
+fn cli_run_shutdown_cuts_a_restart_backoff_short() {
+    let dir = TempDir::new("backoff");
+    let extra = "[restart]\nbackoff_ms = 600000\nmax_backoff_ms = 600000";
+    let app = one_component_app(&dir, "fragile", "trapping.wat", extra, "!");
+    let child = Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .args(["run", arg(&app), "--drain", "1s"])
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting wasm-system");
+    // A 600 s backoff is pending when the run is quiescent and shuts down.
+    let output = wait_bounded(child, "a pending restart backoff");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(count(summary_line(&stdout, "lifecycle"), "crashes"), 1, "{stdout}");
+    assert_balanced(&stdout);
+}
+
+#[test]
+fn cli_run_sigterm_drains_writes_the_audit_log_and_the_summary() {
+    let dir = TempDir::new("sigterm");
+    let log = dir.path("audit.jsonl");
+    let extra = "[limits]\nfuel_per_call = 100000000000000\ntime_per_call_ms = 600000";
+    // The slow fixture loops forever on 0xFFFFFFFF: the run never gets quiescent.
+    let app = one_component_app(&dir, "busy", "slow.wat", extra, "\u{FF}\u{FF}\u{FF}\u{FF}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .args(["run", arg(&app), "--drain", "1s", "--audit-log", arg(&log)])
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting wasm-system");
+    // Wait for the component to start (the info log), then send SIGTERM.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("component started") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).expect("reading stderr") > 0, "exited early:\n{seen}");
+        seen.push_str(&line);
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        rest
+    });
+    let output = wait_bounded(child, "SIGTERM");
+    let rest = reader.join().expect("stderr reader");
+    let (stdout, _) = text(&output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{seen}{rest}");
+    assert!(rest.contains("SIGTERM"), "stderr:\n{rest}");
+    assert_eq!(count(summary_line(&stdout, "messages"), "dead-lettered"), 1, "the busy call was cut:\n{stdout}");
+    assert_balanced(&stdout.replace(" (stopped before quiescence)", ""));
+    let audit = std::fs::read_to_string(&log).expect("the audit log was written");
+    assert!(audit.lines().any(|l| l.contains("\"event\":\"start\"")), "audit log:\n{audit}");
+    assert!(audit.lines().any(|l| l.contains("\"event\":\"stop\"")), "audit log:\n{audit}");
 }
 
 // ---------------------------------------------------------------------------
