@@ -82,8 +82,8 @@ pub struct RouterStats {
     pub callbacks_handled: u64,
     /// Envelopes dead-lettered.
     pub dead_lettered: u64,
-    /// Responses refused (bad prefix, over the cap, codec not accepted) and
-    /// delivered as `target-failed`.
+    /// Responses refused (bad prefix, over the cap, codec not accepted, a
+    /// handler error's message over the cap) and delivered as `target-failed`.
     pub responses_refused: u64,
     /// Sends refused, by error variant, in WIT order (target-not-found,
     /// permission-denied, rate-limited, queue-full, invalid-message,
@@ -233,7 +233,8 @@ impl Router {
     }
 
     /// A handler returned for request `id`: `Ok(bytes)` is the response,
-    /// `Err(e)` becomes `handler-error(e)`. The response must carry a valid
+    /// `Err(e)` becomes `handler-error(e)` (its message within the
+    /// responder's payload cap, or `target-failed`). The response must carry a valid
     /// multicodec prefix within `responder`'s payload cap and in a codec the
     /// requester accepts, or the requester gets `target-failed` with the
     /// reason. A request that already ended (timed out, cancelled) counts
@@ -249,7 +250,13 @@ impl Router {
             return;
         };
         let outcome = match result {
-            Err(error) => Err(RequestError::HandlerError(error)),
+            Err(error) => match check_handler_error(responder, &error) {
+                Ok(()) => Err(RequestError::HandlerError(error)),
+                Err(reason) => {
+                    self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
+                    Err(RequestError::TargetFailed(reason))
+                }
+            },
             Ok(bytes) => match self.check_response(responder, &pending.owner, &bytes) {
                 Ok(()) => Ok(bytes),
                 Err(reason) => {
@@ -302,16 +309,28 @@ impl Router {
         outcome: Result<Vec<u8>, RequestError>,
         trace: TraceContext,
     ) {
+        // The owner's pending-request slot stays taken until the callback is
+        // settled (`settle_callback`), so the quota bounds the callbacks
+        // queued as well as the requests in flight.
         let owner = pending.owner;
-        owner.release_pending();
         self.counters.callbacks_queued.fetch_add(1, Ordering::AcqRel);
         if owner.mailbox().send_callback(Envelope::Callback { id, outcome, trace }).is_err() {
             self.counters.callbacks_queued.fetch_sub(1, Ordering::AcqRel);
             self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
+            owner.release_pending();
         }
     }
 
-    /// An actor finished with an envelope it took from its mailbox.
+    /// `owner` finished with a callback it took from its mailbox
+    /// (`Settled::CallbackHandled` or `Settled::DeadLettered`): counts it
+    /// and frees the pending-request slot its request held.
+    pub fn settle_callback(&self, owner: &ActorRef, how: Settled) {
+        owner.release_pending();
+        self.settle(how);
+    }
+
+    /// An actor finished with a message or request it took from its
+    /// mailbox (callbacks: [`Router::settle_callback`]).
     pub fn settle(&self, how: Settled) {
         let counter = match how {
             Settled::Handled => &self.counters.handled,
@@ -585,6 +604,21 @@ impl MessageRouter for Router {
             Err(error) => Err(self.refuse(origin, "", Some(id), error)),
         }
     }
+}
+
+/// A handler error's message is capped like a response: at the responder's
+/// `max_message_bytes` (SPEC section 3, execution limits), so a guest cannot
+/// push more bytes to a requester through an error than through an answer.
+fn check_handler_error(responder: &ActorRef, error: &ComponentError) -> Result<(), String> {
+    let max = responder.policy().max_message_bytes();
+    if error.message.len() > max {
+        return Err(format!(
+            "handler error (code {}) with a message of {} bytes exceeds the cap of {max} bytes",
+            error.code,
+            error.message.len()
+        ));
+    }
+    Ok(())
 }
 
 fn mailbox_error<T>(error: &MailboxError<T>, target: &str) -> MessagingError {

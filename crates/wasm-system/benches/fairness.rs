@@ -17,6 +17,8 @@
 //!   Beside it, the lateness of a bare `tokio::time::sleep(100 ms)`.
 //!
 //! Run: `cargo bench -p wasm-system --bench fairness` (prints a table).
+//! Without `--bench` (as `cargo test --all-targets` runs it) it makes a
+//! tenth of the measurements, as a smoke test.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +29,12 @@ use wasm_core::{ComponentManifest, CorrelationId, RequestError};
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
 
-const ROUND_TRIPS: usize = 300;
-const TIMEOUTS: usize = 30;
 const TIMEOUT_MS: u32 = 100;
+
+/// Round trips and timeouts per phase: all under `cargo bench`, a tenth otherwise.
+fn counts() -> (usize, usize) {
+    if std::env::args().any(|arg| arg == "--bench") { (300, 30) } else { (30, 3) }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -79,23 +84,24 @@ fn summary(mut samples: Vec<Duration>) -> String {
 }
 
 async fn measure(system: &System, events: &mut UnboundedReceiver<SystemEvent>, label: &str, spinning: bool) {
-    let mut trips = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
+    let (round_trips, timeouts) = counts();
+    let mut trips = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
         let (elapsed, outcome) = round_trip(system, events, "echo", 60_000).await;
         assert_eq!(outcome, Ok(b"\x55ping".to_vec()), "echo answers");
         trips.push(elapsed);
     }
     println!("{label:<9} echo round trip        {}", summary(trips));
-    let mut sleeps = Vec::with_capacity(TIMEOUTS);
-    for _ in 0..TIMEOUTS {
+    let mut sleeps = Vec::with_capacity(timeouts);
+    for _ in 0..timeouts {
         let start = Instant::now();
         tokio::time::sleep(Duration::from_millis(u64::from(TIMEOUT_MS))).await;
         sleeps.push(start.elapsed().saturating_sub(Duration::from_millis(u64::from(TIMEOUT_MS))));
     }
     println!("{label:<9} tokio sleep lateness   {}", summary(sleeps));
     if spinning {
-        let mut late = Vec::with_capacity(TIMEOUTS);
-        for _ in 0..TIMEOUTS {
+        let mut late = Vec::with_capacity(timeouts);
+        for _ in 0..timeouts {
             let (elapsed, outcome) = round_trip(system, events, "spinner-a", TIMEOUT_MS).await;
             assert_eq!(outcome, Err(RequestError::Timeout), "the busy spinner never answers in time");
             late.push(elapsed.saturating_sub(Duration::from_millis(u64::from(TIMEOUT_MS))));

@@ -28,6 +28,9 @@ use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngin
 use crate::events::{EventHub, SystemEvent};
 use crate::supervisor::RestartIntensity;
 
+/// The kind of a callback envelope (`Envelope::kind`).
+const CALLBACK: &str = "callback";
+
 /// Why a component stops when the system shuts down.
 const SHUTDOWN: &str = "system shutdown";
 
@@ -231,10 +234,15 @@ impl Actor {
         }
     }
 
-    /// The envelope in flight ended: count it, once.
+    /// The envelope in flight ended: count it, once (a callback also frees
+    /// the pending-request slot its request held).
     fn settle(&mut self, how: Settled) {
-        self.in_flight = None;
-        self.shared.router.settle(how);
+        let callback = self.in_flight.take().is_some_and(|in_flight| in_flight.kind == CALLBACK);
+        if callback {
+            self.shared.router.settle_callback(&self.me, how);
+        } else {
+            self.shared.router.settle(how);
+        }
     }
 
     fn dead_letter(&mut self, envelope: &Envelope, reason: String) {
@@ -243,6 +251,7 @@ impl Actor {
     }
 
     fn dead_letter_in_flight(&mut self, in_flight: InFlight, reason: String) {
+        let callback = in_flight.kind == CALLBACK;
         let letter = DeadLetter {
             target: self.me.id().clone(),
             sender: in_flight.sender,
@@ -254,7 +263,12 @@ impl Actor {
             self.shared.events.emit(SystemEvent::DeadLettered(letter.clone()));
         }
         self.shared.router.dead_letter(letter);
-        self.settle(Settled::DeadLettered);
+        self.in_flight = None;
+        if callback {
+            self.shared.router.settle_callback(&self.me, Settled::DeadLettered);
+        } else {
+            self.shared.router.settle(Settled::DeadLettered);
+        }
     }
 
     /// The instance failed: discard it, drop the requests it had pending,

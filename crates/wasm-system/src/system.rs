@@ -444,6 +444,6 @@ async fn host_inbox_loop(mut inbox: MailboxReceiver, replies: Arc<HostReplies>, 
         if let Envelope::Callback { id, outcome, .. } = envelope {
             replies.resolve(id.key(), outcome);
         }
-        router.settle(Settled::CallbackHandled);
+        router.settle_callback(router.host(), Settled::CallbackHandled);
     }
 }
