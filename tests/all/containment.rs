@@ -2,9 +2,10 @@
 //! well as in counts, against hostile guests (the Rust test guest's `storm`
 //! and `fail` commands, and WAT fixtures).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use wasm_core::RequestError;
+use wasm_core::{MessagingError, RequestError};
+use wasm_system::SystemEvent;
 use wasm_tests::{BOUND, Harness, raw};
 
 /// The Rust test guest (see its crate docs for the commands it takes).
@@ -43,6 +44,59 @@ async fn containment_a_handler_error_over_the_payload_cap_is_target_failed() {
         Err(RequestError::HandlerError(error)) => assert_eq!((error.code, error.message.len()), (7, 10)),
         other => panic!("expected handler-error, got {other:?}"),
     }
+    let stats = h.finish().await;
+    assert_eq!(stats.responses_refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_stalled_mailbox_is_bounded_in_bytes_as_well_as_in_count() {
+    let stalled = "[limits]\ntime_per_call_ms = 60000\n[mailbox]\ncapacity = 1024\nmax_bytes = 65536";
+    let h = Harness::start(&[("stalled", GUEST, stalled)]).await;
+    let target = h.system.router().lookup("stalled").expect("registered");
+    // The guest sleeps in its handler: nothing more is taken from its mailbox.
+    h.system.send("stalled", raw(b"sleep:60000")).expect("queued");
+    while !target.mailbox().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let big = raw(&[b'x'; 10 * 1024]);
+    let mut accepted = 0;
+    let refusal = loop {
+        match h.system.send("stalled", big.clone()) {
+            Ok(()) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(accepted < 1024, "the count bound was reached first: the byte bound did not hold");
+    };
+    assert_eq!(refusal, MessagingError::QueueFull);
+    assert_eq!(accepted, 6, "six 10 KiB messages fit 64 KiB");
+    assert!(target.mailbox().bytes() <= 65_536, "{} bytes queued", target.mailbox().bytes());
+    // Small messages still fit in what is left.
+    h.system.send("stalled", raw(b"echo")).expect("a small message fits");
+    let report = h.system.shutdown(Duration::ZERO).await;
+    assert!(report.stats.balanced(), "{:?}", report.stats);
+    assert_eq!(report.stats.dead_lettered, 8, "the sleeping call and what was queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_response_over_the_requesters_byte_bound_is_target_failed() {
+    let requester = "[capabilities]\nsend = [\"failer\"]\nrequest = true\n[mailbox]\nmax_bytes = 1000";
+    let mut h = Harness::start(&[("asker", GUEST, requester), ("failer", GUEST, "")]).await;
+    // failer answers with a handler error whose text is 5,000 bytes.
+    let id = h.ask("asker", raw(b"request:5000:failer:fail:5000")).await.expect("the request was sent");
+    let id = wasm_core::CorrelationId::parse(std::str::from_utf8(&id[1..]).expect("text")).expect("an id");
+    match h.callback("asker", id).await {
+        Err(RequestError::TargetFailed(reason)) => {
+            assert!(reason.contains("5000 bytes does not fit asker's mailbox"), "{reason}");
+        }
+        other => panic!("expected target-failed, got {other:?}"),
+    }
+    let handled = h
+        .wait_for("failer's answer", |e| match e {
+            SystemEvent::Handled { component, result, .. } if component.as_str() == "failer" => Some(result.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(handled.map_err(|e| e.message.len()), Err(5000), "failer did answer in full");
     let stats = h.finish().await;
     assert_eq!(stats.responses_refused, 1);
 }

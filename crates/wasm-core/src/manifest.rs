@@ -14,6 +14,9 @@ use crate::payload::DEFAULT_MAX_MESSAGE_BYTES;
 
 /// Default mailbox bound, in messages (SPEC section 3, backpressure).
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+/// Default mailbox bound, in payload bytes queued (16 MiB: sixteen messages
+/// at the default payload cap).
+pub const DEFAULT_MAILBOX_BYTES: usize = 16 * 1024 * 1024;
 /// Default request timeout when `send-request` passes 0, in ms.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// Default maximum `timeout-ms` a request may ask for, in ms.
@@ -109,17 +112,22 @@ impl Default for Limits {
     }
 }
 
-/// `[mailbox]`.
+/// `[mailbox]`: the bounds of what may wait for the component.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailboxSection {
-    /// Bound on queued messages and requests.
+    /// Bound on queued messages and requests, in envelopes.
     pub capacity: usize,
+    /// Bound on the payload bytes queued for the component: messages,
+    /// requests and callbacks together. A message or request that would go
+    /// over is refused with `queue-full`; a response that would go over
+    /// reaches the requester as `target-failed` instead.
+    pub max_bytes: usize,
 }
 
 impl Default for MailboxSection {
     fn default() -> Self {
-        Self { capacity: DEFAULT_MAILBOX_CAPACITY }
+        Self { capacity: DEFAULT_MAILBOX_CAPACITY, max_bytes: DEFAULT_MAILBOX_BYTES }
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasm_core::{ComponentId, ComponentManifest, MessageRouter, Origin, TraceContext};
+use wasm_core::{ComponentId, ComponentManifest, MailboxSection, MessageRouter, Origin, TraceContext};
 use wasm_messaging::{Envelope, MailboxReceiver, NoAudit, Policy, Router};
 
 const BATCH: u64 = 50_000;
@@ -31,7 +31,11 @@ fn policy_step(c: &mut Criterion) {
     let (router, _host_inbox) = Router::start(Arc::new(NoAudit));
     let sink = manifest("[component]\nid = \"sink\"\nwasm = \"x\"\n[codecs]\naccept = [\"raw\", \"json\"]");
     let (sink_ref, mut inbox) = router
-        .register(sink.component.id.clone(), Policy::from_manifest(&sink).expect("policy"), 1 << 17)
+        .register(
+            sink.component.id.clone(),
+            Policy::from_manifest(&sink).expect("policy"),
+            &MailboxSection { capacity: 1 << 17, max_bytes: usize::MAX },
+        )
         .expect("sink");
     let sender_manifest = |extra: &str| {
         manifest(&format!(
@@ -39,13 +43,22 @@ fn policy_step(c: &mut Criterion) {
         ))
     };
     let plain = sender_manifest("");
-    let (_sender, _sender_inbox) =
-        router.register(plain.component.id.clone(), Policy::from_manifest(&plain).expect("policy"), 1).expect("sender");
+    let (_sender, _sender_inbox) = router
+        .register(
+            plain.component.id.clone(),
+            Policy::from_manifest(&plain).expect("policy"),
+            &MailboxSection { capacity: 1, ..MailboxSection::default() },
+        )
+        .expect("sender");
     let limited = manifest(
         "[component]\nid = \"limited\"\nwasm = \"x\"\n[capabilities]\nsend = [\"sink\"]\n[rate]\nmessages_per_second = 4000000000\nburst = 4000000000",
     );
     let (_limited, _limited_inbox) = router
-        .register(limited.component.id.clone(), Policy::from_manifest(&limited).expect("policy"), 1)
+        .register(
+            limited.component.id.clone(),
+            Policy::from_manifest(&limited).expect("policy"),
+            &MailboxSection { capacity: 1, ..MailboxSection::default() },
+        )
         .expect("limited");
     let mut payload = vec![0x55];
     payload.resize(64, b'x');

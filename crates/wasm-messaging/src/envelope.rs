@@ -50,6 +50,22 @@ impl Envelope {
         }
     }
 
+    /// The payload bytes the envelope holds, as counted against a mailbox's
+    /// byte bound: the payload of a message or request; the response, or the
+    /// text of the error, of a callback.
+    #[must_use]
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Envelope::Message { payload, .. } | Envelope::Request { payload, .. } => payload.len(),
+            Envelope::Callback { outcome, .. } => match outcome {
+                Ok(bytes) => bytes.len(),
+                Err(RequestError::HandlerError(error)) => error.message.len(),
+                Err(RequestError::TargetFailed(text) | RequestError::DeliveryFailed(text)) => text.len(),
+                Err(RequestError::Timeout | RequestError::Cancelled) => 0,
+            },
+        }
+    }
+
     /// The trace context the envelope carries.
     #[must_use]
     pub fn trace(&self) -> &TraceContext {

@@ -12,7 +12,7 @@
 //! let (router, _host_inbox) = Router::start(Arc::new(NoAudit));
 //! let manifest: ComponentManifest = toml::from_str("[component]\nid = \"echo\"\nwasm = \"echo.wat\"").unwrap();
 //! let id = manifest.component.id.clone();
-//! let (_echo, mut inbox) = router.register(id, Policy::from_manifest(&manifest).unwrap(), 16).unwrap();
+//! let (_echo, mut inbox) = router.register(id, Policy::from_manifest(&manifest).unwrap(), &manifest.mailbox).unwrap();
 //!
 //! let host = ComponentId::host();
 //! let hello = MessagePayload::encode(Codec::Raw, b"hello").into_bytes();

@@ -1,15 +1,24 @@
 //! Bounded mailboxes (SPEC section 3, backpressure).
 //!
 //! A mailbox has two queues: a bounded one for messages and requests, which
-//! refuses at once when full and never blocks the sender, and an unbounded
-//! one for callbacks, because a callback answers a request the owner already
-//! made and must never be lost. The callback queue is bounded in practice by
-//! the owner's pending-request quota (default 10,000).
+//! refuses at once when full and never blocks the sender, and one for
+//! callbacks that never refuses for room, because a callback answers a
+//! request the owner already made and must never be lost. The callback
+//! queue is bounded in count by the owner's pending-request quota (a slot is
+//! freed only once the callback is settled) and in bytes by the byte bound
+//! below.
+//!
+//! Bytes are bounded too: the payload bytes of everything queued (messages,
+//! requests and callbacks together, [`Envelope::payload_bytes`]) stay within
+//! the mailbox's `max_bytes`. A message or request over it is refused like a
+//! full queue; a callback over it is handed back by
+//! [`Mailbox::try_send_callback`], so the router can deliver a short
+//! `target-failed` in its place ([`Mailbox::send_callback`] always takes it).
 
 use std::fmt;
 
 use tokio::sync::mpsc;
-use wasm_core::{ComponentId, DEFAULT_MAILBOX_CAPACITY};
+use wasm_core::{ComponentId, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY};
 
 use crate::envelope::Envelope;
 use crate::error::MailboxError;
@@ -22,8 +31,11 @@ pub struct Mailbox {
     messages: mpsc::Sender<Envelope>,
     callbacks: mpsc::UnboundedSender<Envelope>,
     capacity: usize,
+    max_bytes: u64,
     /// Callbacks queued (the bounded queue's length comes from tokio).
     callbacks_queued: Arc<AtomicU64>,
+    /// Payload bytes queued, both queues (and reserved by permits).
+    bytes_queued: Arc<AtomicU64>,
 }
 
 /// The receiving side, owned by the component's actor; it outlives instance
@@ -32,64 +44,144 @@ pub struct MailboxReceiver {
     messages: mpsc::Receiver<Envelope>,
     callbacks: mpsc::UnboundedReceiver<Envelope>,
     callbacks_queued: Arc<AtomicU64>,
+    bytes_queued: Arc<AtomicU64>,
 }
 
-/// A reservation of one slot in a mailbox's bounded queue.
+/// A reservation of one slot, and of a payload's bytes, in a mailbox's
+/// bounded queue; dropping it unused gives both back.
 pub struct MailboxPermit<'a> {
-    permit: mpsc::Permit<'a, Envelope>,
+    permit: Option<mpsc::Permit<'a, Envelope>>,
+    bytes: u64,
+    bytes_queued: &'a AtomicU64,
 }
 
 /// Creates a mailbox for `id` holding at most `capacity` messages and
-/// requests (0 means [`DEFAULT_MAILBOX_CAPACITY`]).
+/// requests (0 means [`DEFAULT_MAILBOX_CAPACITY`]) and at most `max_bytes`
+/// payload bytes in all (0 means [`DEFAULT_MAILBOX_BYTES`]).
 #[must_use]
-pub fn mailbox(id: ComponentId, capacity: usize) -> (Mailbox, MailboxReceiver) {
+pub fn mailbox(id: ComponentId, capacity: usize, max_bytes: usize) -> (Mailbox, MailboxReceiver) {
     let capacity = if capacity == 0 { DEFAULT_MAILBOX_CAPACITY } else { capacity };
+    let max_bytes = if max_bytes == 0 { DEFAULT_MAILBOX_BYTES } else { max_bytes };
     let (tx, rx) = mpsc::channel(capacity);
     let (cb_tx, cb_rx) = mpsc::unbounded_channel();
     let callbacks_queued = Arc::new(AtomicU64::new(0));
+    let bytes_queued = Arc::new(AtomicU64::new(0));
     (
-        Mailbox { id, messages: tx, callbacks: cb_tx, capacity, callbacks_queued: Arc::clone(&callbacks_queued) },
-        MailboxReceiver { messages: rx, callbacks: cb_rx, callbacks_queued },
+        Mailbox {
+            id,
+            messages: tx,
+            callbacks: cb_tx,
+            capacity,
+            max_bytes: max_bytes as u64,
+            callbacks_queued: Arc::clone(&callbacks_queued),
+            bytes_queued: Arc::clone(&bytes_queued),
+        },
+        MailboxReceiver { messages: rx, callbacks: cb_rx, callbacks_queued, bytes_queued },
     )
 }
 
 impl Mailbox {
+    /// Takes `bytes` of the byte bound, or says there is no room.
+    fn take_bytes(&self, bytes: u64) -> bool {
+        let max = self.max_bytes;
+        self.bytes_queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(bytes).filter(|total| *total <= max)
+            })
+            .is_ok()
+    }
+
+    fn give_bytes(&self, bytes: u64) {
+        self.bytes_queued.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
     /// Queues a message or request without waiting.
     ///
     /// # Errors
-    /// [`MailboxError::Full`] when the bounded queue is full,
-    /// [`MailboxError::Closed`] when the actor is gone; either way the
-    /// envelope is handed back.
+    /// [`MailboxError::Full`] when the bounded queue is full or its payload
+    /// would go over the byte bound, [`MailboxError::Closed`] when the actor
+    /// is gone; either way the envelope is handed back.
     pub fn try_send(&self, envelope: Envelope) -> Result<(), MailboxError<Envelope>> {
-        self.messages.try_send(envelope).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(env) => MailboxError::Full(env),
-            mpsc::error::TrySendError::Closed(env) => MailboxError::Closed(env),
+        let bytes = envelope.payload_bytes() as u64;
+        if !self.take_bytes(bytes) {
+            return Err(MailboxError::Full(envelope));
+        }
+        self.messages.try_send(envelope).map_err(|e| {
+            self.give_bytes(bytes);
+            match e {
+                mpsc::error::TrySendError::Full(env) => MailboxError::Full(env),
+                mpsc::error::TrySendError::Closed(env) => MailboxError::Closed(env),
+            }
         })
     }
 
-    /// Reserves one slot in the bounded queue, so a request can be registered
-    /// only once it is sure to be queued.
+    /// Reserves one slot in the bounded queue and `bytes` of the byte bound,
+    /// so a request can be registered only once it is sure to be queued.
     ///
     /// # Errors
     /// [`MailboxError::Full`] or [`MailboxError::Closed`] (with `()`).
-    pub fn try_reserve(&self) -> Result<MailboxPermit<'_>, MailboxError<()>> {
+    pub fn try_reserve(&self, bytes: usize) -> Result<MailboxPermit<'_>, MailboxError<()>> {
+        let bytes = bytes as u64;
+        if !self.take_bytes(bytes) {
+            return Err(MailboxError::Full(()));
+        }
         match self.messages.try_reserve() {
-            Ok(permit) => Ok(MailboxPermit { permit }),
-            Err(mpsc::error::TrySendError::Full(())) => Err(MailboxError::Full(())),
-            Err(mpsc::error::TrySendError::Closed(())) => Err(MailboxError::Closed(())),
+            Ok(permit) => Ok(MailboxPermit { permit: Some(permit), bytes, bytes_queued: &self.bytes_queued }),
+            Err(e) => {
+                self.give_bytes(bytes);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(()) => MailboxError::Full(()),
+                    mpsc::error::TrySendError::Closed(()) => MailboxError::Closed(()),
+                })
+            }
         }
     }
 
-    /// Queues a callback; callbacks are never refused for room.
+    /// Queues a callback if its payload fits the byte bound.
+    ///
+    /// # Errors
+    /// [`MailboxError::Full`] with the envelope when its payload would go
+    /// over the byte bound (deliver a short outcome with
+    /// [`Mailbox::send_callback`] instead), [`MailboxError::Closed`] when the
+    /// actor is gone.
+    pub fn try_send_callback(&self, envelope: Envelope) -> Result<(), MailboxError<Envelope>> {
+        if !self.take_bytes(envelope.payload_bytes() as u64) {
+            return Err(MailboxError::Full(envelope));
+        }
+        self.queue_callback(envelope)
+    }
+
+    /// Queues a callback whatever the room: for outcomes the host makes
+    /// (timeouts, cancellations, failures with a short reason).
     ///
     /// # Errors
     /// [`MailboxError::Closed`] with the envelope when the actor is gone.
     pub fn send_callback(&self, envelope: Envelope) -> Result<(), MailboxError<Envelope>> {
+        self.bytes_queued.fetch_add(envelope.payload_bytes() as u64, Ordering::AcqRel);
+        self.queue_callback(envelope)
+    }
+
+    /// Queues a callback whose bytes are already counted.
+    fn queue_callback(&self, envelope: Envelope) -> Result<(), MailboxError<Envelope>> {
         self.callbacks_queued.fetch_add(1, Ordering::Relaxed);
         self.callbacks.send(envelope).map_err(|e| {
             self.callbacks_queued.fetch_sub(1, Ordering::Relaxed);
+            self.give_bytes(e.0.payload_bytes() as u64);
             MailboxError::Closed(e.0)
         })
+    }
+
+    /// Payload bytes queued (both queues; bytes reserved by a
+    /// [`MailboxPermit`] count as queued).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes_queued.load(Ordering::Acquire)
+    }
+
+    /// The byte bound, in payload bytes.
+    #[must_use]
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// The owner's id.
@@ -126,9 +218,22 @@ impl Mailbox {
 }
 
 impl MailboxPermit<'_> {
-    /// Queues `envelope` in the reserved slot.
-    pub fn send(self, envelope: Envelope) {
-        self.permit.send(envelope);
+    /// Queues `envelope` in the reserved slot; its payload must be the size
+    /// reserved.
+    pub fn send(mut self, envelope: Envelope) {
+        debug_assert_eq!(envelope.payload_bytes() as u64, self.bytes, "the payload reserved");
+        self.bytes = 0;
+        if let Some(permit) = self.permit.take() {
+            permit.send(envelope);
+        }
+    }
+}
+
+impl Drop for MailboxPermit<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.bytes_queued.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
     }
 }
 
@@ -144,22 +249,27 @@ impl MailboxReceiver {
             biased;
             Some(env) = self.callbacks.recv() => Some(self.took_callback(env)),
             env = self.messages.recv() => match env {
-                Some(env) => Some(env),
+                Some(env) => Some(self.took(env)),
                 None => self.callbacks.recv().await.map(|env| self.took_callback(env)),
             },
         }
     }
 
+    fn took(&self, envelope: Envelope) -> Envelope {
+        self.bytes_queued.fetch_sub(envelope.payload_bytes() as u64, Ordering::AcqRel);
+        envelope
+    }
+
     fn took_callback(&self, envelope: Envelope) -> Envelope {
         self.callbacks_queued.fetch_sub(1, Ordering::Relaxed);
-        envelope
+        self.took(envelope)
     }
 
     /// Takes an envelope if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Envelope> {
         match self.callbacks.try_recv() {
             Ok(env) => Some(self.took_callback(env)),
-            Err(_) => self.messages.try_recv().ok(),
+            Err(_) => self.messages.try_recv().ok().map(|env| self.took(env)),
         }
     }
 
@@ -177,6 +287,8 @@ impl fmt::Debug for Mailbox {
             .field("id", &self.id)
             .field("capacity", &self.capacity)
             .field("queued", &self.len())
+            .field("bytes", &self.bytes())
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
@@ -207,14 +319,14 @@ mod tests {
 
     #[tokio::test]
     async fn full_mailbox_refuses_at_once_and_hands_the_message_back() {
-        let (mailbox, mut rx) = mailbox(ComponentId::parse("a").expect("id"), 2);
+        let (mailbox, mut rx) = mailbox(ComponentId::parse("a").expect("id"), 2, 0);
         mailbox.try_send(message(1)).expect("room");
         mailbox.try_send(message(2)).expect("room");
         match mailbox.try_send(message(3)) {
             Err(MailboxError::Full(Envelope::Message { payload, .. })) => assert_eq!(payload, vec![0x55, 3]),
             other => panic!("expected Full with the message back, got {other:?}"),
         }
-        assert!(mailbox.try_reserve().is_err());
+        assert!(mailbox.try_reserve(2).is_err());
         // Callbacks still get through, and come first.
         mailbox
             .send_callback(Envelope::Callback {
@@ -230,5 +342,43 @@ mod tests {
         assert!(mailbox.is_empty());
         rx.close();
         assert!(matches!(mailbox.try_send(message(4)), Err(MailboxError::Closed(_))));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod byte_tests {
+    use wasm_core::{CorrelationId, TraceContext};
+
+    use super::*;
+
+    fn message(bytes: usize) -> Envelope {
+        Envelope::Message { sender: ComponentId::host(), payload: vec![0x55; bytes], trace: TraceContext::new_root() }
+    }
+
+    fn callback(bytes: usize) -> Envelope {
+        Envelope::Callback {
+            id: CorrelationId::generate(),
+            outcome: Ok(vec![0x55; bytes]),
+            trace: TraceContext::new_root(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_holds_for_messages_permits_and_callbacks_and_frees_on_receipt() {
+        let (mailbox, mut rx) = mailbox(ComponentId::parse("a").expect("id"), 100, 1_000);
+        mailbox.try_send(message(600)).expect("room");
+        assert!(matches!(mailbox.try_send(message(401)), Err(MailboxError::Full(_))), "over the bytes, not the count");
+        {
+            let _unused = mailbox.try_reserve(400).expect("400 bytes fit");
+            assert!(mailbox.try_reserve(1).is_err(), "reserved bytes count");
+        }
+        assert_eq!(mailbox.bytes(), 600, "an unused permit gives its bytes back");
+        assert!(matches!(mailbox.try_send_callback(callback(401)), Err(MailboxError::Full(_))));
+        mailbox.send_callback(callback(10)).expect("short outcomes always go");
+        assert_eq!(mailbox.bytes(), 610);
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some());
+        assert_eq!(mailbox.bytes(), 0, "taking an envelope frees its bytes");
+        mailbox.try_send(message(1_000)).expect("the whole bound is free again");
     }
 }

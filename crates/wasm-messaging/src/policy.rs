@@ -95,6 +95,9 @@ impl Policy {
         if manifest.mailbox.capacity == 0 {
             return Err(PolicyError::new("mailbox.capacity", "must be at least 1"));
         }
+        if manifest.mailbox.max_bytes == 0 {
+            return Err(PolicyError::new("mailbox.max_bytes", "must be at least 1"));
+        }
         if manifest.requests.max_timeout_ms == 0
             || manifest.requests.default_timeout_ms > manifest.requests.max_timeout_ms
         {

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use wasm_core::{
-    ComponentError, ComponentId, CorrelationId, CorrelationTracker, MessageRouter, MessagingError, Origin,
-    PendingRequest, RequestError, TraceContext, TrackerStats, decode_prefix,
+    ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter, MessagingError,
+    Origin, PendingRequest, RequestError, TraceContext, TrackerStats, decode_prefix,
 };
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink};
@@ -162,7 +162,8 @@ impl Router {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn start(audit: Arc<dyn AuditSink>) -> (Arc<Self>, MailboxReceiver) {
-        let (host_mailbox, host_inbox) = mailbox(ComponentId::host(), 1);
+        // The host's own inbox: trusted, so no byte bound beyond the quota.
+        let (host_mailbox, host_inbox) = mailbox(ComponentId::host(), 1, usize::MAX);
         let host = ActorRef::new(ComponentId::host(), host_mailbox, Policy::host());
         let tracker = Arc::new(RequestTracker::new(MonotonicClock::new()));
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
@@ -186,8 +187,9 @@ impl Router {
         (router, host_inbox)
     }
 
-    /// Registers a component with its rules and a mailbox of `capacity`;
-    /// returns its handle and the mailbox's receiving side for its actor.
+    /// Registers a component with its rules and a mailbox with the bounds
+    /// of `bounds` (envelopes and payload bytes); returns its handle and the
+    /// mailbox's receiving side for its actor.
     ///
     /// # Errors
     /// [`RegistryError`] for a taken or reserved id.
@@ -195,9 +197,9 @@ impl Router {
         &self,
         id: ComponentId,
         policy: Policy,
-        capacity: usize,
+        bounds: &MailboxSection,
     ) -> Result<(ActorRef, MailboxReceiver), RegistryError> {
-        let (tx, rx) = mailbox(id.clone(), capacity);
+        let (tx, rx) = mailbox(id.clone(), bounds.capacity, bounds.max_bytes);
         let actor = ActorRef::new(id, tx, policy);
         self.registry.register(actor.clone())?;
         Ok((actor, rx))
@@ -314,7 +316,31 @@ impl Router {
         // queued as well as the requests in flight.
         let owner = pending.owner;
         self.counters.callbacks_queued.fetch_add(1, Ordering::AcqRel);
-        if owner.mailbox().send_callback(Envelope::Callback { id, outcome, trace }).is_err() {
+        let mailbox = owner.mailbox();
+        // A response, or a handler's error text, counts against the
+        // requester's byte bound; one that does not fit becomes a short
+        // `target-failed`, so the requester still gets its one callback.
+        let sent = match outcome {
+            Ok(_) | Err(RequestError::HandlerError(_)) => {
+                match mailbox.try_send_callback(Envelope::Callback { id, outcome, trace }) {
+                    Err(MailboxError::Full(refused)) => {
+                        self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
+                        let reason = format!(
+                            "a response of {} bytes does not fit {}'s mailbox ({} of {} bytes queued)",
+                            refused.payload_bytes(),
+                            owner.id(),
+                            mailbox.bytes(),
+                            mailbox.max_bytes()
+                        );
+                        let outcome = Err(RequestError::TargetFailed(reason));
+                        mailbox.send_callback(Envelope::Callback { id, outcome, trace })
+                    }
+                    other => other,
+                }
+            }
+            Err(_) => mailbox.send_callback(Envelope::Callback { id, outcome, trace }),
+        };
+        if sent.is_err() {
             self.counters.callbacks_queued.fetch_sub(1, Ordering::AcqRel);
             self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
             owner.release_pending();
@@ -567,7 +593,7 @@ impl MessageRouter for Router {
                     quotas.max_timeout_ms
                 )));
             }
-            let permit = target_actor.mailbox().try_reserve().map_err(|e| mailbox_error(&e, target))?;
+            let permit = target_actor.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target))?;
             if !sender.acquire_pending(quotas.max_pending) {
                 return Err(MessagingError::TooManyPending(format!(
                     "{} already has {} pending requests (quota {})",

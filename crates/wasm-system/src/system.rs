@@ -183,7 +183,7 @@ impl System {
             })
         })?;
         let router = &self.shared.router;
-        let (me, inbox) = router.register(id.clone(), policy, manifest.mailbox.capacity)?;
+        let (me, inbox) = router.register(id.clone(), policy, &manifest.mailbox)?;
         let instance = match self
             .shared
             .engine
