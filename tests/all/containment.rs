@@ -100,3 +100,32 @@ async fn containment_a_response_over_the_requesters_byte_bound_is_target_failed(
     let stats = h.finish().await;
     assert_eq!(stats.responses_refused, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_the_memory_cap_holds_over_all_linear_memories_and_tables_are_capped() {
+    let mut h = Harness::start(&[("hog", "hog", "[limits]\nmemory_bytes = 50331648")]).await;
+    // 64 KiB + 32 MiB: within 48 MiB.
+    assert_eq!(h.ask("hog", raw(b"a")).await, Ok(raw(b"a")));
+    // Another 32 MiB in a third memory: within a per-memory cap, over the total.
+    match h.ask("hog", raw(b"b")).await {
+        Err(RequestError::TargetFailed(reason)) => assert!(reason.contains("memory cap exceeded"), "{reason}"),
+        other => panic!("expected target-failed, got {other:?}"),
+    }
+    h.wait_for("the restart", |e| matches!(e, SystemEvent::Restarted { .. }).then_some(())).await;
+    // 2^27 table elements, one instruction: refused before anything is reserved.
+    match h.ask("hog", raw(b"t")).await {
+        Err(RequestError::TargetFailed(reason)) => assert!(reason.contains("table cap exceeded"), "{reason}"),
+        other => panic!("expected target-failed, got {other:?}"),
+    }
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.failed, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_component_with_more_memories_than_allowed_does_not_start() {
+    let builder = wasm_system::System::builder()
+        .engine(wasm_tests::engine())
+        .compiled(wasm_tests::manifest("hog", "hog", "[limits]\nmax_memories = 2"), wasm_tests::compiled("hog"));
+    let error = builder.start().await.expect_err("three memories, two allowed").to_string();
+    assert!(error.contains("hog") && error.contains("memor"), "{error}");
+}

@@ -27,8 +27,16 @@ pub const DEFAULT_MAX_PENDING: usize = 10_000;
 pub const DEFAULT_FUEL_PER_CALL: u64 = 1_000_000_000;
 /// Default wall-clock budget per handler call, in ms.
 pub const DEFAULT_TIME_PER_CALL_MS: u64 = 5_000;
-/// Default cap on an instance's linear memory, in bytes (64 MiB).
+/// Default cap on an instance's linear memories together, in bytes (64 MiB).
 pub const DEFAULT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Default cap on an instance's table elements together (100,000).
+pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
+/// Default cap on the linear memories an instance may create.
+pub const DEFAULT_MAX_MEMORIES: usize = 4;
+/// Default cap on the tables an instance may create.
+pub const DEFAULT_MAX_TABLES: usize = 64;
+/// Default cap on the core instances a component instance may create.
+pub const DEFAULT_MAX_INSTANCES: usize = 64;
 
 /// One component's manifest (`Component.toml`).
 ///
@@ -93,10 +101,21 @@ pub struct ComponentSection {
 pub struct Limits {
     /// Fuel per handler call (wasmtime fuel units).
     pub fuel_per_call: u64,
-    /// Wall-clock budget per handler call, in ms (epoch interruption).
+    /// Wall-clock budget per handler call, in ms, time asleep in WASI included.
     pub time_per_call_ms: u64,
-    /// Cap on the instance's linear memory, in bytes.
+    /// Cap on all the instance's linear memories together, in bytes, for the
+    /// instance's life; a grow over it traps before anything is reserved.
     pub memory_bytes: usize,
+    /// Cap on all the instance's table elements together; a grow over it
+    /// traps before anything is reserved.
+    pub table_elements: usize,
+    /// Cap on the linear memories the instance may create (each reserves
+    /// address space of its own).
+    pub max_memories: usize,
+    /// Cap on the tables the instance may create.
+    pub max_tables: usize,
+    /// Cap on the core instances the component instance may create.
+    pub max_instances: usize,
     /// Cap on a message or response this component sends, in bytes.
     pub max_message_bytes: usize,
 }
@@ -107,6 +126,10 @@ impl Default for Limits {
             fuel_per_call: DEFAULT_FUEL_PER_CALL,
             time_per_call_ms: DEFAULT_TIME_PER_CALL_MS,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            table_elements: DEFAULT_TABLE_ELEMENTS,
+            max_memories: DEFAULT_MAX_MEMORIES,
+            max_tables: DEFAULT_MAX_TABLES,
+            max_instances: DEFAULT_MAX_INSTANCES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }

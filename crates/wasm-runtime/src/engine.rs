@@ -38,7 +38,7 @@ use wasm_core::{
     WasiSection,
 };
 use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -48,6 +48,7 @@ use crate::componentize::componentize_wat;
 use crate::error::{GuestFailure, RuntimeError};
 use crate::guest_log::{GuestLog, GuestLogLimits};
 use crate::host::HostState;
+use crate::limits::InstanceLimiter;
 
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
@@ -152,7 +153,8 @@ impl WasmEngine {
     }
 
     /// Instantiates `compiled` as component `id`, in a fresh [`Store`] with
-    /// `limits` (memory cap for the instance's life; fuel and time per call,
+    /// `limits` (caps over all its memories and tables together and on how
+    /// many it may create, for the instance's life; fuel and time per call,
     /// and the same budget for instantiation itself) and the WASI grants of
     /// `wasi`, whose host calls go to `router` on behalf of `id`.
     ///
@@ -184,7 +186,7 @@ impl WasmEngine {
             trace: None,
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            limits: InstanceLimiter::new(limits),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use wasm_core::{ComponentId, MessageRouter, MessagingError, Origin, TraceContext};
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::airssys::wasm::{host_services, types};
+use crate::limits::InstanceLimiter;
 
 /// What a [`wasmtime::Store`] holds for one instance.
 pub(crate) struct HostState {
@@ -19,7 +19,7 @@ pub(crate) struct HostState {
     pub(crate) trace: Option<TraceContext>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: InstanceLimiter,
 }
 
 impl HostState {

@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod guest_log;
 mod host;
+mod limits;
 
 pub use componentize::{WIT, componentize_wat, componentize_wat_with_packages, componentize_wat_with_wit};
 pub use engine::{CompiledComponent, ComponentInstance, EngineConfig, WasmEngine};
