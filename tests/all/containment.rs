@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use wasm_core::{MessagingError, RequestError};
+use wasm_messaging::AuditEvent;
 use wasm_system::SystemEvent;
-use wasm_tests::{BOUND, Harness, raw};
+use wasm_tests::{BOUND, Harness, RecordingAudit, raw};
 
 /// The Rust test guest (see its crate docs for the commands it takes).
 const GUEST: &str = "rust:guest-behaviour";
@@ -128,4 +131,26 @@ async fn containment_a_component_with_more_memories_than_allowed_does_not_start(
         .compiled(wasm_tests::manifest("hog", "hog", "[limits]\nmax_memories = 2"), wasm_tests::compiled("hog"));
     let error = builder.start().await.expect_err("three memories, two allowed").to_string();
     assert!(error.contains("hog") && error.contains("memor"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_refusal_flood_is_aggregated_in_the_audit_log_and_every_refusal_is_counted() {
+    let audit = Arc::new(RecordingAudit::default());
+    let flooder = "[capabilities]\nsend = [\"sink\"]\n[rate]\nmessages_per_second = 1\nburst = 1";
+    let h = Harness::start_audited(
+        &[("flooder", GUEST, flooder), ("quiet", GUEST, ""), ("sink", "echo", "")],
+        Arc::clone(&audit) as _,
+    )
+    .await;
+    assert_eq!(h.ask("flooder", raw(b"spam:20000:sink")).await, Ok(raw(b"1")), "one within the rate");
+    // Another tenant's refusal, in the middle of the flood's second.
+    assert_eq!(h.ask("quiet", raw(b"spam:1:sink")).await, Ok(raw(b"0")));
+    let stats = h.finish().await;
+    assert_eq!(stats.refused[2], 19_999, "every rate-limited send is counted");
+    let refused = audit.of(AuditEvent::Refused, "rate-limited");
+    let from_flooder: Vec<_> = refused.iter().filter(|r| r.tenant() == "flooder").collect();
+    assert!(from_flooder.len() <= 10, "a handful of records, not 19,999: {}", from_flooder.len());
+    assert_eq!(from_flooder.iter().map(|r| r.count).sum::<u64>(), 19_999, "the aggregates add up");
+    let quiet = audit.of(AuditEvent::Refused, "permission-denied");
+    assert_eq!(quiet.iter().filter(|r| r.tenant() == "quiet").count(), 1, "the other tenant's record is there");
 }

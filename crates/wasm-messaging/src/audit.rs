@@ -57,6 +57,9 @@ pub struct AuditRecord {
     pub outcome: &'static str,
     /// Why.
     pub reason: String,
+    /// How many events the record stands for: 1, or for an aggregate of
+    /// repeated refusals (same sender, kind and second), how many there were.
+    pub count: u64,
 }
 
 impl AuditRecord {
@@ -71,6 +74,20 @@ impl AuditRecord {
             correlation_id: None,
             outcome,
             reason: reason.into(),
+            count: 1,
+        }
+    }
+
+    /// The tenant the record is about, for sharing an audit queue fairly: the
+    /// sender, or for what the host did to a component (lifecycle records),
+    /// that component.
+    #[must_use]
+    pub fn tenant(&self) -> &str {
+        match (&self.sender, &self.target) {
+            (Some(sender), _) if !sender.is_host() => sender.as_str(),
+            (_, Some(target)) => target,
+            (Some(sender), None) => sender.as_str(),
+            (None, None) => wasm_core::HOST_ID,
         }
     }
 }

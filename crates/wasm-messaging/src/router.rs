@@ -11,7 +11,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
 
 use tokio::sync::Notify;
 use wasm_core::{
@@ -152,6 +154,8 @@ pub struct Router {
     dead_letters: Mutex<VecDeque<DeadLetter>>,
     quiet: Notify,
     timer: Mutex<Option<TimerDriver>>,
+    /// Aggregation of repeated refusals, per sender and kind (see `refuse`).
+    refusal_windows: Mutex<FxHashMap<(ComponentId, usize), RefusalWindow>>,
 }
 
 impl Router {
@@ -182,6 +186,7 @@ impl Router {
                 dead_letters: Mutex::new(VecDeque::new()),
                 quiet: Notify::new(),
                 timer: Mutex::new(Some(driver)),
+                refusal_windows: Mutex::new(FxHashMap::default()),
             }
         });
         (router, host_inbox)
@@ -475,6 +480,14 @@ impl Router {
         }
     }
 
+    /// Counts a refusal and audits it. Repeated refusals of one kind from
+    /// one sender are aggregated: the first of each second is written in
+    /// full, the rest of that second are counted, and their number is
+    /// written as one record (`count`) when the sender's next refusal of
+    /// that kind comes in a later second, or at [`Router::flush_audit`].
+    /// A flooding sender thus writes at most two records per kind and
+    /// second, however fast it floods; every refusal is still counted in
+    /// [`RouterStats::refused`].
     fn refuse(
         &self,
         origin: Origin<'_>,
@@ -484,13 +497,40 @@ impl Router {
     ) -> MessagingError {
         let (index, outcome) = variant(&error);
         self.counters.refused[index].fetch_add(1, Ordering::Relaxed);
-        self.audit.record(AuditRecord {
+        let record = AuditRecord {
             sender: Some(origin.sender.clone()),
             target: Some(truncated(target)),
             correlation_id,
             ..AuditRecord::now(AuditEvent::Refused, outcome, error.to_string())
-        });
+        };
+        let second = record.time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let earlier = {
+            let mut windows = self.refusal_windows.lock();
+            let window = windows.entry((origin.sender.clone(), index)).or_default();
+            if window.second == second {
+                window.aggregated += 1;
+                return error;
+            }
+            let earlier = (window.aggregated > 0).then_some((window.second, window.aggregated));
+            *window = RefusalWindow { second, aggregated: 0 };
+            earlier
+        };
+        if let Some((earlier_second, count)) = earlier {
+            self.audit.record(aggregate_record(origin.sender, outcome, earlier_second, count));
+        }
+        self.audit.record(record);
         error
+    }
+
+    /// Writes the aggregates of repeated refusals not yet written (see
+    /// [`Router::refuse`]); call before the audit sink closes.
+    pub fn flush_audit(&self) {
+        let windows = std::mem::take(&mut *self.refusal_windows.lock());
+        for ((sender, index), window) in windows {
+            if window.aggregated > 0 {
+                self.audit.record(aggregate_record(&sender, VARIANT_NAMES[index], window.second, window.aggregated));
+            }
+        }
     }
 
     /// The checks shared by messages and requests, in SPEC order up to the
@@ -654,19 +694,55 @@ fn mailbox_error<T>(error: &MailboxError<T>, target: &str) -> MessagingError {
     }
 }
 
+/// The kebab-case names of the messaging error variants, in WIT order.
+const VARIANT_NAMES: [&str; 9] = [
+    "target-not-found",
+    "permission-denied",
+    "rate-limited",
+    "queue-full",
+    "invalid-message",
+    "too-many-pending",
+    "request-not-found",
+    "not-owner",
+    "delivery-failed",
+];
+
 /// The WIT order index and kebab-case name of a messaging error variant.
 #[must_use]
 pub fn variant(error: &MessagingError) -> (usize, &'static str) {
-    match error {
-        MessagingError::TargetNotFound(_) => (0, "target-not-found"),
-        MessagingError::PermissionDenied(_) => (1, "permission-denied"),
-        MessagingError::RateLimited(_) => (2, "rate-limited"),
-        MessagingError::QueueFull => (3, "queue-full"),
-        MessagingError::InvalidMessage(_) => (4, "invalid-message"),
-        MessagingError::TooManyPending(_) => (5, "too-many-pending"),
-        MessagingError::RequestNotFound(_) => (6, "request-not-found"),
-        MessagingError::NotOwner(_) => (7, "not-owner"),
-        MessagingError::DeliveryFailed(_) => (8, "delivery-failed"),
+    let index = match error {
+        MessagingError::TargetNotFound(_) => 0,
+        MessagingError::PermissionDenied(_) => 1,
+        MessagingError::RateLimited(_) => 2,
+        MessagingError::QueueFull => 3,
+        MessagingError::InvalidMessage(_) => 4,
+        MessagingError::TooManyPending(_) => 5,
+        MessagingError::RequestNotFound(_) => 6,
+        MessagingError::NotOwner(_) => 7,
+        MessagingError::DeliveryFailed(_) => 8,
+    };
+    (index, VARIANT_NAMES[index])
+}
+
+/// The refusals of one kind from one sender in the current second.
+#[derive(Default)]
+struct RefusalWindow {
+    /// The second (Unix time) whose first refusal was written.
+    second: u64,
+    /// Refusals after that first one in the same second, not yet written.
+    aggregated: u64,
+}
+
+/// One record for `count` refusals of kind `outcome` from `sender` in `second`.
+fn aggregate_record(sender: &ComponentId, outcome: &'static str, second: u64, count: u64) -> AuditRecord {
+    AuditRecord {
+        sender: Some(sender.clone()),
+        count,
+        ..AuditRecord::now(
+            AuditEvent::Refused,
+            outcome,
+            format!("{count} more refusals of this kind in the second from Unix time {second} (aggregated)"),
+        )
     }
 }
 

@@ -1,54 +1,133 @@
 //! The JSON-lines audit log: one object per line, written by a background
-//! thread fed through a bounded channel so the message path never blocks.
-//! When the channel is full, records are dropped and counted, never lost
-//! silently: the count is in [`AuditLog::dropped`] and in the final summary.
+//! thread so the message path never blocks.
+//!
+//! The queue in front of the writer is shared fairly between tenants (the
+//! component a record is about, [`AuditRecord::tenant`]): records wait in one
+//! queue per tenant, the writer takes them round-robin, and when
+//! [`AUDIT_QUEUE_RECORDS`] are waiting, the oldest record of the *longest*
+//! queue makes room. A tenant that floods the log therefore loses its own
+//! records first and never another tenant's. Nothing is lost silently:
+//! dropped records are counted in [`AuditLog::dropped`] (and per tenant in
+//! [`AuditLog::dropped_by_tenant`]) and in the final summary.
 
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use wasm_messaging::{AuditRecord, AuditSink};
 
-/// Records the channel holds before the log drops new ones.
+/// Records waiting for the writer, all tenants together, before the longest
+/// tenant queue drops its oldest.
 pub const AUDIT_QUEUE_RECORDS: usize = 65_536;
 
 /// A JSON-lines audit writer.
 ///
 /// Each line: `{"time": RFC 3339 UTC with ms, "event", "sender", "target",
-/// "correlation_id", "outcome", "reason"}` (absent fields are `null`).
+/// "correlation_id", "outcome", "reason", "count"}` (absent fields are
+/// `null`; `count` is 1 but for aggregated refusals).
 pub struct AuditLog {
-    /// `None` is the writer's stop signal, sent once by [`AuditLog::close`].
-    tx: SyncSender<Option<AuditRecord>>,
-    closed: AtomicBool,
+    queue: Arc<FairQueue>,
     written: Arc<AtomicU64>,
-    dropped: AtomicU64,
     thread: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
+}
+
+/// Per-tenant queues behind one lock, and the writer's wake-up.
+#[derive(Default)]
+struct FairQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    tenants: HashMap<String, VecDeque<AuditRecord>>,
+    /// Tenants with records waiting, in the order the writer serves them.
+    turn: VecDeque<String>,
+    waiting: usize,
+    dropped: HashMap<String, u64>,
+    closed: bool,
+}
+
+impl QueueState {
+    fn drop_one(&mut self, tenant: &str) {
+        *self.dropped.entry(tenant.to_owned()).or_default() += 1;
+    }
+
+    fn push(&mut self, record: AuditRecord) {
+        let tenant = record.tenant().to_owned();
+        if self.closed {
+            self.drop_one(&tenant);
+            return;
+        }
+        if self.waiting >= AUDIT_QUEUE_RECORDS {
+            let longest = self.tenants.iter().max_by_key(|(_, queue)| queue.len()).map(|(t, q)| (t.clone(), q.len()));
+            let mine = self.tenants.get(&tenant).map_or(0, VecDeque::len);
+            match longest {
+                Some((longest, len)) if len > mine => {
+                    if let Some(queue) = self.tenants.get_mut(&longest) {
+                        queue.pop_front();
+                    }
+                    self.waiting -= 1;
+                    self.drop_one(&longest);
+                }
+                _ => {
+                    // This tenant's queue is the longest: it loses its own record.
+                    self.drop_one(&tenant);
+                    return;
+                }
+            }
+        }
+        let queue = self.tenants.entry(tenant.clone()).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(tenant);
+        }
+        queue.push_back(record);
+        self.waiting += 1;
+    }
+
+    /// The next record, round-robin over the tenants with records waiting.
+    fn pop(&mut self) -> Option<AuditRecord> {
+        while let Some(tenant) = self.turn.pop_front() {
+            let Some(queue) = self.tenants.get_mut(&tenant) else { continue };
+            // A queue emptied by evictions is skipped.
+            let Some(record) = queue.pop_front() else { continue };
+            if !queue.is_empty() {
+                self.turn.push_back(tenant);
+            }
+            self.waiting -= 1;
+            return Some(record);
+        }
+        None
+    }
 }
 
 impl AuditLog {
     /// Creates (truncates) `path` and starts the writer thread.
     ///
     /// # Errors
-    /// The I/O error when the file cannot be created.
+    /// The I/O error when the file cannot be created or the writer thread
+    /// cannot start (an audit log that writes nothing is never handed out).
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = File::create(path)?;
-        Ok(Self::to_writer(Box::new(BufWriter::new(file))))
+        Self::to_writer(Box::new(BufWriter::new(file)))
     }
 
     /// Writes to any writer (for tests: a shared buffer).
-    #[must_use]
-    pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
-        let (tx, rx) = sync_channel(AUDIT_QUEUE_RECORDS);
+    ///
+    /// # Errors
+    /// The I/O error when the writer thread cannot start.
+    pub fn to_writer(out: Box<dyn Write + Send>) -> std::io::Result<Self> {
+        let queue = Arc::new(FairQueue::default());
         let written = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&written);
+        let (from, count) = (Arc::clone(&queue), Arc::clone(&written));
         let thread =
-            std::thread::Builder::new().name("audit-log".into()).spawn(move || write_all(rx, out, &count)).ok();
-        Self { tx, closed: AtomicBool::new(false), written, dropped: AtomicU64::new(0), thread: Mutex::new(thread) }
+            std::thread::Builder::new().name("audit-log".into()).spawn(move || write_all(&from, out, &count))?;
+        Ok(Self { queue, written, thread: Mutex::new(Some(thread)) })
     }
 
     /// Records written so far.
@@ -57,10 +136,19 @@ impl AuditLog {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// Records dropped because the queue was full.
+    /// Records dropped, all tenants (the queue was full, or the log closed).
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.queue.state.lock().dropped.values().sum()
+    }
+
+    /// Records dropped per tenant, sorted by tenant.
+    #[must_use]
+    pub fn dropped_by_tenant(&self) -> Vec<(String, u64)> {
+        let mut dropped: Vec<(String, u64)> =
+            self.queue.state.lock().dropped.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        dropped.sort();
+        dropped
     }
 
     /// Stops taking records, writes what is queued and flushes.
@@ -68,9 +156,8 @@ impl AuditLog {
     /// # Errors
     /// The writer's I/O error, if any.
     pub fn close(&self) -> std::io::Result<()> {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(None);
-        }
+        self.queue.state.lock().closed = true;
+        self.queue.ready.notify_one();
         match self.thread.lock().take() {
             Some(thread) => thread.join().unwrap_or_else(|_| Err(std::io::Error::other("audit writer panicked"))),
             None => Ok(()),
@@ -78,12 +165,21 @@ impl AuditLog {
     }
 }
 
-fn write_all(
-    rx: Receiver<Option<AuditRecord>>,
-    mut out: Box<dyn Write + Send>,
-    written: &AtomicU64,
-) -> std::io::Result<()> {
-    while let Ok(Some(record)) = rx.recv() {
+fn write_all(queue: &FairQueue, mut out: Box<dyn Write + Send>, written: &AtomicU64) -> std::io::Result<()> {
+    loop {
+        let record = {
+            let mut state = queue.state.lock();
+            loop {
+                if let Some(record) = state.pop() {
+                    break Some(record);
+                }
+                if state.closed {
+                    break None;
+                }
+                queue.ready.wait(&mut state);
+            }
+        };
+        let Some(record) = record else { break };
         let line = to_json(&record);
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
@@ -103,22 +199,15 @@ pub fn to_json(record: &AuditRecord) -> String {
         "correlation_id": record.correlation_id.map(|id| id.as_str().to_owned()),
         "outcome": record.outcome,
         "reason": record.reason,
+        "count": record.count,
     })
     .to_string()
 }
 
 impl AuditSink for AuditLog {
     fn record(&self, record: AuditRecord) {
-        if self.closed.load(Ordering::Acquire) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        match self.tx.try_send(Some(record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.queue.state.lock().push(record);
+        self.queue.ready.notify_one();
     }
 }
 
@@ -180,7 +269,8 @@ mod tests {
         let gate = Arc::new(Barrier::new(2));
         let out = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let log =
-            AuditLog::to_writer(Box::new(Gated { gate: Arc::clone(&gate), opened: false, out: Arc::clone(&out) }));
+            AuditLog::to_writer(Box::new(Gated { gate: Arc::clone(&gate), opened: false, out: Arc::clone(&out) }))
+                .expect("the writer thread starts");
         let total = AUDIT_QUEUE_RECORDS + 500;
         for n in 0..total {
             log.record(refusal(n));
@@ -196,11 +286,41 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len() as u64, written);
         let first: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON object per line");
-        for key in ["time", "event", "sender", "target", "correlation_id", "outcome", "reason"] {
+        for key in ["time", "event", "sender", "target", "correlation_id", "outcome", "reason", "count"] {
             assert!(first.get(key).is_some(), "missing {key}: {first}");
         }
         assert_eq!(first["event"], "refused");
         assert_eq!(first["target"], "victim-0");
         assert!(first["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "RFC 3339: {first}");
+    }
+
+    #[test]
+    fn a_flooding_tenant_loses_its_own_records_and_never_another_tenants() {
+        let gate = Arc::new(Barrier::new(2));
+        let out = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log =
+            AuditLog::to_writer(Box::new(Gated { gate: Arc::clone(&gate), opened: false, out: Arc::clone(&out) }))
+                .expect("the writer thread starts");
+        for n in 0..AUDIT_QUEUE_RECORDS + 500 {
+            log.record(refusal(n));
+        }
+        let quiet = ComponentId::parse("quiet").expect("id");
+        for n in 0..10 {
+            log.record(AuditRecord {
+                sender: Some(quiet.clone()),
+                target: Some(format!("quiet-{n}")),
+                ..AuditRecord::now(AuditEvent::Refused, "permission-denied", "not allowed")
+            });
+        }
+        gate.wait();
+        log.close().expect("flushes");
+        let text = String::from_utf8(out.lock().clone()).expect("utf-8");
+        let quiet_lines = text.lines().filter(|line| line.contains("\"sender\":\"quiet\"")).count();
+        assert_eq!(quiet_lines, 10, "every record of the quiet tenant is written");
+        let dropped = log.dropped_by_tenant();
+        assert!(
+            matches!(dropped.as_slice(), [(tenant, n)] if tenant == "flooder" && *n >= 509),
+            "only the flooder pays for the room (the writer holds one record): {dropped:?}"
+        );
     }
 }

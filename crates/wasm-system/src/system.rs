@@ -318,6 +318,7 @@ impl System {
             }
         }
         let router = &self.shared.router;
+        router.flush_audit();
         let dropped_host_requests = router.drop_requests_of(router.host());
         router.stop_timers().await;
         // Callbacks already queued to the host settle before the inbox stops.

@@ -20,6 +20,7 @@
 //! | `connect:ADDR` | `std::net::TcpStream::connect(ADDR)` | `connected`, or error code 4 |
 //! | `request:MS:TARGET:BODY` | `send-request(TARGET, raw BODY, MS)` | the correlation id, or error code 5 |
 //! | `fail:N` | nothing | error code 7 with a message of N bytes |
+//! | `spam:N:TARGET` | `send-message(TARGET, raw "spam")` N times, refusals ignored | the number accepted |
 //! | `storm:N:TARGET:TOTAL` | a hostile requester: sends N requests to TARGET now and N more from every callback, TOTAL attempts in all (refusals ignored) | the number sent now |
 //!
 //! `handle-callback` accepts every outcome (and feeds a running storm).
@@ -126,6 +127,12 @@ impl Guest for Behaviour {
                     .map_err(|e| error(5, format!("{e:?}")))
             }
             "fail" => Err(error(7, "x".repeat(argument.parse().unwrap_or(0)))),
+            "spam" => {
+                let (count, target) = argument.split_once(':').unwrap_or((argument, ""));
+                let count: u32 = count.parse().unwrap_or(0);
+                let accepted = (0..count).filter(|_| host_services::send_message(target, &raw("spam")).is_ok()).count();
+                Ok(raw(accepted.to_string()))
+            }
             "storm" => {
                 let mut parts = argument.splitn(3, ':');
                 let per_round = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
