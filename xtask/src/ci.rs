@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cmd::{self, cargo};
-use crate::{fixtures, lint, loom};
+use crate::{fixtures, lint, loom, soak};
 
 /// One named step of the CI run.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,7 @@ const STEPS: &[Step] = &[
         run: |root| cmd::run(cargo().current_dir(root).args(["test", "--workspace", "--all-targets"])),
     },
     Step { name: "doc-test", run: |root| cmd::run(cargo().current_dir(root).args(["test", "--workspace", "--doc"])) },
+    Step { name: "soak", run: |root| soak::run(root, true) },
     Step { name: "lint", run: lint::run },
     Step { name: "fixtures", run: fixtures::run },
     Step { name: "loom", run: loom::run },

@@ -11,6 +11,9 @@
 //!   `#[test]` in [`lint`], so plain `cargo test` catches a forbidden edge too.
 //! - `cargo xtask loom` runs the loom models of `wasm-messaging` under `--cfg loom`.
 //! - `cargo xtask fixtures` componentizes `tests/fixtures/*.wat` into `target/fixtures/`.
+//! - `cargo xtask soak` pushes 1,000,000 messages through a system and
+//!   3,003,000 through the CLI and checks the counters and RSS (`--quick`: a
+//!   tenth, in the debug build; part of `cargo xtask ci`).
 //!
 //! Child processes inherit stdout and stderr, so their output streams as it comes.
 
@@ -22,6 +25,7 @@ mod fixtures;
 mod lint;
 mod loom;
 mod metadata;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +42,8 @@ Commands:
   lint      check workspace dependency edges and banned crates (SPEC section 4)
   loom      run the loom models of wasm-messaging (tests named `loom_*`)
   fixtures  componentize tests/fixtures/*.wat into target/fixtures/
+  soak      1,000,000 messages through a system and 3,003,000 through the CLI,
+            checking balanced counters and flat RSS (--quick: a tenth, debug build)
   help      print this message
 ";
 
@@ -69,6 +75,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         ["lint"] => lint::run(root),
         ["loom"] => loom::run(root),
         ["fixtures"] => fixtures::run(root),
+        ["soak"] => soak::run(root, false),
+        ["soak", "--quick"] => soak::run(root, true),
         _ => bail!("unknown arguments `{}`\n\n{USAGE}", args.join(" ")),
     }
 }

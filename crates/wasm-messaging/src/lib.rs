@@ -44,6 +44,8 @@ pub use error::{MailboxError, PolicyError, RegistryError};
 pub use mailbox::{Mailbox, MailboxPermit, MailboxReceiver, mailbox};
 pub use policy::{CodecSet, Policy};
 pub use registry::{ActorRef, MailboxRegistry};
-pub use router::{DEAD_LETTERS_KEPT, DeadLetter, RequestTracker, Router, RouterStats, Settled, variant};
+pub use router::{
+    DEAD_LETTERS_KEPT, DeadLetter, MESSAGING_ERROR_NAMES, RequestTracker, Router, RouterStats, Settled, variant,
+};
 pub use timer::{TimerDriver, spawn_timer_driver};
 pub use tracker::CorrelationTrackerImpl;

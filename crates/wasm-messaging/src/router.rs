@@ -528,7 +528,12 @@ impl Router {
         let windows = std::mem::take(&mut *self.refusal_windows.lock());
         for ((sender, index), window) in windows {
             if window.aggregated > 0 {
-                self.audit.record(aggregate_record(&sender, VARIANT_NAMES[index], window.second, window.aggregated));
+                self.audit.record(aggregate_record(
+                    &sender,
+                    MESSAGING_ERROR_NAMES[index],
+                    window.second,
+                    window.aggregated,
+                ));
             }
         }
     }
@@ -694,8 +699,9 @@ fn mailbox_error<T>(error: &MailboxError<T>, target: &str) -> MessagingError {
     }
 }
 
-/// The kebab-case names of the messaging error variants, in WIT order.
-const VARIANT_NAMES: [&str; 9] = [
+/// The kebab-case names of the messaging error variants, in WIT order: the
+/// names of [`RouterStats::refused`]'s counters and of audit outcomes.
+pub const MESSAGING_ERROR_NAMES: [&str; 9] = [
     "target-not-found",
     "permission-denied",
     "rate-limited",
@@ -721,7 +727,7 @@ pub fn variant(error: &MessagingError) -> (usize, &'static str) {
         MessagingError::NotOwner(_) => 7,
         MessagingError::DeliveryFailed(_) => 8,
     };
-    (index, VARIANT_NAMES[index])
+    (index, MESSAGING_ERROR_NAMES[index])
 }
 
 /// The refusals of one kind from one sender in the current second.

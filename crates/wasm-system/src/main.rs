@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::UnboundedReceiver;
-use wasm_messaging::AuditSink;
+use wasm_messaging::{AuditSink, MESSAGING_ERROR_NAMES};
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
 use wasm_system::{
     AuditLog, LoadedApp, ShutdownReport, System, SystemEvent, injection_payload, load_app, load_component,
@@ -223,19 +223,12 @@ fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u6
         "callbacks  delivered {:>5}  handled {:>8}  dropped {:>4}  bad responses {}",
         stats.callbacks_queued, stats.callbacks_handled, stats.callbacks_dropped, stats.responses_refused
     );
-    const NAMES: [&str; 9] = [
-        "target-not-found",
-        "permission-denied",
-        "rate-limited",
-        "queue-full",
-        "invalid-message",
-        "too-many-pending",
-        "request-not-found",
-        "not-owner",
-        "delivery-failed",
-    ];
-    let refusals: Vec<String> =
-        NAMES.iter().zip(stats.refused).filter(|(_, n)| *n > 0).map(|(name, n)| format!("{name} {n}")).collect();
+    let refusals: Vec<String> = MESSAGING_ERROR_NAMES
+        .iter()
+        .zip(stats.refused)
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
     println!(
         "refused    {:>8}{}",
         stats.refused_total(),
