@@ -149,7 +149,7 @@ async fn containment_a_refusal_flood_is_aggregated_in_the_audit_log_and_every_re
     assert_eq!(stats.refused[2], 19_999, "every rate-limited send is counted");
     let refused = audit.of(AuditEvent::Refused, "rate-limited");
     let from_flooder: Vec<_> = refused.iter().filter(|r| r.tenant() == "flooder").collect();
-    assert!(from_flooder.len() <= 10, "a handful of records, not 19,999: {}", from_flooder.len());
+    assert!(from_flooder.len() <= 40, "a few records a second, not 19,999: {}", from_flooder.len());
     assert_eq!(from_flooder.iter().map(|r| r.count).sum::<u64>(), 19_999, "the aggregates add up");
     let quiet = audit.of(AuditEvent::Refused, "permission-denied");
     assert_eq!(quiet.iter().filter(|r| r.tenant() == "quiet").count(), 1, "the other tenant's record is there");

@@ -481,13 +481,13 @@ impl Router {
     }
 
     /// Counts a refusal and audits it. Repeated refusals of one kind from
-    /// one sender are aggregated: the first of each second is written in
-    /// full, the rest of that second are counted, and their number is
-    /// written as one record (`count`) when the sender's next refusal of
-    /// that kind comes in a later second, or at [`Router::flush_audit`].
-    /// A flooding sender thus writes at most two records per kind and
-    /// second, however fast it floods; every refusal is still counted in
-    /// [`RouterStats::refused`].
+    /// one sender are aggregated: the first [`REFUSALS_IN_FULL_PER_SECOND`]
+    /// of each second are written in full, the rest of that second are
+    /// counted, and their number is written as one record (`count`) when
+    /// the sender's next refusal of that kind comes in a later second, or at
+    /// [`Router::flush_audit`]. A flooding sender thus writes at most
+    /// eleven records per kind and second, however fast it floods; every
+    /// refusal is still counted in [`RouterStats::refused`].
     fn refuse(
         &self,
         origin: Origin<'_>,
@@ -508,12 +508,17 @@ impl Router {
             let mut windows = self.refusal_windows.lock();
             let window = windows.entry((origin.sender.clone(), index)).or_default();
             if window.second == second {
-                window.aggregated += 1;
-                return error;
+                if window.written >= REFUSALS_IN_FULL_PER_SECOND {
+                    window.aggregated += 1;
+                    return error;
+                }
+                window.written += 1;
+                None
+            } else {
+                let earlier = (window.aggregated > 0).then_some((window.second, window.aggregated));
+                *window = RefusalWindow { second, written: 1, aggregated: 0 };
+                earlier
             }
-            let earlier = (window.aggregated > 0).then_some((window.second, window.aggregated));
-            *window = RefusalWindow { second, aggregated: 0 };
-            earlier
         };
         if let Some((earlier_second, count)) = earlier {
             self.audit.record(aggregate_record(origin.sender, outcome, earlier_second, count));
@@ -730,12 +735,18 @@ pub fn variant(error: &MessagingError) -> (usize, &'static str) {
     (index, MESSAGING_ERROR_NAMES[index])
 }
 
+/// Refusals of one kind from one sender audited in full per second; the
+/// rest of that second are aggregated into one record with a count.
+pub const REFUSALS_IN_FULL_PER_SECOND: u32 = 10;
+
 /// The refusals of one kind from one sender in the current second.
 #[derive(Default)]
 struct RefusalWindow {
-    /// The second (Unix time) whose first refusal was written.
+    /// The second (Unix time) the window is about.
     second: u64,
-    /// Refusals after that first one in the same second, not yet written.
+    /// Refusals of that second written in full.
+    written: u32,
+    /// Refusals of that second past the ones written, not yet written.
     aggregated: u64,
 }
 
