@@ -43,6 +43,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc as StdArc, OnceLock};
 
+use rustc_hash::FxHashMap;
 use wasm_core::{
     Clock, ComponentId, CorrelationId, CorrelationKey, CorrelationTracker, MessagingError, PendingRequest,
     RequestOwner, TrackerStats,
@@ -114,7 +115,9 @@ struct State<O> {
     map: HashMap<SlotKey, PendingRequest<O>, KeyHashBuilder>,
     /// The keys of `map` by owner, so a crash or stop touches only the
     /// owner's requests. Kept in step with `map` by `insert` and `take`.
-    by_owner: HashMap<ComponentId, HashSet<SlotKey, KeyHashBuilder>>,
+    /// FxHash: the keys are manifest ids (trusted), hashed on every
+    /// register and outcome.
+    by_owner: FxHashMap<ComponentId, HashSet<SlotKey, KeyHashBuilder>>,
     /// The hasher of the per-owner sets.
     key_hasher: KeyHashBuilder,
     /// Map entries the last `drain_owner` looked at (its cost, for tests).
@@ -199,7 +202,7 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
         Self {
             state: RwLock::new(State {
                 map: HashMap::with_hasher(KeyHashBuilder::new()),
-                by_owner: HashMap::new(),
+                by_owner: FxHashMap::default(),
                 key_hasher: KeyHashBuilder::new(),
                 drain_visited: 0,
                 timers: BinaryHeap::new(),
