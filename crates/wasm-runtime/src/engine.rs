@@ -442,18 +442,27 @@ struct EpochTicker {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How a helper thread is started: `std::thread::Builder::spawn`, or in
+/// tests a spawner that fails.
+type Spawn = fn(std::thread::Builder, Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>>;
+
 impl EpochTicker {
     fn start(engine: Engine, tick_ms: u64) -> Result<Self, RuntimeError> {
+        Self::start_with(engine, tick_ms, |builder, body| builder.spawn(body))
+    }
+
+    /// Starts the ticker with `spawn`; a thread that cannot start is an
+    /// error, never a ticker that silently does not tick.
+    fn start_with(engine: Engine, tick_ms: u64, spawn: Spawn) -> Result<Self, RuntimeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(tick_ms));
-                    engine.increment_epoch();
-                }
-            })
+        let body = Box::new(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(tick_ms));
+                engine.increment_epoch();
+            }
+        });
+        let thread = spawn(std::thread::Builder::new().name("wasm-epoch".into()), body)
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker thread: {e}")))?;
         Ok(Self { stop, thread: Some(thread) })
     }
@@ -471,5 +480,17 @@ impl Drop for EpochTicker {
 impl fmt::Debug for EpochTicker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EpochTicker").field("running", &self.thread.is_some()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_ticker_that_cannot_start_is_an_error() {
+        let failing: Spawn = |_, _| Err(std::io::Error::other("no threads left"));
+        let error = EpochTicker::start_with(Engine::default(), 1, failing).expect_err("no ticker without its thread");
+        assert!(error.to_string().contains("epoch ticker thread: no threads left"), "{error}");
     }
 }

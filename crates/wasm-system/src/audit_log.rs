@@ -25,6 +25,13 @@ use wasm_messaging::{AuditRecord, AuditSink};
 /// tenant queue drops its oldest.
 pub const AUDIT_QUEUE_RECORDS: usize = 65_536;
 
+/// How the writer thread is started: `std::thread::Builder::spawn`, or in
+/// tests a spawner that fails.
+type Spawn = fn(
+    std::thread::Builder,
+    Box<dyn FnOnce() -> std::io::Result<()> + Send>,
+) -> std::io::Result<JoinHandle<std::io::Result<()>>>;
+
 /// A JSON-lines audit writer.
 ///
 /// Each line: `{"time": RFC 3339 UTC with ms, "event", "sender", "target",
@@ -122,11 +129,16 @@ impl AuditLog {
     /// # Errors
     /// The I/O error when the writer thread cannot start.
     pub fn to_writer(out: Box<dyn Write + Send>) -> std::io::Result<Self> {
+        Self::to_writer_with(out, |builder, body| builder.spawn(body))
+    }
+
+    /// As [`AuditLog::to_writer`], starting the writer thread with `spawn`.
+    fn to_writer_with(out: Box<dyn Write + Send>, spawn: Spawn) -> std::io::Result<Self> {
         let queue = Arc::new(FairQueue::default());
         let written = Arc::new(AtomicU64::new(0));
         let (from, count) = (Arc::clone(&queue), Arc::clone(&written));
-        let thread =
-            std::thread::Builder::new().name("audit-log".into()).spawn(move || write_all(&from, out, &count))?;
+        let body = Box::new(move || write_all(&from, out, &count));
+        let thread = spawn(std::thread::Builder::new().name("audit-log".into()), body)?;
         Ok(Self { queue, written, thread: Mutex::new(Some(thread)) })
     }
 
@@ -322,5 +334,13 @@ mod tests {
             matches!(dropped.as_slice(), [(tenant, n)] if tenant == "flooder" && *n >= 509),
             "only the flooder pays for the room (the writer holds one record): {dropped:?}"
         );
+    }
+
+    #[test]
+    fn an_audit_log_whose_writer_cannot_start_is_an_error() {
+        let failing: Spawn = |_, _| Err(std::io::Error::other("no threads left"));
+        let error =
+            AuditLog::to_writer_with(Box::new(std::io::sink()), failing).expect_err("no log without its writer");
+        assert_eq!(error.to_string(), "no threads left");
     }
 }
