@@ -142,15 +142,23 @@ async fn containment_a_refusal_flood_is_aggregated_in_the_audit_log_and_every_re
         Arc::clone(&audit) as _,
     )
     .await;
-    assert_eq!(h.ask("flooder", raw(b"spam:20000:sink")).await, Ok(raw(b"1")), "one within the rate");
-    // Another tenant's refusal, in the middle of the flood's second.
+    let flood_started = Instant::now();
+    let accepted = h.ask("flooder", raw(b"spam:20000:sink")).await.expect("the flood ran");
+    let flood_seconds = flood_started.elapsed().as_secs() + 2;
+    // One a second gets through (two or three if the flood outlasts a second).
+    let accepted: u64 = std::str::from_utf8(&accepted[1..]).expect("text").parse().expect("a count");
+    assert!((1..=5).contains(&accepted), "{accepted} accepted");
+    let refused_sends = 20_000 - accepted;
+    // Another tenant's refusal, in the middle of the flood.
     assert_eq!(h.ask("quiet", raw(b"spam:1:sink")).await, Ok(raw(b"0")));
     let stats = h.finish().await;
-    assert_eq!(stats.refused[2], 19_999, "every rate-limited send is counted");
+    assert_eq!(stats.refused[2], refused_sends, "every rate-limited send is counted");
     let refused = audit.of(AuditEvent::Refused, "rate-limited");
     let from_flooder: Vec<_> = refused.iter().filter(|r| r.tenant() == "flooder").collect();
-    assert!(from_flooder.len() <= 40, "a few records a second, not 19,999: {}", from_flooder.len());
-    assert_eq!(from_flooder.iter().map(|r| r.count).sum::<u64>(), 19_999, "the aggregates add up");
+    // Ten in full and one aggregate per second the flood touched.
+    let most = usize::try_from(flood_seconds * 11).expect("small");
+    assert!(from_flooder.len() <= most, "at most {most} records, not 19,999: {}", from_flooder.len());
+    assert_eq!(from_flooder.iter().map(|r| r.count).sum::<u64>(), refused_sends, "the aggregates add up");
     let quiet = audit.of(AuditEvent::Refused, "permission-denied");
     assert_eq!(quiet.iter().filter(|r| r.tenant() == "quiet").count(), 1, "the other tenant's record is there");
 }
