@@ -341,13 +341,7 @@ impl ComponentInstance {
             message,
         );
         let result = within(budget, call).await;
-        self.disarm();
-        match result {
-            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
-            Some(Ok(Ok(bytes))) => Ok(Ok(bytes)),
-            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
-            Some(Err(e)) => Err(self.classify(&e)),
-        }
+        self.finish(result)
     }
 
     /// Calls the guest's `handle-callback(request-id, result)` with a fresh
@@ -383,13 +377,7 @@ impl ComponentInstance {
             outcome,
         );
         let result = within(budget, call).await;
-        self.disarm();
-        match result {
-            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
-            Some(Ok(Ok(()))) => Ok(Ok(())),
-            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
-            Some(Err(e)) => Err(self.classify(&e)),
-        }
+        self.finish(result)
     }
 
     fn arm(&mut self, trace: Option<TraceContext>) -> Result<(), GuestFailure> {
@@ -399,9 +387,21 @@ impl ComponentInstance {
         Ok(())
     }
 
-    fn disarm(&mut self) {
+    /// Ends a call: clears its trace, logs a partial output line, and turns
+    /// what the call returned (`None`: its time budget ran out) into the
+    /// handler's outcome or the failure.
+    fn finish<T>(
+        &mut self,
+        result: Option<wasmtime::Result<Result<T, wit::ComponentError>>>,
+    ) -> Result<Result<T, ComponentError>, GuestFailure> {
         self.store.data_mut().trace = None;
         self.log.flush_partial();
+        match result {
+            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
+            Some(Ok(Ok(value))) => Ok(Ok(value)),
+            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
+            Some(Err(e)) => Err(self.classify(&e)),
+        }
     }
 
     fn classify(&self, error: &wasmtime::Error) -> GuestFailure {

@@ -28,7 +28,8 @@ use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngin
 use crate::events::{EventHub, SystemEvent};
 use crate::supervisor::RestartIntensity;
 
-/// The kind of a callback envelope (`Envelope::kind`).
+/// The kinds of envelope (`Envelope::kind`) whose settling differs.
+const REQUEST: &str = "request";
 const CALLBACK: &str = "callback";
 
 /// Why a component stops when the system shuts down.
@@ -61,19 +62,17 @@ pub(crate) struct InFlight {
     sender: ComponentId,
     kind: &'static str,
     correlation_id: Option<CorrelationId>,
-    /// Whether it is a request, whose requester still waits for an outcome.
-    request: bool,
     trace: TraceContext,
 }
 
 impl InFlight {
     fn of(envelope: &Envelope, me: &ComponentId) -> Self {
-        let (sender, correlation_id, request) = match envelope {
-            Envelope::Message { sender, .. } => (sender.clone(), None, false),
-            Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id), true),
-            Envelope::Callback { id, .. } => (me.clone(), Some(*id), false),
+        let (sender, correlation_id) = match envelope {
+            Envelope::Message { sender, .. } => (sender.clone(), None),
+            Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id)),
+            Envelope::Callback { id, .. } => (me.clone(), Some(*id)),
         };
-        Self { sender, kind: envelope.kind(), correlation_id, request, trace: *envelope.trace() }
+        Self { sender, kind: envelope.kind(), correlation_id, trace: *envelope.trace() }
     }
 }
 
@@ -200,7 +199,7 @@ impl Actor {
         let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
         tracing::error!(component = %self.id(), %failure, "actor panicked");
         if let Some(in_flight) = self.in_flight.take() {
-            if in_flight.request
+            if in_flight.kind == REQUEST
                 && let Some(id) = in_flight.correlation_id
             {
                 let reason = RequestError::TargetFailed(format!("{}: {failure}", self.id()));
@@ -237,8 +236,13 @@ impl Actor {
     /// The envelope in flight ended: count it, once (a callback also frees
     /// the pending-request slot its request held).
     fn settle(&mut self, how: Settled) {
-        let callback = self.in_flight.take().is_some_and(|in_flight| in_flight.kind == CALLBACK);
-        if callback {
+        let kind = self.in_flight.take().map(|in_flight| in_flight.kind);
+        self.count_settled(kind, how);
+    }
+
+    /// Counts an envelope of `kind` as settled `how`.
+    fn count_settled(&self, kind: Option<&'static str>, how: Settled) {
+        if kind == Some(CALLBACK) {
             self.shared.router.settle_callback(&self.me, how);
         } else {
             self.shared.router.settle(how);
@@ -251,7 +255,7 @@ impl Actor {
     }
 
     fn dead_letter_in_flight(&mut self, in_flight: InFlight, reason: String) {
-        let callback = in_flight.kind == CALLBACK;
+        let kind = in_flight.kind;
         let letter = DeadLetter {
             target: self.me.id().clone(),
             sender: in_flight.sender,
@@ -264,11 +268,7 @@ impl Actor {
         }
         self.shared.router.dead_letter(letter);
         self.in_flight = None;
-        if callback {
-            self.shared.router.settle_callback(&self.me, Settled::DeadLettered);
-        } else {
-            self.shared.router.settle(Settled::DeadLettered);
-        }
+        self.count_settled(Some(kind), Settled::DeadLettered);
     }
 
     /// The instance failed: discard it, drop the requests it had pending,
