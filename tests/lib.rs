@@ -86,7 +86,7 @@ pub fn rust_guest(package: &str) -> PathBuf {
 }
 
 /// The packages in `tests/guests`, each built as a component.
-const RUST_GUEST_PACKAGES: &[&str] = &["guest-behaviour"];
+const RUST_GUEST_PACKAGES: &[&str] = &["guest-behaviour", "guest-typed"];
 
 fn build_rust_guests() -> Result<PathBuf, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

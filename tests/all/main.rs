@@ -8,4 +8,5 @@ mod execution;
 mod messaging;
 mod policy;
 mod requests;
+mod sdk;
 mod supervision;

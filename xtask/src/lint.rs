@@ -94,6 +94,23 @@ const RULES: &[LayerRule] = &[
         banned: &[],
         dev_banned: &[],
     },
+    // The guest SDK (SPEC section 4): the codec table from wasm-core, never a host
+    // crate or the host's runtime.
+    LayerRule {
+        krate: "wasm-guest",
+        deps: &["wasm-core"],
+        dev_deps: &["wasm-core"],
+        banned: &[WASMTIME, Ban::Exact("tokio")],
+        dev_banned: &[WASMTIME, Ban::Exact("tokio")],
+    },
+    // Guests written against the SDK, as users write them.
+    LayerRule {
+        krate: "guest-typed",
+        deps: &["wasm-guest"],
+        dev_deps: &[],
+        banned: &[WASMTIME, Ban::Exact("tokio")],
+        dev_banned: &[WASMTIME, Ban::Exact("tokio")],
+    },
     LayerRule {
         krate: "guest-behaviour",
         deps: &[],

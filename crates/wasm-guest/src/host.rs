@@ -1,0 +1,307 @@
+//! Calls to the host (`host-services`) and the errors and ids they use.
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::__private::bindings::airssys::wasm::host_services;
+use crate::__private::bindings::airssys::wasm::types as wit;
+use crate::payload::{DecodeError, EncodeError, Message, Payload};
+
+/// Why the host refused a [`send`], [`request`] or [`cancel`]: the WIT
+/// `messaging-error`, one variant per case, with the host's reason text.
+///
+/// Nothing was sent when this is returned; the payload is still the caller's.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MessagingError {
+    /// The target id is malformed or names no running component.
+    #[error("target not found: {0}")]
+    TargetNotFound(String),
+    /// This component's capabilities do not allow the target.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// This component's `[rate]` budget is spent for now.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The target's mailbox is full (by count or by bytes): backpressure.
+    #[error("queue full")]
+    QueueFull,
+    /// The payload breaks the rules: prefix, size, or a codec the target does not accept.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// This component already has its maximum of pending requests.
+    #[error("too many pending requests: {0}")]
+    TooManyPending(String),
+    /// [`cancel`]: no pending request has this id.
+    #[error("request not found: {0}")]
+    RequestNotFound(String),
+    /// [`cancel`]: the request belongs to another component.
+    #[error("not owner: {0}")]
+    NotOwner(String),
+    /// The host could not deliver it.
+    #[error("delivery failed: {0}")]
+    DeliveryFailed(String),
+}
+
+impl From<wit::MessagingError> for MessagingError {
+    fn from(error: wit::MessagingError) -> Self {
+        match error {
+            wit::MessagingError::TargetNotFound(s) => Self::TargetNotFound(s),
+            wit::MessagingError::PermissionDenied(s) => Self::PermissionDenied(s),
+            wit::MessagingError::RateLimited(s) => Self::RateLimited(s),
+            wit::MessagingError::QueueFull => Self::QueueFull,
+            wit::MessagingError::InvalidMessage(s) => Self::InvalidMessage(s),
+            wit::MessagingError::TooManyPending(s) => Self::TooManyPending(s),
+            wit::MessagingError::RequestNotFound(s) => Self::RequestNotFound(s),
+            wit::MessagingError::NotOwner(s) => Self::NotOwner(s),
+            wit::MessagingError::DeliveryFailed(s) => Self::DeliveryFailed(s),
+        }
+    }
+}
+
+/// An error returned by a handler: the WIT `component-error`, a code and a
+/// message, which the requester receives as [`RequestError::Handler`].
+///
+/// The SDK's own conversions (for `?` in handlers) use these codes:
+///
+/// | from | code |
+/// |---|---|
+/// | [`DecodeError`] | [`HandlerError::BAD_PAYLOAD`] (400) |
+/// | [`EncodeError`] | [`HandlerError::ENCODE_FAILED`] (500) |
+/// | [`MessagingError`] | [`HandlerError::MESSAGING`] (503) |
+///
+/// The host caps the message it forwards (see the host's `check_handler_error`:
+/// an over-long message turns into `target-failed`), so keep it short.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("handler error {code}: {message}")]
+pub struct HandlerError {
+    /// Application-defined code.
+    pub code: u32,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// The code of a payload that did not decode (an HTTP-like 400).
+    pub const BAD_PAYLOAD: u32 = 400;
+    /// The code of a value that did not encode (an HTTP-like 500).
+    pub const ENCODE_FAILED: u32 = 500;
+    /// The code of a send or request the host refused (an HTTP-like 503).
+    pub const MESSAGING: u32 = 503;
+
+    /// An error with this code and message.
+    #[must_use]
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<DecodeError> for HandlerError {
+    fn from(error: DecodeError) -> Self {
+        Self::new(Self::BAD_PAYLOAD, error.to_string())
+    }
+}
+
+impl From<EncodeError> for HandlerError {
+    fn from(error: EncodeError) -> Self {
+        Self::new(Self::ENCODE_FAILED, error.to_string())
+    }
+}
+
+impl From<MessagingError> for HandlerError {
+    fn from(error: MessagingError) -> Self {
+        Self::new(Self::MESSAGING, error.to_string())
+    }
+}
+
+impl From<HandlerError> for wit::ComponentError {
+    fn from(error: HandlerError) -> Self {
+        Self { code: error.code, message: error.message }
+    }
+}
+
+/// Why a request has no response: the WIT `request-error`, delivered in a
+/// [`Callback`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// No response before the request's timeout.
+    #[error("timed out")]
+    Timeout,
+    /// This component cancelled it with [`cancel`].
+    #[error("cancelled")]
+    Cancelled,
+    /// The target's handler returned an error.
+    #[error("{0}")]
+    Handler(HandlerError),
+    /// The target trapped, ran out of budget, stopped, or sent a response the
+    /// host refused (for example in a codec this component does not accept).
+    #[error("target failed: {0}")]
+    TargetFailed(String),
+    /// The host could not deliver the request.
+    #[error("delivery failed: {0}")]
+    DeliveryFailed(String),
+}
+
+impl From<wit::RequestError> for RequestError {
+    fn from(error: wit::RequestError) -> Self {
+        match error {
+            wit::RequestError::Timeout => Self::Timeout,
+            wit::RequestError::Cancelled => Self::Cancelled,
+            wit::RequestError::HandlerError(e) => Self::Handler(HandlerError { code: e.code, message: e.message }),
+            wit::RequestError::TargetFailed(s) => Self::TargetFailed(s),
+            wit::RequestError::DeliveryFailed(s) => Self::DeliveryFailed(s),
+        }
+    }
+}
+
+/// The id of a request this component sent: the correlation id the host
+/// generated (a UUID v4 in text form). Compare it with [`Callback::id`] to
+/// match a callback to its request, or keep per-request state in
+/// [`Requests`](crate::Requests).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// An id as the host wrote it.
+    pub(crate) fn from_host(id: String) -> Self {
+        Self(id)
+    }
+
+    /// The id's text, as the host's audit log and traces show it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({})", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The one outcome of a request: which request, and its response or why
+/// there is none.
+#[derive(Debug)]
+pub struct Callback {
+    id: RequestId,
+    outcome: Result<Message, RequestError>,
+}
+
+impl Callback {
+    /// A callback for request `id`.
+    pub(crate) fn new(id: RequestId, outcome: Result<Message, RequestError>) -> Self {
+        Self { id, outcome }
+    }
+
+    /// The request this callback settles.
+    #[must_use]
+    pub fn id(&self) -> &RequestId {
+        &self.id
+    }
+
+    /// The response, or why there is none.
+    #[must_use]
+    pub fn outcome(&self) -> &Result<Message, RequestError> {
+        &self.outcome
+    }
+
+    /// The request id and the outcome, by value.
+    #[must_use]
+    pub fn into_parts(self) -> (RequestId, Result<Message, RequestError>) {
+        (self.id, self.outcome)
+    }
+}
+
+/// Sends `payload` to `target` (fire-and-forget).
+///
+/// Returns once the host has queued it in the target's mailbox; the target's
+/// answer, if any, is discarded. `target` is a component id (`name`, or
+/// `name@node` for another host).
+///
+/// # Errors
+/// [`MessagingError`] when the host refuses it: unknown target, missing
+/// capability, rate limit, full mailbox, invalid payload. Nothing was sent.
+pub fn send(target: &str, payload: &Payload) -> Result<(), MessagingError> {
+    host_services::send_message(target, payload.as_bytes()).map_err(MessagingError::from)
+}
+
+/// Sends a request to `target`; its outcome arrives later as one
+/// [`Component::handle_callback`](crate::Component::handle_callback) call
+/// with the returned id. Never blocks waiting for the response.
+///
+/// `timeout` is rounded up to whole milliseconds (at least 1 ms); the host
+/// caps it at its maximum (300 s by default, `[requests] max_timeout_ms`).
+/// [`request_with_default_timeout`] uses the manifest's default instead.
+///
+/// # Errors
+/// [`MessagingError`] when the host refuses it (as for [`send`], plus
+/// [`MessagingError::TooManyPending`]); no callback will arrive.
+pub fn request(target: &str, payload: &Payload, timeout: Duration) -> Result<RequestId, MessagingError> {
+    send_request(target, payload, timeout_ms(timeout))
+}
+
+/// [`request`] with this component's default timeout (`[requests]
+/// default_timeout_ms`, 5,000 ms unless the manifest says otherwise).
+///
+/// # Errors
+/// As [`request`].
+pub fn request_with_default_timeout(target: &str, payload: &Payload) -> Result<RequestId, MessagingError> {
+    send_request(target, payload, 0)
+}
+
+fn send_request(target: &str, payload: &Payload, timeout_ms: u64) -> Result<RequestId, MessagingError> {
+    host_services::send_request(target, payload.as_bytes(), timeout_ms)
+        .map(RequestId::from_host)
+        .map_err(MessagingError::from)
+}
+
+/// Whole milliseconds for the WIT, rounded up so that a short timeout never
+/// becomes 0 (which would mean "the default").
+fn timeout_ms(timeout: Duration) -> u64 {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).max(1);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// Cancels a pending request this component sent. Its callback still
+/// arrives, with [`RequestError::Cancelled`], unless the response won the
+/// race (then the response arrives and this returns `RequestNotFound`).
+///
+/// # Errors
+/// [`MessagingError::RequestNotFound`] when the request is no longer pending;
+/// [`MessagingError::NotOwner`] when another component sent it.
+pub fn cancel(id: &RequestId) -> Result<(), MessagingError> {
+    host_services::cancel_request(id.as_str()).map_err(MessagingError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(timeout_ms(Duration::ZERO), 1);
+        assert_eq!(timeout_ms(Duration::from_micros(1)), 1);
+        assert_eq!(timeout_ms(Duration::from_millis(250)), 250);
+        assert_eq!(timeout_ms(Duration::from_micros(250_001)), 251);
+        assert_eq!(timeout_ms(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn sdk_errors_get_documented_codes() {
+        let refused = HandlerError::from(MessagingError::QueueFull);
+        assert_eq!((refused.code, refused.message.as_str()), (503, "queue full"));
+        let wit: wit::ComponentError = HandlerError::new(7, "no").into();
+        assert_eq!((wit.code, wit.message.as_str()), (7, "no"));
+        let failed =
+            RequestError::from(wit::RequestError::HandlerError(wit::ComponentError { code: 9, message: "bad".into() }));
+        assert_eq!(failed.to_string(), "handler error 9: bad");
+    }
+}

@@ -1,0 +1,128 @@
+//! The guest SDK (`wasm-guest`) end to end: `tests/guests/typed` is written
+//! only against the SDK, and runs as `client` and `shop` in a running system.
+//! Each test drives the client with raw commands and reads what its callbacks
+//! saw from its `report` (see the guest's crate docs).
+
+use serde_json::Value;
+use wasm_core::{Codec, MessagePayload, RequestError};
+use wasm_system::SystemEvent;
+use wasm_tests::{Harness, raw};
+
+/// The SDK test guest.
+const GUEST: &str = "rust:guest-typed";
+
+/// The client may request from the shop.
+const CLIENT: &str = "[capabilities]\nsend = [\"shop\"]\nrequest = true";
+
+async fn shop_and_client(shop_extra: &str) -> Harness {
+    Harness::start(&[("shop", GUEST, shop_extra), ("client", GUEST, CLIENT)]).await
+}
+
+/// Sends a raw command to the client and returns its raw answer as text.
+async fn command(h: &Harness, text: &str) -> String {
+    let answer = h.ask("client", raw(text.as_bytes())).await.unwrap_or_else(|e| panic!("{text}: {e:?}"));
+    String::from_utf8(answer[1..].to_vec()).expect("text")
+}
+
+/// Waits until the client has settled `callbacks` callbacks, then returns its
+/// report (a json object: `callbacks`, `pending`, `received`).
+async fn report_after(h: &mut Harness, callbacks: usize) -> Value {
+    for _ in 0..callbacks {
+        h.wait_for("a client callback", |e| {
+            matches!(e, SystemEvent::Callback { component, .. } if component.as_str() == "client").then_some(())
+        })
+        .await;
+    }
+    report(h, "client").await
+}
+
+async fn report(h: &Harness, component: &str) -> Value {
+    let answer = h.ask(component, raw(b"report")).await.expect("report");
+    let payload = MessagePayload::new(answer, usize::MAX).map_err(|(e, _)| e).expect("a valid payload");
+    assert_eq!(payload.codec(), Codec::Json, "the SDK's Payload::json writes the json prefix");
+    serde_json::from_slice(payload.body()).expect("json")
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().expect("an array").iter().map(|v| v.as_str().expect("a string").to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_typed_request_response_and_callback_in_every_serde_codec() {
+    let mut h = shop_and_client("").await;
+    for (codec, sku) in [("json", "apple"), ("cbor", "pear"), ("messagepack", "plum")] {
+        let id = command(&h, &format!("order:{codec}:{sku}:4")).await;
+        assert!(wasm_core::CorrelationId::parse(&id).is_ok(), "request returns the correlation id: {id}");
+    }
+    let seen = report_after(&mut h, 3).await;
+    let mut callbacks = strings(&seen["callbacks"]);
+    callbacks.sort();
+    // The shop decoded each order in the codec it came in and answered in the
+    // same codec; the client decoded each receipt with `decode_as` that codec
+    // and found its codec again in the per-request state.
+    assert_eq!(callbacks, ["ok cbor pear x4 = 500", "ok json apple x4 = 500", "ok messagepack plum x4 = 500"]);
+    assert_eq!(seen["pending"], 0, "every callback cleared its request's state");
+    let mut received = strings(&report(&h, "shop").await["received"]);
+    received.sort();
+    assert_eq!(received, ["cbor pear x4", "json apple x4", "messagepack plum x4"]);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_typed_fire_and_forget_in_every_serde_codec() {
+    let h = shop_and_client("").await;
+    for codec in ["json", "cbor", "messagepack"] {
+        assert_eq!(command(&h, &format!("send:{codec}:fig:2")).await, "sent");
+    }
+    h.settle().await;
+    let mut received = strings(&report(&h, "shop").await["received"]);
+    received.sort();
+    assert_eq!(received, ["cbor fig x2", "json fig x2", "messagepack fig x2"]);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_a_body_that_does_not_decode_is_a_handler_error_naming_codec_and_type() {
+    let mut h = shop_and_client("").await;
+    for codec in ["json", "cbor", "messagepack"] {
+        command(&h, &format!("bad:{codec}")).await;
+    }
+    let seen = report_after(&mut h, 3).await;
+    let callbacks = strings(&seen["callbacks"]);
+    assert_eq!(callbacks.len(), 3, "{callbacks:?}");
+    for codec in ["json (0x200)", "cbor (0x51)", "messagepack (0x201)"] {
+        let line = callbacks.iter().find(|l| l.contains(codec)).unwrap_or_else(|| panic!("{codec}: {callbacks:?}"));
+        assert!(line.starts_with("err bad-"), "{line}");
+        assert!(line.contains("handler error 400:"), "the SDK's code for a decode error: {line}");
+        assert!(line.contains("body does not decode as guest_typed::Order"), "names the type: {line}");
+    }
+    assert_eq!(seen["pending"], 0);
+    // The host's own request sees the same error, typed.
+    match h.ask("shop", wasm_core::MessagePayload::encode(Codec::Json, b"[1,2]").into_bytes()).await {
+        Err(RequestError::HandlerError(e)) => {
+            assert_eq!(e.code, 400);
+            assert!(e.message.starts_with("json (0x200) body does not decode as guest_typed::Order: "), "{e:?}");
+        }
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    // A raw payload that is not a command is refused by the SDK, not by a panic.
+    match h.ask("shop", raw(&[0xff, 0xfe])).await {
+        Err(RequestError::HandlerError(e)) => assert!(e.message.contains("not decode as str"), "{e:?}"),
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_per_request_state_is_cleared_by_timeouts_and_cancellations_too() {
+    let mut h = shop_and_client("[limits]\ntime_per_call_ms = 5000").await;
+    command(&h, "slow:50").await;
+    command(&h, "cancel").await;
+    command(&h, "order:json:kiwi:1").await;
+    let seen = report_after(&mut h, 3).await;
+    let mut callbacks = strings(&seen["callbacks"]);
+    callbacks.sort();
+    assert_eq!(callbacks, ["err cancel cancelled", "err slow timed out", "ok json kiwi x1 = 125"]);
+    assert_eq!(seen["pending"], 0, "a timeout and a cancellation clear their state as a response does");
+    h.finish().await;
+}
