@@ -93,6 +93,12 @@ pub struct ComponentSection {
     /// module that the host componentizes against the `airssys:wasm` world.
     /// Relative paths are relative to the manifest's directory.
     pub wasm: PathBuf,
+    /// The Rust crate (a directory with a `Cargo.toml`) that `wasm` is built
+    /// from, relative to the manifest's directory. `wasm-system build`
+    /// compiles it for `wasm32-wasip2` and writes the component to `wasm`;
+    /// without this key, `wasm` is used as it is.
+    #[serde(default)]
+    pub build: Option<PathBuf>,
 }
 
 /// `[limits]`: execution limits; exceeding one traps that call only.

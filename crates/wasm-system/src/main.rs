@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! wasm-system run examples/request-reply/app.toml [--duration 10s] [--audit-log audit.jsonl]
+//! wasm-system run --build examples/shop/app.toml
+//! wasm-system new my-component
+//! wasm-system build my-component/app.toml
 //! wasm-system check examples/request-reply/app.toml
 //! wasm-system componentize --out-dir target/fixtures tests/fixtures/echo.wat
 //! ```
@@ -12,6 +15,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cli;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,7 +24,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use wasm_messaging::{AuditSink, MESSAGING_ERROR_NAMES};
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
 use wasm_system::{
-    AuditLog, LoadedApp, ShutdownReport, System, SystemEvent, injection_payload, load_app, load_component,
+    AuditLog, LoadedApp, LoadedComponent, ShutdownReport, System, SystemEvent, injection_payload, load_app, load_component,
 };
 
 /// Runs WebAssembly components as isolated actors that talk only through the host.
@@ -50,6 +55,26 @@ enum Command {
         /// How long shutdown may drain mailboxes.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
         drain: Duration,
+        /// First build the Rust crates the manifests name (as `build` does).
+        #[arg(long)]
+        build: bool,
+    },
+    /// Create a component crate that uses the guest SDK: Cargo.toml,
+    /// src/lib.rs, Component.toml and a one-component app.toml.
+    New {
+        /// The directory to create; its name is the crate's and the component's.
+        dir: PathBuf,
+        /// The guest SDK crate (`crates/wasm-guest`) to depend on. Default: the
+        /// one in the source tree this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the Rust crates that manifests name (`build = "<crate dir>"` in
+    /// `[component]`) for wasm32-wasip2, writing each component to its `wasm`
+    /// path. Installs the target with rustup when it is missing.
+    Build {
+        /// An `app.toml` or a component manifest.
+        manifest: PathBuf,
     },
     /// Validate an app or component manifest and check that each component
     /// compiles and has the imports and exports of world `airssys:wasm/component`.
@@ -74,9 +99,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { app, duration, linger, audit_log, drain } => {
-            run(&app, duration, linger, audit_log.as_deref(), drain)
+        Command::Run { app, duration, linger, audit_log, drain, build } => {
+            run(&app, duration, linger, audit_log.as_deref(), drain, build)
         }
+        Command::New { dir, sdk } => cli::new::new_component(&dir, sdk.as_deref()),
+        Command::Build { manifest } => load_components(&manifest).and_then(|c| cli::build::build_components(&c)).map(drop),
         Command::Check { manifest } => check(&manifest),
         Command::Componentize { out_dir, files } => componentize(&out_dir, &files),
     };
@@ -106,8 +133,12 @@ fn run(
     linger: Duration,
     audit_file: Option<&Path>,
     drain: Duration,
+    build: bool,
 ) -> anyhow::Result<()> {
     let app = load_app(app_file)?;
+    if build {
+        cli::build::build_components(&app.components)?;
+    }
     let audit = match audit_file {
         Some(path) => {
             Some(Arc::new(AuditLog::create(path).with_context(|| format!("creating audit log {}", path.display()))?))
@@ -248,23 +279,43 @@ fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u6
     );
 }
 
-fn check(manifest: &Path) -> anyhow::Result<()> {
+/// The components of an app manifest, or the one of a component manifest
+/// (a file with a `[component]` table).
+fn load_components(manifest: &Path) -> anyhow::Result<Vec<LoadedComponent>> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let is_component = text.parse::<toml::Table>().map(|t| t.contains_key("component")).unwrap_or(false);
-    let components = if is_component { vec![load_component(manifest)?] } else { load_app(manifest)?.components };
+    // By the table header, not by parsing: a component manifest may hold a
+    // u64 above i64::MAX (`fuel_per_call`), which a generic TOML table refuses.
+    let is_component = text.lines().any(|line| line.trim_start().starts_with("[component]"));
+    Ok(if is_component { vec![load_component(manifest)?] } else { load_app(manifest)?.components })
+}
+
+fn check(manifest: &Path) -> anyhow::Result<()> {
+    let components = load_components(manifest)?;
     let engine = WasmEngine::new(EngineConfig::default())?;
     let mut failed = 0;
     for component in &components {
+        let id = &component.manifest.component.id;
+        if !component.wasm_path.exists()
+            && let Some(dir) = &component.build_dir
+        {
+            if dir.join("Cargo.toml").exists() {
+                println!(
+                    "ok    {id} (not built yet: `wasm-system build {}` writes {} from {})",
+                    manifest.display(),
+                    component.wasm_path.display(),
+                    dir.display()
+                );
+            } else {
+                failed += 1;
+                eprintln!("error {id}: component.build names {}, which has no Cargo.toml", dir.display());
+            }
+            continue;
+        }
         match engine.load_file(&component.wasm_path) {
-            Ok(_) => println!(
-                "ok    {} ({}, from {})",
-                component.manifest.component.id,
-                component.wasm_path.display(),
-                component.file.display()
-            ),
+            Ok(_) => println!("ok    {id} ({}, from {})", component.wasm_path.display(), component.file.display()),
             Err(error) => {
                 failed += 1;
-                eprintln!("error {}: {error}", component.manifest.component.id);
+                eprintln!("error {id} (from {}): {error}", component.file.display());
             }
         }
     }

@@ -18,6 +18,9 @@ pub struct LoadedComponent {
     pub file: PathBuf,
     /// `component.wasm` resolved against the manifest's directory.
     pub wasm_path: PathBuf,
+    /// `component.build` (the Rust crate `wasm` is built from) resolved
+    /// against the manifest's directory.
+    pub build_dir: Option<PathBuf>,
 }
 
 /// An app manifest with its components loaded.
@@ -52,10 +55,11 @@ pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
     let wasm_path = base.join(&manifest.component.wasm);
+    let build_dir = manifest.component.build.as_ref().map(|dir| base.join(dir));
     for dir in &mut manifest.wasi.dirs {
         dir.host = base.join(&dir.host);
     }
-    Ok(LoadedComponent { manifest, file: file.to_owned(), wasm_path })
+    Ok(LoadedComponent { manifest, file: file.to_owned(), wasm_path, build_dir })
 }
 
 /// Reads an app manifest and every component manifest it lists, and checks
