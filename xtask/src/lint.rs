@@ -62,6 +62,13 @@ impl Ban {
 /// The wasmtime family: `wasmtime`, `wasmtime-wasi`, `wasmtime-environ`, ...
 const WASMTIME: Ban = Ban::Prefix("wasmtime");
 
+/// The rule of a guest crate (a component built for `wasm32-wasip2`): these
+/// workspace crates, and neither wasmtime nor tokio anywhere below it.
+const fn guest(krate: &'static str, deps: &'static [&'static str]) -> LayerRule {
+    const BANNED: &[Ban] = &[WASMTIME, Ban::Exact("tokio")];
+    LayerRule { krate, deps, dev_deps: &[], banned: BANNED, dev_banned: BANNED }
+}
+
 /// Every workspace crate's rule. `wasm-runtime` never naming `wasm-messaging` is a
 /// workspace-edge rule; `wasm-system` is the composition root and may name everything.
 const RULES: &[LayerRule] = &[
@@ -103,14 +110,18 @@ const RULES: &[LayerRule] = &[
         banned: &[WASMTIME, Ban::Exact("tokio")],
         dev_banned: &[WASMTIME, Ban::Exact("tokio")],
     },
-    // Guests written against the SDK, as users write them.
-    LayerRule {
-        krate: "guest-typed",
-        deps: &["wasm-guest"],
-        dev_deps: &[],
-        banned: &[WASMTIME, Ban::Exact("tokio")],
-        dev_banned: &[WASMTIME, Ban::Exact("tokio")],
-    },
+    // Guests written against the SDK, as users write them: the test guest and
+    // the examples. They name the SDK (and the shop its own types crate), never
+    // wit-bindgen's host side, a host crate or a runtime.
+    guest("guest-typed", &["wasm-guest"]),
+    guest("example-pinger", &["wasm-guest"]),
+    guest("example-rr-client", &["wasm-guest"]),
+    guest("example-rr-responder", &["wasm-guest"]),
+    guest("shop-api", &[]),
+    guest("shop-shopper", &["wasm-guest", "shop-api"]),
+    guest("shop-orders", &["wasm-guest", "shop-api"]),
+    guest("shop-inventory", &["wasm-guest", "shop-api"]),
+    guest("shop-billing", &["wasm-guest", "shop-api"]),
     LayerRule {
         krate: "guest-behaviour",
         deps: &[],

@@ -55,7 +55,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
 fn cli_run(root: &Path, binary: &Path, rallies: u32) -> Result<()> {
     let dir = root.join("target").join("soak");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pinger = root.join("examples/ping-pong/pinger.wat").canonicalize().context("finding pinger.wat")?;
+    let pinger = root.join("tests/fixtures/pinger.wat").canonicalize().context("finding pinger.wat")?;
     for (id, peer) in [("ping", "pong"), ("pong", "ping")] {
         let manifest = format!(
             "[component]\nid = \"{id}\"\nwasm = {:?}\n\n[capabilities]\nsend = [\"{peer}\"]\n\n[mailbox]\ncapacity = {}\n",

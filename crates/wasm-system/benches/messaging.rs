@@ -92,7 +92,7 @@ fn benches(c: &mut Criterion) {
     let engine = Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine"));
     let echo_wat = "tests/fixtures/echo.wat";
     let requester_wat = "tests/fixtures/requester.wat";
-    let pinger_wat = "examples/ping-pong/pinger.wat";
+    let pinger_wat = "tests/fixtures/pinger.wat";
 
     let mut baseline = c.benchmark_group("baseline");
     {

@@ -10,6 +10,7 @@
 //! wasm-system componentize --out-dir target/fixtures tests/fixtures/echo.wat
 //! ```
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use wasm_messaging::{AuditSink, MESSAGING_ERROR_NAMES};
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
 use wasm_system::{
-    AuditLog, LoadedApp, LoadedComponent, ShutdownReport, System, SystemEvent, injection_payload, load_app, load_component,
+    AuditLog, LoadedApp, LoadedComponent, ShutdownReport, System, SystemEvent, injection_payload, load_app,
+    load_component,
 };
 
 /// Runs WebAssembly components as isolated actors that talk only through the host.
@@ -96,14 +98,18 @@ enum Command {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasm_system=info,guest=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: a redirected log stays plain text.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { app, duration, linger, audit_log, drain, build } => {
             run(&app, duration, linger, audit_log.as_deref(), drain, build)
         }
         Command::New { dir, sdk } => cli::new::new_component(&dir, sdk.as_deref()),
-        Command::Build { manifest } => load_components(&manifest).and_then(|c| cli::build::build_components(&c)).map(drop),
+        Command::Build { manifest } => {
+            load_components(&manifest).and_then(|c| cli::build::build_components(&c)).map(drop)
+        }
         Command::Check { manifest } => check(&manifest),
         Command::Componentize { out_dir, files } => componentize(&out_dir, &files),
     };
@@ -315,7 +321,7 @@ fn check(manifest: &Path) -> anyhow::Result<()> {
             Ok(_) => println!("ok    {id} ({}, from {})", component.wasm_path.display(), component.file.display()),
             Err(error) => {
                 failed += 1;
-                eprintln!("error {id} (from {}): {error}", component.file.display());
+                eprintln!("error {id}: {error} (manifest {})", component.file.display());
             }
         }
     }

@@ -4,7 +4,10 @@
 //! the file, the key or the export at fault).
 //!
 //! Every command runs with the workspace root as its working directory, so
-//! paths look like the ones in the examples' READMEs. Temporary files go to a
+//! paths look like the ones in the examples' READMEs. The examples are Rust
+//! crates that `run --build` compiles; those builds use the target directory
+//! `target/guests` (as the end-to-end tests' guests do), since the `cargo test`
+//! running these tests holds the lock of the default one. Temporary files go to a
 //! fresh directory under [`std::env::temp_dir`], removed when the test passes.
 
 use std::io::{BufRead, BufReader, Read};
@@ -23,13 +26,22 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The target directory of guest builds started by the binary.
+fn guest_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from).join("guests")
+}
+
+/// `wasm-system` with the workspace root as working directory and guest
+/// builds going to [`guest_target_dir`].
+fn wasm_system_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasm-system"));
+    command.current_dir(workspace_root()).env("CARGO_TARGET_DIR", guest_target_dir());
+    command
+}
+
 /// Runs `wasm-system args...` in the workspace root and waits for it.
 fn wasm_system(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasm-system"))
-        .args(args)
-        .current_dir(workspace_root())
-        .output()
-        .expect("running the wasm-system binary")
+    wasm_system_command().args(args).output().expect("running the wasm-system binary")
 }
 
 /// Stdout and stderr of a finished command, for assertions and messages.
@@ -129,6 +141,7 @@ fn assert_balanced(summary: &str) {
 
 const REQUEST_REPLY: &str = "examples/request-reply/app.toml";
 const PING_PONG: &str = "examples/ping-pong/app.toml";
+const SHOP: &str = "examples/shop/app.toml";
 
 // ---------------------------------------------------------------------------
 // run
@@ -136,7 +149,7 @@ const PING_PONG: &str = "examples/ping-pong/app.toml";
 
 #[test]
 fn cli_run_request_reply_summary_shows_completed_timed_out_and_cancelled() {
-    let summary = succeed(&["run", REQUEST_REPLY]);
+    let summary = succeed(&["run", "--build", REQUEST_REPLY]);
     let requests = summary_line(&summary, "requests");
     assert_eq!(count(requests, "sent"), 3, "summary:\n{summary}");
     assert!(count(requests, "completed") >= 1, "summary:\n{summary}");
@@ -163,7 +176,7 @@ fn cli_run_ping_pong_handles_every_message() {
     // 3 injected messages, each starting a rally of 1001 messages
     // (1000, 999, ..., 0): 3 + 3 * 1001.
     const EXPECTED: u64 = 3 + 3 * 1001;
-    let summary = succeed(&["run", PING_PONG]);
+    let summary = succeed(&["run", "--build", PING_PONG]);
     let messages = summary_line(&summary, "messages");
     assert_eq!(count(messages, "sent"), EXPECTED, "summary:\n{summary}");
     assert_eq!(count(messages, "handled"), EXPECTED, "summary:\n{summary}");
@@ -179,7 +192,7 @@ fn cli_run_ping_pong_handles_every_message() {
 fn cli_run_writes_the_audit_log() {
     let dir = TempDir::new("audit");
     let log = dir.path("audit.jsonl");
-    let summary = succeed(&["run", REQUEST_REPLY, "--audit-log", arg(&log)]);
+    let summary = succeed(&["run", "--build", REQUEST_REPLY, "--audit-log", arg(&log)]);
     assert_balanced(&summary);
     let text = std::fs::read_to_string(&log).expect("reading the audit log");
     let records: Vec<Value> = text
@@ -207,6 +220,102 @@ fn cli_run_writes_the_audit_log() {
     }
     assert_eq!(events_of("crash", "sleepy"), 1, "audit log:\n{text}");
     assert_eq!(events_of("restart", "sleepy"), 1, "audit log:\n{text}");
+}
+
+#[test]
+fn cli_run_build_shop_example_shows_every_ending_a_crash_and_the_rate_limit() {
+    let output = wasm_system(&["run", "--build", SHOP]);
+    let (summary, log) = text(&output);
+    assert!(output.status.success(), "shop failed ({})\nstdout:\n{summary}\nstderr:\n{log}", output.status);
+    // 6 orders and 1 cancel from the shopper; 6 reservations; 3 charges.
+    let requests = summary_line(&summary, "requests");
+    assert_eq!(count(requests, "sent"), 16, "summary:\n{summary}");
+    assert_eq!(count(requests, "completed"), 13, "summary:\n{summary}");
+    assert_eq!(count(requests, "timed out"), 1, "the gold order, summary:\n{summary}");
+    assert_eq!(count(requests, "cancelled"), 1, "order 3, summary:\n{summary}");
+    assert_eq!(count(requests, "failed"), 1, "billing's panic, summary:\n{summary}");
+    let lifecycle = summary_line(&summary, "lifecycle");
+    assert_eq!((count(lifecycle, "crashes"), count(lifecycle, "restarts")), (1, 1), "summary:\n{summary}");
+    let refused = summary_line(&summary, "refused");
+    assert!(refused.contains("rate-limited") && count(refused, "refused") >= 10, "summary:\n{summary}");
+    assert_balanced(&summary);
+    // What the components printed reaches the host log, per component.
+    for (component, line) in [
+        ("orders", "order 1 confirmed"),
+        ("orders", "order 2 failed: inventory: timed out"),
+        ("orders", "order 3 failed: cancelled by the customer"),
+        ("orders", "order 4 failed: billing: target failed"),
+        ("orders", "order 5 failed: out of stock"),
+        ("orders", "order 6 confirmed"),
+        ("billing", "every item in stock has a price"),
+        ("shopper", "views refused by the rate limit"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(line) && l.contains(&format!("component={component}"))),
+            "no `{line}` from {component} in the log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn cli_new_scaffolds_a_crate_that_checks_builds_and_runs() {
+    let dir = TempDir::new("new");
+    let demo = dir.path("demo");
+    let created = succeed(&["new", arg(&demo)]);
+    assert!(created.contains("created component crate `demo`"), "{created}");
+    for file in ["Cargo.toml", "src/lib.rs", "Component.toml", "app.toml", ".cargo/config.toml", ".gitignore"] {
+        assert!(demo.join(file).exists(), "{file} missing");
+    }
+    let lib = std::fs::read_to_string(demo.join("src/lib.rs")).expect("lib.rs");
+    assert!(lib.contains("wasm_guest::export!(Demo)") && !lib.contains("wit_bindgen"), "SDK only:\n{lib}");
+    // As generated, before any build.
+    let checked = succeed(&["check", arg(&demo.join("Component.toml"))]);
+    assert!(checked.contains("ok    demo (not built yet"), "{checked}");
+    // Build speed only: the workspace's lock file and release profile let the
+    // build reuse the dependencies the other guests compiled in the shared
+    // target directory. Without them it resolves and compiles its own (about
+    // 90 s here), with the same result.
+    std::fs::copy(workspace_root().join("Cargo.lock"), demo.join("Cargo.lock")).expect("copying Cargo.lock");
+    let output = wasm_system_command()
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only")
+        .args(["run", "--build", arg(&demo.join("app.toml"))])
+        .output()
+        .expect("running wasm-system");
+    let (summary, log) = text(&output);
+    assert!(output.status.success(), "run --build failed ({})\nstdout:\n{summary}\nstderr:\n{log}", output.status);
+    assert_eq!(count(summary_line(&summary, "messages"), "handled"), 1, "summary:\n{summary}");
+    assert_balanced(&summary);
+    assert!(
+        log.lines().any(|l| l.contains("hello, world! (from host, greeting number 1)") && l.contains("component=demo")),
+        "the greeting in the host log:\n{log}"
+    );
+    let checked = succeed(&["check", arg(&demo.join("app.toml"))]);
+    assert!(checked.contains("ok    demo (") && !checked.contains("not built"), "{checked}");
+}
+
+#[test]
+fn cli_new_refuses_a_name_that_is_not_a_crate_name_and_an_existing_directory() {
+    let dir = TempDir::new("new-bad");
+    let (_, stderr) = fail(&["new", arg(&dir.path("Bad.Name"))]);
+    assert!(stderr.contains("cannot name a component crate"), "{stderr}");
+    std::fs::create_dir_all(dir.path("taken")).expect("mkdir");
+    let (_, stderr) = fail(&["new", arg(&dir.path("taken"))]);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let (_, stderr) = fail(&["new", arg(&dir.path("nosdk")), "--sdk", arg(&dir.path("nowhere"))]);
+    assert!(stderr.contains("the guest SDK (crate wasm-guest) is not at"), "{stderr}");
+}
+
+#[test]
+fn cli_build_names_the_manifest_of_a_missing_crate() {
+    let dir = TempDir::new("build-missing");
+    let manifest = dir.write("c.toml", "[component]\nid = \"c\"\nwasm = \"c.wasm\"\nbuild = \"no-such-crate\"\n");
+    let (_, stderr) = fail(&["build", arg(&manifest)]);
+    assert!(
+        stderr.contains("c.toml") && stderr.contains("component.build = \"no-such-crate\" has no Cargo.toml"),
+        "{stderr}"
+    );
+    let (_, stderr) = fail(&["check", arg(&manifest)]);
+    assert!(stderr.contains("no-such-crate, which has no Cargo.toml"), "{stderr}");
 }
 
 /// The path of fixture `tests/fixtures/<name>`, absolute, for manifests
@@ -251,7 +360,7 @@ fn cli_run_shutdown_cuts_a_restart_backoff_short() {
     let dir = TempDir::new("backoff");
     let extra = "[restart]\nbackoff_ms = 600000\nmax_backoff_ms = 600000";
     let app = one_component_app(&dir, "fragile", "trapping.wat", extra, "!");
-    let child = Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+    let child = wasm_system_command()
         .args(["run", arg(&app), "--drain", "1s"])
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
@@ -273,7 +382,7 @@ fn cli_run_sigterm_drains_writes_the_audit_log_and_the_summary() {
     let extra = "[limits]\nfuel_per_call = 100000000000000\ntime_per_call_ms = 600000";
     // The slow fixture loops forever on 0xFFFFFFFF: the run never gets quiescent.
     let app = one_component_app(&dir, "busy", "slow.wat", extra, "\u{FF}\u{FF}\u{FF}\u{FF}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+    let mut child = wasm_system_command()
         .args(["run", arg(&app), "--drain", "1s", "--audit-log", arg(&log)])
         .current_dir(workspace_root())
         .stdout(Stdio::piped())

@@ -47,9 +47,7 @@ pub(crate) fn build_components(components: &[LoadedComponent]) -> anyhow::Result
             if let Some(parent) = component.wasm_path.parent() {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            let bytes = std::fs::copy(&artifact, &component.wasm_path).with_context(|| {
-                format!("copying {} to {}", artifact.display(), component.wasm_path.display())
-            })?;
+            let bytes = install(&artifact, &component.wasm_path)?;
             eprintln!(
                 "build: {} -> {} ({bytes} bytes)",
                 component.manifest.component.id,
@@ -59,6 +57,19 @@ pub(crate) fn build_components(components: &[LoadedComponent]) -> anyhow::Result
         }
     }
     Ok(written)
+}
+
+/// Copies `artifact` to `wasm` through a temporary file and a rename, so a
+/// process loading `wasm` at the same time reads the old file or the new one,
+/// never half of one. Returns the bytes written.
+fn install(artifact: &Path, wasm: &Path) -> anyhow::Result<u64> {
+    let mut partial = wasm.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let bytes = std::fs::copy(artifact, &partial)
+        .with_context(|| format!("copying {} to {}", artifact.display(), partial.display()))?;
+    std::fs::rename(&partial, wasm).with_context(|| format!("renaming {} to {}", partial.display(), wasm.display()))?;
+    Ok(bytes)
 }
 
 /// Runs `cargo rustc` for the crate's library as a `cdylib` for [`TARGET`]
@@ -124,7 +135,11 @@ pub(crate) fn ensure_target() -> anyhow::Result<()> {
                     entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
                 })
             });
-            if has_std { Ok(()) } else { bail!("the {TARGET} standard library is not installed and rustup is not available; {how}") }
+            if has_std {
+                Ok(())
+            } else {
+                bail!("the {TARGET} standard library is not installed and rustup is not available; {how}")
+            }
         }
     }
 }

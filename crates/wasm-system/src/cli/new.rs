@@ -29,10 +29,7 @@ pub(crate) fn new_component(dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()
     }
     let sdk = sdk.map_or_else(default_sdk, Path::to_path_buf);
     let sdk = sdk.canonicalize().ok().filter(|p| p.join("Cargo.toml").exists()).with_context(|| {
-        format!(
-            "the guest SDK (crate wasm-guest) is not at {}; pass its directory with --sdk",
-            sdk.display()
-        )
+        format!("the guest SDK (crate wasm-guest) is not at {}; pass its directory with --sdk", sdk.display())
     })?;
     let type_name = camel_case(name);
     let files = [
@@ -61,7 +58,9 @@ pub(crate) fn new_component(dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()
 fn check_name(name: &str) -> anyhow::Result<()> {
     let mut chars = name.chars();
     let starts = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    if !starts || name.len() > 64 || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    if !starts
+        || name.len() > 64
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     {
         bail!(
             "{name:?} cannot name a component crate: use a lowercase letter, then lowercase letters, digits, \
