@@ -114,6 +114,7 @@ const RULES: &[LayerRule] = &[
     // the examples. They name the SDK (and the shop its own types crate), never
     // wit-bindgen's host side, a host crate or a runtime.
     guest("guest-typed", &["wasm-guest"]),
+    guest("guest-bench", &["wasm-guest"]),
     guest("example-pinger", &["wasm-guest"]),
     guest("example-rr-client", &["wasm-guest"]),
     guest("example-rr-responder", &["wasm-guest"]),

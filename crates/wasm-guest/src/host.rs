@@ -208,13 +208,11 @@ impl Callback {
     }
 
     /// The response, or why there is none.
-    #[must_use]
     pub fn outcome(&self) -> &Result<Message, RequestError> {
         &self.outcome
     }
 
     /// The request id and the outcome, by value.
-    #[must_use]
     pub fn into_parts(self) -> (RequestId, Result<Message, RequestError>) {
         (self.id, self.outcome)
     }

@@ -309,38 +309,39 @@ mod tests {
     #[test]
     fn every_serde_codec_round_trips_through_the_wire_bytes() {
         for codec in [Codec::Json, Codec::Cbor, Codec::MessagePack] {
-            let payload = Payload::encode(codec, &order()).unwrap();
+            let payload = Payload::encode(codec, &order()).expect("ok");
             assert_eq!(payload.codec(), codec);
             assert_eq!(&payload.as_bytes()[..codec.prefix().len()], codec.prefix().as_slice());
-            let message = Message::from_bytes(payload.into_bytes()).unwrap();
+            let message = Message::from_bytes(payload.into_bytes()).expect("ok");
             assert_eq!(message.codec(), codec);
-            assert_eq!(message.decode::<Order>().unwrap(), order());
-            assert_eq!(message.decode_as::<Order>(codec).unwrap(), order());
+            assert_eq!(message.decode::<Order>().expect("ok"), order());
+            assert_eq!(message.decode_as::<Order>(codec).expect("ok"), order());
         }
-        assert_eq!(Payload::json(&order()).unwrap().as_bytes(), b"\x80\x04{\"sku\":\"apple\",\"qty\":3}");
+        assert_eq!(Payload::json(&order()).expect("ok").as_bytes(), b"\x80\x04{\"sku\":\"apple\",\"qty\":3}");
     }
 
     #[test]
     fn a_body_that_does_not_decode_names_codec_type_and_reason() {
         let message =
-            Message::from_bytes(Payload::json(&serde_json::json!({ "sku": "apple" })).unwrap().into_bytes()).unwrap();
-        let error = message.decode::<Order>().unwrap_err();
+            Message::from_bytes(Payload::json(&serde_json::json!({ "sku": "apple" })).expect("ok").into_bytes())
+                .expect("ok");
+        let error = message.decode::<Order>().expect_err("an error");
         let text = error.to_string();
         assert!(text.starts_with("json (0x200) body does not decode as "), "{text}");
         assert!(text.contains("Order") && text.contains("missing field `qty`"), "{text}");
 
-        let garbage = Message::from_bytes(Payload::encoded(Codec::Cbor, [0xff, 0x00]).into_bytes()).unwrap();
+        let garbage = Message::from_bytes(Payload::encoded(Codec::Cbor, [0xff, 0x00]).into_bytes()).expect("ok");
         assert!(matches!(garbage.decode::<Order>(), Err(DecodeError::Body { codec: Codec::Cbor, .. })));
-        let garbage = Message::from_bytes(Payload::encoded(Codec::MessagePack, [0xc1]).into_bytes()).unwrap();
+        let garbage = Message::from_bytes(Payload::encoded(Codec::MessagePack, [0xc1]).into_bytes()).expect("ok");
         assert!(matches!(garbage.decode::<Order>(), Err(DecodeError::Body { codec: Codec::MessagePack, .. })));
     }
 
     #[test]
     fn refuses_a_wrong_or_unsupported_codec_and_a_missing_prefix() {
-        let raw = Message::from_bytes(Payload::raw("hi").into_bytes()).unwrap();
-        assert_eq!(raw.text().unwrap(), "hi");
+        let raw = Message::from_bytes(Payload::raw("hi").into_bytes()).expect("ok");
+        assert_eq!(raw.text().expect("ok"), "hi");
         assert!(matches!(raw.decode::<Order>(), Err(DecodeError::NoSerdeCodec { codec: Codec::Raw, .. })));
-        let json = Message::from_bytes(Payload::json(&1).unwrap().into_bytes()).unwrap();
+        let json = Message::from_bytes(Payload::json(&1).expect("ok").into_bytes()).expect("ok");
         assert_eq!(
             json.decode_as::<u32>(Codec::Cbor),
             Err(DecodeError::WrongCodec { expected: Codec::Cbor, found: Codec::Json })
@@ -348,16 +349,16 @@ mod tests {
         assert!(matches!(json.text(), Err(DecodeError::WrongCodec { .. })));
         assert!(matches!(Message::from_bytes(vec![]), Err(DecodeError::Prefix(PayloadError::Empty))));
         assert!(matches!(Message::from_bytes(vec![0x01, 2]), Err(DecodeError::Prefix(PayloadError::UnknownCodec(1)))));
-        let error = Payload::encode(Codec::Protobuf, &1).unwrap_err();
+        let error = Payload::encode(Codec::Protobuf, &1).expect_err("an error");
         assert_eq!(error.codec, Codec::Protobuf);
         assert!(error.to_string().contains("Payload::encoded"), "{error}");
     }
 
     #[test]
     fn forwarding_keeps_the_bytes() {
-        let payload = Payload::cbor(&order()).unwrap();
+        let payload = Payload::cbor(&order()).expect("ok");
         let bytes = payload.as_bytes().to_vec();
-        assert_eq!(Message::from_bytes(bytes.clone()).unwrap().into_payload().into_bytes(), bytes);
+        assert_eq!(Message::from_bytes(bytes.clone()).expect("ok").into_payload().into_bytes(), bytes);
         assert_eq!(Payload::empty().as_bytes(), &[0x55]);
     }
 }

@@ -62,7 +62,6 @@ impl<T> Requests<T> {
     /// Takes the state of `callback`'s request and hands it back with the
     /// outcome: `None` when the request was not recorded here (sent without
     /// this map, or already settled).
-    #[must_use]
     pub fn settle(&mut self, callback: Callback) -> (Option<T>, Result<Message, RequestError>) {
         let (id, outcome) = callback.into_parts();
         (self.pending.remove(&id), outcome)

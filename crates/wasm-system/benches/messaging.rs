@@ -13,6 +13,10 @@
 //! - `request_response/guest_to_guest_round_trip`: a guest's `send-request`
 //!   to an echo guest until the requester's `handle-callback` ran, plus the
 //!   host command that triggers it (an upper bound).
+//! - `..._sdk`: the same two guest-to-guest benches with Rust guests written
+//!   on the guest SDK (`tests/guests/bench`, the same protocol and payloads),
+//!   so the SDK's guest-side cost is the difference in the same run. The
+//!   bench builds that guest with `wasm-system build` first.
 //!
 //! Run: `cargo bench -p wasm-system --bench messaging`.
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
@@ -87,12 +91,38 @@ fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(&str, &str, &str
     })
 }
 
+/// Builds the SDK bench guest (`tests/guests/bench`) with the `wasm-system`
+/// binary, into the guests' target directory, and returns its path.
+fn sdk_guest() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("guests");
+    let wasm = target.join("bench-sdk").join("guest_bench.wasm");
+    let manifest = target.join("bench-sdk.toml");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let text = format!(
+        "[component]\nid = \"bench\"\nwasm = {:?}\nbuild = {:?}\n",
+        wasm.display().to_string(),
+        root().join("tests/guests/bench").display().to_string()
+    );
+    std::fs::write(&manifest, text).expect("manifest");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .arg("build")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("running wasm-system build");
+    assert!(status.success(), "building the SDK bench guest failed");
+    wasm
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let engine = Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine"));
     let echo_wat = "tests/fixtures/echo.wat";
     let requester_wat = "tests/fixtures/requester.wat";
     let pinger_wat = "tests/fixtures/pinger.wat";
+    let sdk = sdk_guest();
+    let sdk = sdk.to_str().expect("a UTF-8 path");
 
     let mut baseline = c.benchmark_group("baseline");
     {
@@ -196,6 +226,34 @@ fn benches(c: &mut Criterion) {
         shutdown(&rt, system);
     }
     {
+        let system = start(
+            &rt,
+            &engine,
+            &[("requester", sdk, "[capabilities]\nsend = [\"sink\"]"), ("sink", sdk, "[mailbox]\ncapacity = 16384")],
+        );
+        let system = Arc::new(system);
+        fire.bench_function("guest_to_guest_throughput_sdk", |b| {
+            b.iter_custom(|iters| {
+                let system = Arc::clone(&system);
+                in_task(&rt, async move {
+                    let start = Instant::now();
+                    let mut left = iters;
+                    while left > 0 {
+                        let batch = left.min(10_000);
+                        let ask = system
+                            .request("requester", format!("\x55m:{batch}:sink").into_bytes(), 60_000)
+                            .expect("command");
+                        ask.response().await.expect("all sent");
+                        assert!(system.wait_quiescent(BOUND).await);
+                        left -= batch;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+        shutdown(&rt, system);
+    }
+    {
         let ping = manifest("ping", "[capabilities]\nsend = [\"pong\"]");
         let pong = manifest("pong", "[capabilities]\nsend = [\"ping\"]");
         let system = rt.block_on(async {
@@ -247,26 +305,28 @@ fn benches(c: &mut Criterion) {
         });
         shutdown(&rt, system);
     }
-    {
+    let round_trips = [
+        ("guest_to_guest_round_trip", requester_wat, echo_wat, request_command("echo")),
+        ("guest_to_guest_round_trip_sdk", sdk, sdk, b"\x55r:echo".to_vec()),
+    ];
+    for (name, requester, echo, command) in round_trips {
         let system = start(
             &rt,
             &engine,
-            &[
-                ("requester", requester_wat, "[capabilities]\nsend = [\"echo\"]\nrequest = true"),
-                ("echo", echo_wat, ""),
-            ],
+            &[("requester", requester, "[capabilities]\nsend = [\"echo\"]\nrequest = true"), ("echo", echo, "")],
         );
         let events = Arc::new(tokio::sync::Mutex::new(system.subscribe()));
         let system = Arc::new(system);
-        reqs.bench_function("guest_to_guest_round_trip", |b| {
+        reqs.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let system = Arc::clone(&system);
                 let events = Arc::clone(&events);
+                let command = command.clone();
                 in_task(&rt, async move {
                     let mut events = events.lock().await;
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let ask = system.request("requester", request_command("echo"), 60_000).expect("command");
+                        let ask = system.request("requester", command.clone(), 60_000).expect("command");
                         ask.response().await.expect("send-request accepted");
                         loop {
                             let event = events.recv().await.expect("events");
