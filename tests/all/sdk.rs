@@ -93,7 +93,7 @@ async fn sdk_a_body_that_does_not_decode_is_a_handler_error_naming_codec_and_typ
     for codec in ["json (0x200)", "cbor (0x51)", "messagepack (0x201)"] {
         let line = callbacks.iter().find(|l| l.contains(codec)).unwrap_or_else(|| panic!("{codec}: {callbacks:?}"));
         assert!(line.starts_with("err bad-"), "{line}");
-        assert!(line.contains("handler error 400:"), "the SDK's code for a decode error: {line}");
+        assert!(line.contains("component error 400:"), "the SDK's code for a decode error: {line}");
         assert!(line.contains("body does not decode as guest_typed::Order"), "names the type: {line}");
     }
     assert_eq!(seen["pending"], 0);

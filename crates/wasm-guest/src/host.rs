@@ -7,43 +7,12 @@ use thiserror::Error;
 
 use crate::__private::bindings::airssys::wasm::host_services;
 use crate::__private::bindings::airssys::wasm::types as wit;
+use wasm_core::{ComponentError, MessagingError, RequestError};
+
 use crate::payload::{DecodeError, EncodeError, Message, Payload};
 
-/// Why the host refused a [`send`], [`request`] or [`cancel`]: the WIT
-/// `messaging-error`, one variant per case, with the host's reason text.
-///
-/// Nothing was sent when this is returned; the payload is still the caller's.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum MessagingError {
-    /// The target id is malformed or names no running component.
-    #[error("target not found: {0}")]
-    TargetNotFound(String),
-    /// This component's capabilities do not allow the target.
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
-    /// This component's `[rate]` budget is spent for now.
-    #[error("rate limited: {0}")]
-    RateLimited(String),
-    /// The target's mailbox is full (by count or by bytes): backpressure.
-    #[error("queue full")]
-    QueueFull,
-    /// The payload breaks the rules: prefix, size, or a codec the target does not accept.
-    #[error("invalid message: {0}")]
-    InvalidMessage(String),
-    /// This component already has its maximum of pending requests.
-    #[error("too many pending requests: {0}")]
-    TooManyPending(String),
-    /// [`cancel`]: no pending request has this id.
-    #[error("request not found: {0}")]
-    RequestNotFound(String),
-    /// [`cancel`]: the request belongs to another component.
-    #[error("not owner: {0}")]
-    NotOwner(String),
-    /// The host could not deliver it.
-    #[error("delivery failed: {0}")]
-    DeliveryFailed(String),
-}
-
+/// The WIT `messaging-error`, as the host's own type: one error table for
+/// host and guests.
 impl From<wit::MessagingError> for MessagingError {
     fn from(error: wit::MessagingError) -> Self {
         match error {
@@ -61,7 +30,8 @@ impl From<wit::MessagingError> for MessagingError {
 }
 
 /// An error returned by a handler: the WIT `component-error`, a code and a
-/// message, which the requester receives as [`RequestError::Handler`].
+/// message, which the requester receives as [`RequestError::HandlerError`]
+/// (holding a [`ComponentError`] with the same code and message).
 ///
 /// The SDK's own conversions (for `?` in handlers) use these codes:
 ///
@@ -121,34 +91,22 @@ impl From<HandlerError> for wit::ComponentError {
     }
 }
 
-/// Why a request has no response: the WIT `request-error`, delivered in a
-/// [`Callback`].
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RequestError {
-    /// No response before the request's timeout.
-    #[error("timed out")]
-    Timeout,
-    /// This component cancelled it with [`cancel`].
-    #[error("cancelled")]
-    Cancelled,
-    /// The target's handler returned an error.
-    #[error("{0}")]
-    Handler(HandlerError),
-    /// The target trapped, ran out of budget, stopped, or sent a response the
-    /// host refused (for example in a codec this component does not accept).
-    #[error("target failed: {0}")]
-    TargetFailed(String),
-    /// The host could not deliver the request.
-    #[error("delivery failed: {0}")]
-    DeliveryFailed(String),
+impl From<ComponentError> for HandlerError {
+    /// Passes on an error another component's handler returned.
+    fn from(error: ComponentError) -> Self {
+        Self { code: error.code, message: error.message }
+    }
 }
 
+/// The WIT `request-error`, as the host's own type.
 impl From<wit::RequestError> for RequestError {
     fn from(error: wit::RequestError) -> Self {
         match error {
             wit::RequestError::Timeout => Self::Timeout,
             wit::RequestError::Cancelled => Self::Cancelled,
-            wit::RequestError::HandlerError(e) => Self::Handler(HandlerError { code: e.code, message: e.message }),
+            wit::RequestError::HandlerError(e) => {
+                Self::HandlerError(ComponentError { code: e.code, message: e.message })
+            }
             wit::RequestError::TargetFailed(s) => Self::TargetFailed(s),
             wit::RequestError::DeliveryFailed(s) => Self::DeliveryFailed(s),
         }
@@ -300,6 +258,7 @@ mod tests {
         assert_eq!((wit.code, wit.message.as_str()), (7, "no"));
         let failed =
             RequestError::from(wit::RequestError::HandlerError(wit::ComponentError { code: 9, message: "bad".into() }));
-        assert_eq!(failed.to_string(), "handler error 9: bad");
+        assert_eq!(failed, RequestError::HandlerError(ComponentError { code: 9, message: "bad".into() }));
+        assert_eq!(MessagingError::from(wit::MessagingError::QueueFull), MessagingError::QueueFull);
     }
 }

@@ -95,13 +95,12 @@ mod requests;
 #[doc(hidden)]
 pub mod __private;
 
-pub use host::{
-    Callback, HandlerError, MessagingError, RequestError, RequestId, cancel, request, request_with_default_timeout,
-    send,
-};
+pub use host::{Callback, HandlerError, RequestId, cancel, request, request_with_default_timeout, send};
 pub use payload::{DecodeError, EncodeError, Message, Payload};
 pub use requests::Requests;
-pub use wasm_core::Codec;
+/// The host's own types, shared so a guest and the host cannot disagree: the
+/// multicodec table, and the WIT errors one to one.
+pub use wasm_core::{Codec, ComponentError, MessagingError, RequestError};
 
 /// A component: what the host calls when a message or a callback arrives.
 ///
@@ -114,7 +113,7 @@ pub trait Component: Default + 'static {
     ///
     /// For a request, `Ok` is the response (its codec must be one the
     /// requester accepts) and `Err` reaches the requester as
-    /// [`RequestError::Handler`]. For a fire-and-forget message both are
+    /// [`RequestError::HandlerError`]. For a fire-and-forget message both are
     /// discarded by the host; return [`Payload::empty`].
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
-use wasm_core::{Codec, PayloadError, decode_prefix};
+use wasm_core::{Codec, MessagePayload, PayloadError};
 
 /// A payload this component sends or answers with: `<varint codec><body>`.
 ///
@@ -22,10 +22,7 @@ use wasm_core::{Codec, PayloadError, decode_prefix};
 /// assert_eq!(Payload::raw(b"hi").as_bytes(), b"\x55hi");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Payload {
-    bytes: Vec<u8>,
-    codec: Codec,
-}
+pub struct Payload(MessagePayload);
 
 impl Payload {
     /// A `raw` (0x55) payload with this body.
@@ -45,11 +42,7 @@ impl Payload {
     /// example protobuf with prost). No check that the body is valid.
     #[must_use]
     pub fn encoded(codec: Codec, body: impl AsRef<[u8]>) -> Self {
-        let body = body.as_ref();
-        let mut bytes = Vec::with_capacity(4 + body.len());
-        bytes.extend_from_slice(&codec.prefix());
-        bytes.extend_from_slice(body);
-        Self { bytes, codec }
+        Self(MessagePayload::encode(codec, body.as_ref()))
     }
 
     /// `value` as `json` (0x0200), through serde_json.
@@ -102,31 +95,32 @@ impl Payload {
             }
             _ => return Err(failed(no_serde_codec(codec))),
         }
-        Ok(Self { bytes, codec })
+        // The prefix was written just above, so this validation cannot fail.
+        MessagePayload::new(bytes, usize::MAX).map(Self).map_err(|(e, _)| failed(e.to_string()))
     }
 
     /// The codec named by the prefix.
     #[must_use]
     pub fn codec(&self) -> Codec {
-        self.codec
+        self.0.codec()
     }
 
     /// The whole payload, prefix included: what the host receives.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.0.as_bytes()
     }
 
     /// The whole payload, prefix included.
     #[must_use]
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        self.0.into_bytes()
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Payload").field("codec", &self.codec.name()).field("len", &self.bytes.len()).finish()
+        f.debug_struct("Payload").field("codec", &self.codec().name()).field("len", &self.as_bytes().len()).finish()
     }
 }
 
@@ -155,11 +149,7 @@ pub struct EncodeError {
 /// A payload this component received: a message, a request, or a response in
 /// a callback. Its prefix has been read; the body is decoded on demand.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Message {
-    bytes: Vec<u8>,
-    codec: Codec,
-    body_at: usize,
-}
+pub struct Message(MessagePayload);
 
 impl Message {
     /// Reads the prefix of `bytes`.
@@ -167,33 +157,32 @@ impl Message {
     /// # Errors
     /// [`DecodeError::Prefix`] when there is no valid prefix from the table.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, DecodeError> {
-        let (codec, body_at) = decode_prefix(&bytes).map_err(DecodeError::Prefix)?;
-        Ok(Self { bytes, codec, body_at })
+        MessagePayload::new(bytes, usize::MAX).map(Self).map_err(|(e, _)| DecodeError::Prefix(e))
     }
 
     /// The codec named by the prefix.
     #[must_use]
     pub fn codec(&self) -> Codec {
-        self.codec
+        self.0.codec()
     }
 
     /// The body after the prefix, in whatever codec [`Message::codec`] names.
     #[must_use]
     pub fn body(&self) -> &[u8] {
-        &self.bytes[self.body_at..]
+        self.0.body()
     }
 
     /// The whole payload, prefix included (to forward it unchanged, wrap it
     /// with [`Message::into_payload`]).
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.0.as_bytes()
     }
 
     /// The same bytes as a [`Payload`], to forward or echo without decoding.
     #[must_use]
     pub fn into_payload(self) -> Payload {
-        Payload { bytes: self.bytes, codec: self.codec }
+        Payload(self.0)
     }
 
     /// The body of a `raw` payload as UTF-8 text.
@@ -202,11 +191,11 @@ impl Message {
     /// [`DecodeError::WrongCodec`] when the payload is not `raw`;
     /// [`DecodeError::Body`] when the body is not UTF-8.
     pub fn text(&self) -> Result<&str, DecodeError> {
-        if self.codec != Codec::Raw {
-            return Err(DecodeError::WrongCodec { expected: Codec::Raw, found: self.codec });
+        if self.codec() != Codec::Raw {
+            return Err(DecodeError::WrongCodec { expected: Codec::Raw, found: self.codec() });
         }
         std::str::from_utf8(self.body()).map_err(|e| DecodeError::Body {
-            codec: self.codec,
+            codec: Codec::Raw,
             type_name: "str",
             reason: e.to_string(),
         })
@@ -223,8 +212,8 @@ impl Message {
     /// (`raw`, `protobuf`, `borsh`, `bincode`, or a feature that is off).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         let body = self.body();
-        let failed = |reason: String| DecodeError::Body { codec: self.codec, type_name: type_name::<T>(), reason };
-        match self.codec {
+        let failed = |reason: String| DecodeError::Body { codec: self.codec(), type_name: type_name::<T>(), reason };
+        match self.codec() {
             #[cfg(feature = "json")]
             Codec::Json => serde_json::from_slice(body).map_err(|e| failed(e.to_string())),
             #[cfg(feature = "cbor")]
@@ -241,8 +230,8 @@ impl Message {
     /// [`DecodeError::WrongCodec`] when the prefix names another codec; then
     /// as [`Message::decode`].
     pub fn decode_as<T: DeserializeOwned>(&self, codec: Codec) -> Result<T, DecodeError> {
-        if self.codec != codec {
-            return Err(DecodeError::WrongCodec { expected: codec, found: self.codec });
+        if self.codec() != codec {
+            return Err(DecodeError::WrongCodec { expected: codec, found: self.codec() });
         }
         self.decode()
     }
@@ -250,7 +239,7 @@ impl Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("codec", &self.codec.name()).field("len", &self.bytes.len()).finish()
+        f.debug_struct("Message").field("codec", &self.codec().name()).field("len", &self.as_bytes().len()).finish()
     }
 }
 

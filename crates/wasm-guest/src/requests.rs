@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::host::{self, Callback, MessagingError, RequestError, RequestId};
+use wasm_core::{MessagingError, RequestError};
+
+use crate::host::{self, Callback, RequestId};
 use crate::payload::{Message, Payload};
 
 /// A map from each pending request this component sent to a value of `T`

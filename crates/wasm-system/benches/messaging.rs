@@ -193,18 +193,24 @@ fn benches(c: &mut Criterion) {
     baseline.finish();
 
     let mut fire = c.benchmark_group("fire_and_forget");
-    {
+    fire.throughput(Throughput::Elements(1));
+    let throughputs: [(&str, &str, &str, fn(u64) -> Vec<u8>); 2] = [
+        ("guest_to_guest_throughput", requester_wat, echo_wat, |batch| {
+            send_command(u32::try_from(batch).expect("batch"), "sink")
+        }),
+        ("guest_to_guest_throughput_sdk", sdk, sdk, |batch| format!("\x55m:{batch}:sink").into_bytes()),
+    ];
+    for (name, requester, sink, command) in throughputs {
         let system = start(
             &rt,
             &engine,
             &[
-                ("requester", requester_wat, "[capabilities]\nsend = [\"sink\"]"),
-                ("sink", echo_wat, "[mailbox]\ncapacity = 16384"),
+                ("requester", requester, "[capabilities]\nsend = [\"sink\"]"),
+                ("sink", sink, "[mailbox]\ncapacity = 16384"),
             ],
         );
         let system = Arc::new(system);
-        fire.throughput(Throughput::Elements(1));
-        fire.bench_function("guest_to_guest_throughput", |b| {
+        fire.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let system = Arc::clone(&system);
                 in_task(&rt, async move {
@@ -212,37 +218,7 @@ fn benches(c: &mut Criterion) {
                     let mut left = iters;
                     while left > 0 {
                         let batch = left.min(10_000);
-                        let ask = system
-                            .request("requester", send_command(u32::try_from(batch).expect("batch"), "sink"), 60_000)
-                            .expect("command");
-                        ask.response().await.expect("all sent");
-                        assert!(system.wait_quiescent(BOUND).await);
-                        left -= batch;
-                    }
-                    start.elapsed()
-                })
-            });
-        });
-        shutdown(&rt, system);
-    }
-    {
-        let system = start(
-            &rt,
-            &engine,
-            &[("requester", sdk, "[capabilities]\nsend = [\"sink\"]"), ("sink", sdk, "[mailbox]\ncapacity = 16384")],
-        );
-        let system = Arc::new(system);
-        fire.bench_function("guest_to_guest_throughput_sdk", |b| {
-            b.iter_custom(|iters| {
-                let system = Arc::clone(&system);
-                in_task(&rt, async move {
-                    let start = Instant::now();
-                    let mut left = iters;
-                    while left > 0 {
-                        let batch = left.min(10_000);
-                        let ask = system
-                            .request("requester", format!("\x55m:{batch}:sink").into_bytes(), 60_000)
-                            .expect("command");
+                        let ask = system.request("requester", command(batch), 60_000).expect("command");
                         ask.response().await.expect("all sent");
                         assert!(system.wait_quiescent(BOUND).await);
                         left -= batch;
