@@ -66,6 +66,9 @@ fn request_command(target: &str) -> Vec<u8> {
     cmd
 }
 
+/// The host command that makes a requester send a batch of this many messages.
+type BatchCommand = fn(u64) -> Vec<u8>;
+
 /// Runs a measured loop inside a spawned task: waking the bench thread from
 /// a worker (`block_on`) costs tens of microseconds here and would swamp the
 /// numbers, so hot paths stay between tasks.
@@ -194,7 +197,7 @@ fn benches(c: &mut Criterion) {
 
     let mut fire = c.benchmark_group("fire_and_forget");
     fire.throughput(Throughput::Elements(1));
-    let throughputs: [(&str, &str, &str, fn(u64) -> Vec<u8>); 2] = [
+    let throughputs: [(&str, &str, &str, BatchCommand); 2] = [
         ("guest_to_guest_throughput", requester_wat, echo_wat, |batch| {
             send_command(u32::try_from(batch).expect("batch"), "sink")
         }),
