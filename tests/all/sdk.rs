@@ -122,7 +122,7 @@ async fn sdk_per_request_state_is_cleared_by_timeouts_and_cancellations_too() {
     let seen = report_after(&mut h, 3).await;
     let mut callbacks = strings(&seen["callbacks"]);
     callbacks.sort();
-    assert_eq!(callbacks, ["err cancel cancelled", "err slow timed out", "ok json kiwi x1 = 125"]);
+    assert_eq!(callbacks, ["err cancel cancelled", "err slow timeout", "ok json kiwi x1 = 125"]);
     assert_eq!(seen["pending"], 0, "a timeout and a cancellation clear their state as a response does");
     h.finish().await;
 }

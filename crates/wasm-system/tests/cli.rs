@@ -242,7 +242,7 @@ fn cli_run_build_shop_example_shows_every_ending_a_crash_and_the_rate_limit() {
     // What the components printed reaches the host log, per component.
     for (component, line) in [
         ("orders", "order 1 confirmed"),
-        ("orders", "order 2 failed: inventory: timed out"),
+        ("orders", "order 2 failed: inventory: timeout"),
         ("orders", "order 3 failed: cancelled by the customer"),
         ("orders", "order 4 failed: billing: target failed"),
         ("orders", "order 5 failed: out of stock"),
