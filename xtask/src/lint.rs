@@ -10,6 +10,11 @@
 //!   normal and build dependencies; a second, shorter list is checked over the closure
 //!   of its dev-dependencies.
 //!
+//! - **Source text.** In `wasm-messaging`, locks, atomics and `Arc` come only from
+//!   `src/sync.rs`, the loom shim, so the loom models explore the code that ships: no
+//!   line outside `sync.rs` names `std::sync` or `parking_lot` (comments and test
+//!   modules, from the first `#[cfg(...test...)]` line on, are not checked).
+//!
 //! `cargo metadata` unifies features across the workspace and lists dependencies for
 //! every target platform, so the closure it gives is a superset of what any one build
 //! compiles: the lint errs on the strict side.
@@ -133,9 +138,70 @@ const RULES: &[LayerRule] = &[
     LayerRule { krate: "xtask", deps: &[], dev_deps: &[], banned: &[], dev_banned: &[] },
 ];
 
+/// The crate whose source the text rule reads, and its one file allowed to name
+/// `std::sync` and `parking_lot`.
+const SHIM_CRATE_SRC: &str = "crates/wasm-messaging/src";
+/// See [`SHIM_CRATE_SRC`].
+const SHIM_FILE: &str = "sync.rs";
+/// What only the shim may name.
+const SHIM_ONLY: [&str; 2] = ["std::sync", "parking_lot"];
+
+/// Lines of the Rust files under `src` (recursively, but not `src/tests/`, the
+/// models themselves) outside [`SHIM_FILE`] that name what only the shim may.
+/// A file is read up to its first `#[cfg(...)]` line that names `test` (the test
+/// module, by this workspace's convention at the end); `//` comments are skipped.
+///
+/// # Errors
+/// When a directory or file cannot be read.
+fn shim_bypasses(src: &Path) -> Result<Vec<Violation>> {
+    let mut violations = Vec::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "tests") {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") || path.file_name().is_some_and(|n| n == SHIM_FILE) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            for (i, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("#[cfg(") && code.contains("test") {
+                    break;
+                }
+                if code.starts_with("//") {
+                    continue;
+                }
+                if let Some(named) = SHIM_ONLY.iter().find(|n| code.contains(*n)) {
+                    let file = path.strip_prefix(src).unwrap_or(&path).display().to_string();
+                    violations.push(Violation::ShimBypassed { file, line: i + 1, named });
+                }
+            }
+        }
+    }
+    Ok(violations)
+}
+
 /// One broken layer rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Violation {
+    /// A `wasm-messaging` file other than the loom shim names `std::sync` or
+    /// `parking_lot`.
+    ShimBypassed {
+        /// The file, relative to the crate's `src`.
+        file: String,
+        /// The 1-based line.
+        line: usize,
+        /// What it names.
+        named: &'static str,
+    },
     /// The metadata has no resolve graph, so nothing could be checked.
     MissingResolve,
     /// A workspace member that [`RULES`] does not know.
@@ -169,6 +235,11 @@ pub(crate) enum Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Violation::ShimBypassed { file, line, named } => write!(
+                f,
+                "wasm-messaging/src/{file}:{line} names `{named}`: import locks, atomics and Arc from `crate::sync` \
+                 (the loom shim), so the loom models cover them"
+            ),
             Violation::MissingResolve => {
                 write!(f, "cargo metadata has no resolve graph (was it run with --no-deps?)")
             }
@@ -249,7 +320,8 @@ pub(crate) fn check(metadata: &Metadata) -> Vec<Violation> {
 /// on its own line first.
 pub(crate) fn run(root: &Path) -> Result<()> {
     let metadata = metadata::load(root)?;
-    let violations = check(&metadata);
+    let mut violations = check(&metadata);
+    violations.extend(shim_bypasses(&root.join(SHIM_CRATE_SRC))?);
     if violations.is_empty() {
         println!("architecture lint: {} workspace crates follow their layer rules", metadata.workspace_members.len());
         return Ok(());
@@ -394,6 +466,67 @@ mod tests {
     }
 
     /// The real workspace follows its layer rules: plain `cargo test` runs the lint.
+    #[test]
+    fn messaging_takes_locks_and_atomics_only_from_the_shim() {
+        let src = crate::workspace_root().join(SHIM_CRATE_SRC);
+        assert_eq!(shim_bypasses(&src).expect("reading wasm-messaging/src"), vec![]);
+    }
+
+    #[test]
+    fn catches_a_file_that_bypasses_the_shim() {
+        let dir = std::env::temp_dir().join(format!("xtask-shim-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tests")).expect("temp dir");
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+        write("sync.rs", "pub(crate) use parking_lot::Mutex;\npub(crate) use std::sync::Arc;\n");
+        write(
+            "router.rs",
+            "// std::sync in a comment is fine\nuse crate::sync::Arc;\nuse std::sync::atomic::AtomicU64;\n",
+        );
+        write("ok.rs", "use crate::sync::Mutex;\n#[cfg(test)]\nmod tests {\n    use std::sync::Arc;\n}\n");
+        write("ok2.rs", "#[cfg(all(test, not(loom)))]\nmod tests {\n    use std::sync::Arc;\n}\n");
+        write("tests/loom_x.rs", "use std::sync::Arc as StdArc;\n");
+        write("mailbox.rs", "fn f() { let m = parking_lot::Mutex::new(1); }\n");
+        let found = shim_bypasses(&dir).expect("reading the temp dir");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            found,
+            vec![
+                Violation::ShimBypassed { file: "mailbox.rs".into(), line: 1, named: "parking_lot" },
+                Violation::ShimBypassed { file: "router.rs".into(), line: 3, named: "std::sync" },
+            ]
+        );
+        assert!(found[1].to_string().contains("wasm-messaging/src/router.rs:3 names `std::sync`"), "{}", found[1]);
+    }
+
+    /// The direct normal dependencies of `wasm-system` with `features`.
+    fn system_direct_deps(extra: &[&str]) -> Vec<String> {
+        let out = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(crate::workspace_root())
+            .args(["tree", "-p", "wasm-system", "--edges", "normal", "--depth", "1", "--prefix", "none"])
+            .args(extra)
+            .output()
+            .expect("running cargo tree");
+        assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Issue 10: an embedder's `default-features = false` gets none of the
+    /// CLI's libraries. (wasmtime itself depends on anyhow, so only direct
+    /// dependencies are checked.)
+    #[test]
+    fn embedding_wasm_system_without_default_features_names_no_cli_library() {
+        const CLI: [&str; 3] = ["clap", "anyhow", "tracing-subscriber"];
+        let embedded = system_direct_deps(&["--no-default-features"]);
+        assert!(embedded.iter().any(|d| d == "wasm-runtime"), "{embedded:?}");
+        assert!(!embedded.iter().any(|d| CLI.contains(&d.as_str())), "{embedded:?}");
+        let cli = system_direct_deps(&[]);
+        assert!(CLI.iter().all(|c| cli.iter().any(|d| d == c)), "the default build has the CLI: {cli:?}");
+    }
+
     #[test]
     fn workspace_follows_layer_rules() {
         let metadata = metadata::load(&crate::workspace_root()).expect("`cargo metadata` runs on this workspace");

@@ -39,6 +39,47 @@ pub enum MessagingError {
     DeliveryFailed(String),
 }
 
+impl MessagingError {
+    /// The WIT case names (kebab-case), in WIT order: the one table of
+    /// messaging-error kinds, used for the WIT mapping's tests, the router's
+    /// per-kind counters (`RouterStats::refused` is indexed by
+    /// [`MessagingError::kind_index`]), audit outcomes and the CLI summary.
+    pub const KINDS: [&'static str; 9] = [
+        "target-not-found",
+        "permission-denied",
+        "rate-limited",
+        "queue-full",
+        "invalid-message",
+        "too-many-pending",
+        "request-not-found",
+        "not-owner",
+        "delivery-failed",
+    ];
+
+    /// The variant's position in WIT order (0 to 8): its index in
+    /// [`MessagingError::KINDS`].
+    #[must_use]
+    pub const fn kind_index(&self) -> usize {
+        match self {
+            Self::TargetNotFound(_) => 0,
+            Self::PermissionDenied(_) => 1,
+            Self::RateLimited(_) => 2,
+            Self::QueueFull => 3,
+            Self::InvalidMessage(_) => 4,
+            Self::TooManyPending(_) => 5,
+            Self::RequestNotFound(_) => 6,
+            Self::NotOwner(_) => 7,
+            Self::DeliveryFailed(_) => 8,
+        }
+    }
+
+    /// The WIT case name: `target-not-found`, `queue-full`, ...
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+}
+
 /// An error returned by a component's own handler (WIT `component-error`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("component error {code}: {message}")]
@@ -68,6 +109,30 @@ pub enum RequestError {
     /// The request could not be delivered (the target stopped).
     #[error("delivery failed: {0}")]
     DeliveryFailed(String),
+}
+
+impl RequestError {
+    /// The WIT case names (kebab-case), in WIT order.
+    pub const KINDS: [&'static str; 5] = ["timeout", "cancelled", "handler-error", "target-failed", "delivery-failed"];
+
+    /// The variant's position in WIT order (0 to 4): its index in
+    /// [`RequestError::KINDS`].
+    #[must_use]
+    pub const fn kind_index(&self) -> usize {
+        match self {
+            Self::Timeout => 0,
+            Self::Cancelled => 1,
+            Self::HandlerError(_) => 2,
+            Self::TargetFailed(_) => 3,
+            Self::DeliveryFailed(_) => 4,
+        }
+    }
+
+    /// The WIT case name: `timeout`, `target-failed`, ...
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
 }
 
 /// A malformed [`crate::ComponentId`].
@@ -166,4 +231,46 @@ pub enum CapabilityError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The case names of WIT variant `name` in `wit/world.wit`, in order.
+    fn wit_cases(name: &str) -> Vec<String> {
+        let wit = include_str!("../../../wit/world.wit");
+        let start = wit.find(&format!("variant {name} {{")).expect("the variant in the WIT");
+        let body = &wit[start..];
+        let body = &body[body.find('{').expect("{") + 1..body.find('}').expect("}")];
+        body.split(',')
+            .map(|case| case.trim().split('(').next().unwrap_or_default().trim().to_owned())
+            .filter(|case| !case.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn the_kind_tables_are_the_wit_cases_in_wit_order() {
+        assert_eq!(MessagingError::KINDS.to_vec(), wit_cases("messaging-error"));
+        assert_eq!(RequestError::KINDS.to_vec(), wit_cases("request-error"));
+        let all = [
+            MessagingError::TargetNotFound(String::new()),
+            MessagingError::PermissionDenied(String::new()),
+            MessagingError::RateLimited(String::new()),
+            MessagingError::QueueFull,
+            MessagingError::InvalidMessage(String::new()),
+            MessagingError::TooManyPending(String::new()),
+            MessagingError::RequestNotFound(String::new()),
+            MessagingError::NotOwner(String::new()),
+            MessagingError::DeliveryFailed(String::new()),
+        ];
+        for (i, error) in all.iter().enumerate() {
+            assert_eq!(error.kind_index(), i);
+            // The Display text starts with the kind, spaced.
+            assert!(error.to_string().starts_with(&error.kind().replace('-', " ")), "{error}");
+        }
+        let failed = RequestError::HandlerError(ComponentError { code: 1, message: String::new() });
+        assert_eq!((failed.kind_index(), failed.kind()), (2, "handler-error"));
+        assert_eq!(RequestError::DeliveryFailed(String::new()).kind(), "delivery-failed");
+    }
 }

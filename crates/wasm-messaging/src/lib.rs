@@ -45,8 +45,7 @@ pub use mailbox::{Mailbox, MailboxPermit, MailboxReceiver, mailbox};
 pub use policy::{CodecSet, Policy};
 pub use registry::{ActorRef, MailboxRegistry};
 pub use router::{
-    DEAD_LETTERS_KEPT, DeadLetter, MESSAGING_ERROR_NAMES, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router,
-    RouterStats, Settled, variant,
+    DEAD_LETTERS_KEPT, DeadLetter, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router, RouterStats, Settled,
 };
 pub use timer::{TimerDriver, spawn_timer_driver};
 pub use tracker::CorrelationTrackerImpl;

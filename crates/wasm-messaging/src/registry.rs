@@ -2,8 +2,6 @@
 //! [`ComponentId`].
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustc_hash::FxHashMap;
 use wasm_core::{ComponentId, RequestOwner};
@@ -11,7 +9,8 @@ use wasm_core::{ComponentId, RequestOwner};
 use crate::error::RegistryError;
 use crate::mailbox::Mailbox;
 use crate::policy::Policy;
-use crate::sync::{RwLock, RwLockReadGuard};
+use crate::sync::unmodelled::Arc;
+use crate::sync::{AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 
 /// The registry's map, as seen through a read guard.
 pub(crate) type Actors = FxHashMap<ComponentId, ActorRef>;

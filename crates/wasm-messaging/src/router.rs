@@ -9,8 +9,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
@@ -27,7 +25,8 @@ use crate::error::{MailboxError, RegistryError};
 use crate::mailbox::{MailboxReceiver, mailbox};
 use crate::policy::Policy;
 use crate::registry::{ActorRef, Actors, MailboxRegistry};
-use crate::sync::Mutex;
+use crate::sync::unmodelled::{Arc, Weak};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::timer::{TimerDriver, spawn_timer_driver};
 use crate::tracker::CorrelationTrackerImpl;
 
@@ -86,9 +85,8 @@ pub struct RouterStats {
     /// Responses refused (bad prefix, over the cap, codec not accepted, a
     /// handler error's message over the cap) and delivered as `target-failed`.
     pub responses_refused: u64,
-    /// Sends refused, by error variant, in WIT order (target-not-found,
-    /// permission-denied, rate-limited, queue-full, invalid-message,
-    /// too-many-pending, request-not-found, not-owner, delivery-failed).
+    /// Sends refused, by error variant, in WIT order: indexed by
+    /// [`MessagingError::kind_index`], named by [`MessagingError::KINDS`].
     pub refused: [u64; 9],
     /// Envelopes put in mailboxes.
     pub enqueued: u64,
@@ -494,7 +492,7 @@ impl Router {
         correlation_id: Option<CorrelationId>,
         error: MessagingError,
     ) -> MessagingError {
-        let (index, outcome) = variant(&error);
+        let (index, outcome) = (error.kind_index(), error.kind());
         self.counters.refused[index].fetch_add(1, Ordering::Relaxed);
         // Decided before the record is built: an aggregated refusal costs a
         // clock read and a map lookup, not the formatting of a record.
@@ -537,7 +535,7 @@ impl Router {
             if window.aggregated > 0 {
                 self.audit.record(aggregate_record(
                     &sender,
-                    MESSAGING_ERROR_NAMES[index],
+                    MessagingError::KINDS[index],
                     window.second,
                     window.aggregated,
                 ));
@@ -704,37 +702,6 @@ fn mailbox_error<T>(error: &MailboxError<T>, target: &str) -> MessagingError {
         MailboxError::Full(_) => MessagingError::QueueFull,
         MailboxError::Closed(_) => MessagingError::DeliveryFailed(format!("{target} is stopping")),
     }
-}
-
-/// The kebab-case names of the messaging error variants, in WIT order: the
-/// names of [`RouterStats::refused`]'s counters and of audit outcomes.
-pub const MESSAGING_ERROR_NAMES: [&str; 9] = [
-    "target-not-found",
-    "permission-denied",
-    "rate-limited",
-    "queue-full",
-    "invalid-message",
-    "too-many-pending",
-    "request-not-found",
-    "not-owner",
-    "delivery-failed",
-];
-
-/// The WIT order index and kebab-case name of a messaging error variant.
-#[must_use]
-pub fn variant(error: &MessagingError) -> (usize, &'static str) {
-    let index = match error {
-        MessagingError::TargetNotFound(_) => 0,
-        MessagingError::PermissionDenied(_) => 1,
-        MessagingError::RateLimited(_) => 2,
-        MessagingError::QueueFull => 3,
-        MessagingError::InvalidMessage(_) => 4,
-        MessagingError::TooManyPending(_) => 5,
-        MessagingError::RequestNotFound(_) => 6,
-        MessagingError::NotOwner(_) => 7,
-        MessagingError::DeliveryFailed(_) => 8,
-    };
-    (index, MESSAGING_ERROR_NAMES[index])
 }
 
 /// Refusals of one kind from one sender audited in full per second; the

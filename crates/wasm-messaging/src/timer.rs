@@ -10,13 +10,13 @@
 //! down. An idle tracker costs nothing: with nothing pending the driver
 //! sleeps until woken.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use wasm_core::{Clock, CorrelationId, CorrelationTracker, PendingRequest, RequestOwner};
 
+use crate::sync::unmodelled::Arc;
 use crate::tracker::CorrelationTrackerImpl;
 
 /// Spawns the one task that fires the deadlines of `tracker`, calling

@@ -41,7 +41,6 @@ use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::{Arc as StdArc, OnceLock};
 
 use rustc_hash::FxHashMap;
 use wasm_core::{
@@ -51,6 +50,7 @@ use wasm_core::{
 
 use crate::clock::MonotonicClock;
 use crate::sync::RwLock;
+use crate::sync::unmodelled::{Arc as StdArc, OnceLock};
 
 /// Below this many stale heap entries `register` never compacts the heap.
 const COMPACTION_FLOOR: usize = 4096;

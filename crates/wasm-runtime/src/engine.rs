@@ -44,7 +44,6 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::airssys::wasm::types as wit;
 use crate::bindings::{Component as ComponentWorld, ComponentPre as ComponentWorldPre};
-use crate::componentize::componentize_wat;
 use crate::error::{GuestFailure, RuntimeError};
 use crate::guest_log::{GuestLog, GuestLogLimits};
 use crate::host::HostState;
@@ -130,9 +129,9 @@ impl WasmEngine {
     }
 
     /// Reads and loads a component file: a `.wat` file is a core module that
-    /// is componentized against the world first (see
-    /// [`crate::componentize_wat`]); anything else goes to
-    /// [`WasmEngine::load`].
+    /// is componentized against the world first (`componentize_wat`, feature
+    /// `wat`; without it a `.wat` file is a [`RuntimeError::Componentize`]);
+    /// anything else goes to [`WasmEngine::load`].
     ///
     /// # Errors
     /// [`RuntimeError::Read`], [`RuntimeError::Componentize`], or those of
@@ -145,11 +144,27 @@ impl WasmEngine {
                 origin: origin.clone(),
                 reason: format!("not UTF-8 text: {e}"),
             })?;
-            let component = componentize_wat(&origin, &text)?;
-            self.load(&origin, &component)
+            self.load_wat(&origin, &text)
         } else {
             self.load(&origin, &bytes)
         }
+    }
+
+    /// Componentizes the core module `text` against the world, then loads it.
+    #[cfg(feature = "wat")]
+    fn load_wat(&self, origin: &str, text: &str) -> Result<CompiledComponent, RuntimeError> {
+        let component = crate::componentize::componentize_wat(origin, text)?;
+        self.load(origin, &component)
+    }
+
+    /// Without the `wat` feature, a `.wat` file cannot be loaded.
+    #[cfg(not(feature = "wat"))]
+    #[allow(clippy::unused_self, reason = "the same signature as with the feature")]
+    fn load_wat(&self, origin: &str, _text: &str) -> Result<CompiledComponent, RuntimeError> {
+        Err(RuntimeError::Componentize {
+            origin: origin.to_owned(),
+            reason: "this build has no `.wat` support (wasm-runtime feature `wat`)".into(),
+        })
     }
 
     /// Instantiates `compiled` as component `id`, in a fresh [`Store`] with

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod bindings;
+#[cfg(feature = "wat")]
 mod componentize;
 mod engine;
 mod error;
@@ -32,6 +33,7 @@ mod guest_log;
 mod host;
 mod limits;
 
+#[cfg(feature = "wat")]
 pub use componentize::{WIT, componentize_wat, componentize_wat_with_packages, componentize_wat_with_wit};
 pub use engine::{CompiledComponent, ComponentInstance, EngineConfig, WasmEngine};
 pub use error::{GuestFailure, RuntimeError};

@@ -22,7 +22,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::UnboundedReceiver;
-use wasm_messaging::{AuditSink, MESSAGING_ERROR_NAMES};
+use wasm_core::MessagingError;
+use wasm_messaging::AuditSink;
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
 use wasm_system::{
     AuditLog, LoadedApp, LoadedComponent, ShutdownReport, System, SystemEvent, injection_payload, load_app,
@@ -260,7 +261,7 @@ fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u6
         "callbacks  delivered {:>5}  handled {:>8}  dropped {:>4}  bad responses {}",
         stats.callbacks_queued, stats.callbacks_handled, stats.callbacks_dropped, stats.responses_refused
     );
-    let refusals: Vec<String> = MESSAGING_ERROR_NAMES
+    let refusals: Vec<String> = MessagingError::KINDS
         .iter()
         .zip(stats.refused)
         .filter(|(_, n)| *n > 0)
