@@ -327,7 +327,7 @@ impl Harness {
     /// # Panics
     /// When the send is refused or no outcome comes within [`BOUND`].
     pub async fn ask(&self, target: &str, payload: Vec<u8>) -> Result<Vec<u8>, RequestError> {
-        let request = self.system.request(target, payload, 0).unwrap_or_else(|e| panic!("request to {target}: {e}"));
+        let request = self.system.request(target, payload, None).unwrap_or_else(|e| panic!("request to {target}: {e}"));
         tokio::time::timeout(BOUND, request.response()).await.expect("an outcome within the bound")
     }
 

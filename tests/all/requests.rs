@@ -1,6 +1,8 @@
 //! Request-response: responses, handler errors, timeouts, cancellation
 //! (owner, non-owner, double, after response) and request cycles.
 
+use std::time::Duration;
+
 use wasm_core::{ComponentError, RequestError};
 use wasm_system::SystemEvent;
 use wasm_tests::{Harness, PATIENT, REQUESTER, cmd_cancel, code_of, raw, spin};
@@ -148,4 +150,40 @@ async fn requests_a_chain_across_components_is_one_trace() {
     assert!(wasm_core::TraceContext::parse(&callback.traceparent()).is_some(), "{}", callback.traceparent());
     h.settle().await;
     h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_dropping_a_host_request_future_cancels_the_request() {
+    let h = Harness::start(&[("slow", "slow", "[limits]\nfuel_per_call = 100000000000")]).await;
+    // The first request keeps `slow` busy; the second waits behind it and is
+    // dropped, unanswered, while still pending.
+    let busy = h.system.request("slow", spin(LONG_SPIN), Some(Duration::from_secs(60))).expect("queued");
+    let dropped = h.system.request("slow", raw(b"never read"), Some(Duration::from_secs(60))).expect("queued");
+    let id = dropped.id();
+    drop(dropped);
+    assert_eq!(
+        h.system.cancel(&id),
+        Err(wasm_core::MessagingError::RequestNotFound(id.as_str().to_owned())),
+        "the drop already cancelled it"
+    );
+    // One that completes is not cancelled by its drop afterwards.
+    assert!(busy.response().await.is_ok());
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!((stats.requests.cancelled, stats.requests.completed), (1, 1), "{stats:#?}");
+    assert_eq!(stats.requests.orphaned, 1, "slow still answered the dropped request, to no one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_host_timeout_is_an_option_of_duration_rounded_up_to_whole_ms() {
+    let h = Harness::start(&[("slow", "slow", "[limits]\nfuel_per_call = 100000000000")]).await;
+    // 1 µs rounds up to 1 ms (0 would mean "the default", 5 s).
+    let short = h.system.request("slow", spin(LONG_SPIN), Some(Duration::from_micros(1))).expect("queued");
+    assert_eq!(short.response().await, Err(RequestError::Timeout));
+    // Above the 300 s maximum: refused at once.
+    let refused = h.system.request("slow", raw(b"x"), Some(Duration::from_secs(301)));
+    assert!(matches!(refused, Err(wasm_core::MessagingError::InvalidMessage(_))), "{refused:?}");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.timed_out, 1);
 }

@@ -2,6 +2,8 @@
 //! replaced, the mailbox survives; past the restart intensity the component
 //! stops and what was queued for it fails with `delivery-failed`.
 
+use std::time::Duration;
+
 use wasm_core::{MessagingError, RequestError};
 use wasm_system::SystemEvent;
 use wasm_tests::{Harness, REQUESTER, raw, spin};
@@ -83,8 +85,8 @@ async fn supervision_past_the_restart_intensity_the_component_stops_and_queued_r
         "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 200\n[restart]\nmax_restarts = 0\nwithin_ms = 60000",
     )])
     .await;
-    let first = h.system.request("spinner", spin(u32::MAX), 60_000).expect("queued");
-    let queued = h.system.request("spinner", spin(1), 60_000).expect("queued behind");
+    let first = h.system.request("spinner", spin(u32::MAX), Some(Duration::from_secs(60))).expect("queued");
+    let queued = h.system.request("spinner", spin(1), Some(Duration::from_secs(60))).expect("queued behind");
     assert!(matches!(first.response().await, Err(RequestError::TargetFailed(_))));
     match queued.response().await {
         Err(RequestError::DeliveryFailed(reason)) => assert!(reason.contains("stopped"), "{reason}"),

@@ -62,7 +62,7 @@ async fn round_trip(
     timeout_ms: u32,
 ) -> (Duration, Result<Vec<u8>, RequestError>) {
     let start = Instant::now();
-    let reply = system.request("requester", request_command(timeout_ms, target), 0).expect("command").await;
+    let reply = system.request("requester", request_command(timeout_ms, target), None).expect("command").await;
     let reply = reply.expect("the requester answers");
     let id = CorrelationId::parse(std::str::from_utf8(&reply[1..]).expect("id text")).expect("correlation id");
     loop {

@@ -221,7 +221,9 @@ fn benches(c: &mut Criterion) {
                     let mut left = iters;
                     while left > 0 {
                         let batch = left.min(10_000);
-                        let ask = system.request("requester", command(batch), 60_000).expect("command");
+                        let ask = system
+                            .request("requester", command(batch), Some(Duration::from_secs(60)))
+                            .expect("command");
                         ask.response().await.expect("all sent");
                         assert!(system.wait_quiescent(BOUND).await);
                         left -= batch;
@@ -275,7 +277,7 @@ fn benches(c: &mut Criterion) {
                 in_task(&rt, async move {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let ask = system.request("echo", payload64(), 60_000).expect("request");
+                        let ask = system.request("echo", payload64(), Some(Duration::from_secs(60))).expect("request");
                         black_box(ask.response().await.expect("response"));
                     }
                     start.elapsed()
@@ -305,7 +307,9 @@ fn benches(c: &mut Criterion) {
                     let mut events = events.lock().await;
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let ask = system.request("requester", command.clone(), 60_000).expect("command");
+                        let ask = system
+                            .request("requester", command.clone(), Some(Duration::from_secs(60)))
+                            .expect("command");
                         ask.response().await.expect("send-request accepted");
                         loop {
                             let event = events.recv().await.expect("events");

@@ -96,12 +96,12 @@ async fn soak(target: u64) -> Result<(), String> {
         rounds += 1;
         // Guest to guest: the requester sends a burst to echo.
         let burst = system
-            .request("requester", send_command(MESSAGES_PER_ROUND, "echo", &payload), 0)
+            .request("requester", send_command(MESSAGES_PER_ROUND, "echo", &payload), None)
             .map_err(|e| format!("requester command refused: {e}"))?;
         // Host requests in flight together, a few cancelled at once.
         let mut asks = Vec::with_capacity(REQUESTS_PER_ROUND);
         for n in 0..REQUESTS_PER_ROUND {
-            let ask = system.request("echo", payload.clone(), 0).map_err(|e| format!("request refused: {e}"))?;
+            let ask = system.request("echo", payload.clone(), None).map_err(|e| format!("request refused: {e}"))?;
             if n < CANCELS_PER_ROUND {
                 let _ = system.cancel(&ask.id());
             }
@@ -109,7 +109,7 @@ async fn soak(target: u64) -> Result<(), String> {
         }
         // A slow handler (about a million loop iterations) behind a 1 ms timeout.
         let slow = system
-            .request("slow", raw(&1_000_000u32.to_le_bytes()), 1)
+            .request("slow", raw(&1_000_000u32.to_le_bytes()), Some(Duration::from_millis(1)))
             .map_err(|e| format!("slow request refused: {e}"))?;
         // And a trap, every round: the supervisor restarts the instance.
         system.send("trapping", raw(b"!")).map_err(|e| format!("trap refused: {e}"))?;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -148,7 +148,7 @@ impl fmt::Debug for SystemBuilder {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let echo = load_component("examples/request-reply/service.toml".as_ref())?;
 /// let system = System::builder().loaded(&echo).start().await?;
-/// let ask = system.request("service", MessagePayload::encode(Codec::Raw, b"hi").into_bytes(), 1_000)?;
+/// let ask = system.request("service", MessagePayload::encode(Codec::Raw, b"hi").into_bytes(), None)?;
 /// assert_eq!(ask.response().await?, b"\x55hi");
 /// let report = system.shutdown(std::time::Duration::from_secs(5)).await;
 /// assert!(report.stats.balanced());
@@ -231,14 +231,27 @@ impl System {
     }
 
     /// Sends a request as the host; the response arrives through the returned
-    /// [`HostRequest`]. `timeout_ms` 0 means the default (5,000 ms).
+    /// [`HostRequest`], a future. `timeout` `None` means the default (5,000
+    /// ms); a `Some` is rounded up to whole milliseconds, at least 1 ms, and
+    /// above the maximum (300,000 ms) is refused with `invalid-message`.
+    ///
+    /// Dropping the [`HostRequest`] before its outcome cancels the request
+    /// (tokio and ractor style: no one is left to read the answer).
     ///
     /// # Errors
     /// As [`System::send`], plus the request quotas.
-    pub fn request(&self, target: &str, payload: Vec<u8>, timeout_ms: u64) -> Result<HostRequest, MessagingError> {
+    pub fn request(
+        &self,
+        target: &str,
+        payload: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<HostRequest, MessagingError> {
         let host = ComponentId::host();
+        let timeout_ms =
+            timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
         let id = self.shared.router.send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
-        Ok(HostRequest { id, reply: self.replies.wait(id.key()) })
+        let reply = self.replies.wait(id.key());
+        Ok(HostRequest { id, reply, router: Arc::clone(&self.shared.router), settled: false })
     }
 
     /// Cancels a request the host made.
@@ -360,11 +373,21 @@ pub struct ShutdownReport {
     pub stats: RouterStats,
 }
 
-/// A request made by the host: its correlation id and, later, its outcome.
+/// A request made by the host: its correlation id and, as a future, its
+/// outcome.
+///
+/// # Cancel safety
+/// Dropping it before the outcome arrives cancels the request (the callback
+/// with `cancelled` then ends it, and it is counted as cancelled); a late
+/// response is dropped and counted as orphaned. After the outcome, dropping
+/// it does nothing.
 #[derive(Debug)]
 pub struct HostRequest {
     id: CorrelationId,
     reply: oneshot::Receiver<Result<Vec<u8>, RequestError>>,
+    router: Arc<Router>,
+    /// Whether the outcome was taken (then drop cancels nothing).
+    settled: bool,
 }
 
 impl HostRequest {
@@ -382,9 +405,21 @@ impl HostRequest {
     /// first).
     ///
     /// # Cancel safety
-    /// Not cancel-safe: the outcome is consumed with the future.
+    /// Dropping this future before it completes cancels the request, as
+    /// dropping the [`HostRequest`] does.
     pub async fn response(self) -> Result<Vec<u8>, RequestError> {
         self.await
+    }
+}
+
+impl Drop for HostRequest {
+    fn drop(&mut self) {
+        if !self.settled {
+            let host = ComponentId::host();
+            // `request-not-found`: it ended already (an outcome is on its way
+            // to no one, or the system stopped); there is nothing to cancel.
+            let _ = self.router.cancel_request(Origin { sender: &host, trace: None }, self.id.as_str());
+        }
     }
 }
 
@@ -392,9 +427,9 @@ impl Future for HostRequest {
     type Output = Result<Vec<u8>, RequestError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.reply)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(RequestError::DeliveryFailed("the system shut down".into()))))
+        let outcome = ready!(Pin::new(&mut self.reply).poll(cx));
+        self.settled = true;
+        Poll::Ready(outcome.unwrap_or_else(|_| Err(RequestError::DeliveryFailed("the system shut down".into()))))
     }
 }
 
