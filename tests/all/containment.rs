@@ -70,7 +70,8 @@ async fn containment_a_stalled_mailbox_is_bounded_in_bytes_as_well_as_in_count()
         }
         assert!(accepted < 1024, "the count bound was reached first: the byte bound did not hold");
     };
-    assert_eq!(refusal, MessagingError::QueueFull);
+    assert_eq!(refusal.error(), &MessagingError::QueueFull);
+    assert_eq!(refusal.into_inner(), big, "the refused payload is handed back");
     assert_eq!(accepted, 6, "six 10 KiB messages fit 64 KiB");
     assert!(target.mailbox().bytes() <= 65_536, "{} bytes queued", target.mailbox().bytes());
     // Small messages still fit in what is left.

@@ -68,7 +68,9 @@ async fn messaging_unknown_target_is_refused_with_target_not_found() {
     let error = refused.expect_err("refused");
     assert_eq!(error.code, code_of(0), "target-not-found: {error:?}");
     assert!(error.message.contains("nobody"), "{error:?}");
-    assert_eq!(h.system.send("nobody", raw(b"x")), Err(MessagingError::TargetNotFound("nobody".into())));
+    let refused = h.system.send("nobody", raw(b"x")).expect_err("no such target");
+    assert_eq!(refused.error(), &MessagingError::TargetNotFound("nobody".into()));
+    assert_eq!(refused.into_inner(), raw(b"x"), "the refused payload is handed back");
     h.settle().await;
     let stats = h.finish().await;
     assert_eq!(stats.refused[0], 2);
@@ -90,7 +92,10 @@ async fn messaging_full_mailbox_refuses_with_queue_full_and_loses_nothing() {
     assert_eq!(refused.code, code_of(3), "queue-full: {refused:?}");
     let accepted: u64 = refused.message.split(':').next().and_then(|n| n.parse().ok()).expect("success count");
     assert!((1..=2).contains(&accepted), "accepted {accepted} of 10 into a mailbox of 2");
-    assert!(matches!(h.system.send("slow", raw(b"more")), Err(MessagingError::QueueFull) | Ok(())));
+    assert!(matches!(
+        h.system.send("slow", raw(b"more")).map_err(MessagingError::from),
+        Err(MessagingError::QueueFull) | Ok(())
+    ));
     h.settle().await;
     let handled_at_slow = h
         .take_events()

@@ -93,7 +93,7 @@ async fn policy_bad_payloads_are_refused_with_invalid_message_and_nothing_is_que
     ];
     for (case, payload, expect) in &cases {
         let target = if *case == "not accepted" { "json-only" } else { "echo" };
-        match h.system.send(target, payload.clone()) {
+        match h.system.send(target, payload.clone()).map_err(MessagingError::from) {
             Err(MessagingError::InvalidMessage(reason)) => assert!(reason.contains(expect), "{case}: {reason}"),
             other => panic!("{case}: expected invalid-message, got {other:?}"),
         }

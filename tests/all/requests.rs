@@ -182,7 +182,9 @@ async fn requests_a_host_timeout_is_an_option_of_duration_rounded_up_to_whole_ms
     assert_eq!(short.response().await, Err(RequestError::Timeout));
     // Above the 300 s maximum: refused at once.
     let refused = h.system.request("slow", raw(b"x"), Some(Duration::from_secs(301)));
-    assert!(matches!(refused, Err(wasm_core::MessagingError::InvalidMessage(_))), "{refused:?}");
+    let refused = refused.expect_err("over the maximum");
+    assert!(matches!(refused.error(), wasm_core::MessagingError::InvalidMessage(_)), "{refused}");
+    assert_eq!(refused.into_inner(), raw(b"x"), "the refused payload is handed back");
     h.settle().await;
     let stats = h.finish().await;
     assert_eq!(stats.requests.timed_out, 1);

@@ -93,7 +93,10 @@ async fn supervision_past_the_restart_intensity_the_component_stops_and_queued_r
         other => panic!("expected delivery-failed, got {other:?}"),
     }
     h.wait_for("the stop", |e| matches!(e, SystemEvent::Stopped { .. }).then_some(())).await;
-    assert_eq!(h.system.send("spinner", raw(b"y")), Err(MessagingError::TargetNotFound("spinner".into())));
+    assert_eq!(
+        h.system.send("spinner", raw(b"y")).map_err(MessagingError::from),
+        Err(MessagingError::TargetNotFound("spinner".into()))
+    );
     assert!(h.system.components().is_empty());
     h.settle().await;
     let stats = h.finish().await;

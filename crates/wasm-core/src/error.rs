@@ -80,6 +80,68 @@ impl MessagingError {
     }
 }
 
+/// A send the host refused, with what was sent handed back, so a refused
+/// payload is never lost (tokio's `mpsc::error::SendError<T>` style).
+///
+/// ```
+/// use wasm_core::{MessagingError, SendError};
+/// let refused = SendError::new(MessagingError::QueueFull, b"\x55hi".to_vec());
+/// assert_eq!(refused.error(), &MessagingError::QueueFull);
+/// assert_eq!(refused.to_string(), "queue full");
+/// assert_eq!(refused.into_inner(), b"\x55hi");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SendError<T> {
+    error: MessagingError,
+    payload: T,
+}
+
+impl<T> SendError<T> {
+    /// `payload` refused with `error`.
+    pub const fn new(error: MessagingError, payload: T) -> Self {
+        Self { error, payload }
+    }
+
+    /// Why it was refused.
+    #[must_use]
+    pub const fn error(&self) -> &MessagingError {
+        &self.error
+    }
+
+    /// What was sent, handed back.
+    #[must_use]
+    pub fn into_inner(self) -> T {
+        self.payload
+    }
+
+    /// The error and the payload.
+    #[must_use]
+    pub fn into_parts(self) -> (MessagingError, T) {
+        (self.error, self.payload)
+    }
+}
+
+impl<T> From<SendError<T>> for MessagingError {
+    fn from(error: SendError<T>) -> Self {
+        error.error
+    }
+}
+
+impl<T> std::fmt::Debug for SendError<T> {
+    /// The error only: a payload can be large, and is not the news.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
 /// An error returned by a component's own handler (WIT `component-error`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("component error {code}: {message}")]

@@ -34,7 +34,7 @@ mod traits;
 pub use capability::Capabilities;
 pub use correlation::{CorrelationId, CorrelationKey};
 pub use error::{
-    CapabilityError, ComponentError, CorrelationIdError, IdError, MessagingError, PayloadError, RequestError,
+    CapabilityError, ComponentError, CorrelationIdError, IdError, MessagingError, PayloadError, RequestError, SendError,
 };
 pub use id::{ComponentId, HOST_ID, MAX_COMPONENT_ID_BYTES};
 pub use manifest::{

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 use wasm_core::{
     ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter, MessagingError,
-    Origin, PendingRequest, RequestError, TraceContext, TrackerStats, decode_prefix,
+    Origin, PendingRequest, RequestError, SendError, TraceContext, TrackerStats, decode_prefix,
 };
 
 use crate::audit::{AuditEvent, AuditRecord, AuditSink};
@@ -603,14 +603,24 @@ impl Router {
     }
 }
 
-impl MessageRouter for Router {
-    fn send_message(&self, origin: Origin<'_>, target: &str, message: Vec<u8>) -> Result<(), MessagingError> {
+impl Router {
+    /// [`MessageRouter::send_message`], handing the payload back when the
+    /// send is refused (the host's `System::send` returns it to embedders).
+    ///
+    /// # Errors
+    /// A [`SendError`] holding the refusal and `message`.
+    pub fn try_send_message(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        message: Vec<u8>,
+    ) -> Result<(), SendError<Vec<u8>>> {
         let actors = self.registry.read();
         let (_, target_actor, trace) = match self.check(&actors, origin, target, &message, false) {
             Ok(checked) => checked,
             Err(error) => {
                 drop(actors);
-                return Err(self.refuse(origin, target, None, error));
+                return Err(SendError::new(self.refuse(origin, target, None, error), message));
             }
         };
         let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace };
@@ -621,18 +631,28 @@ impl MessageRouter for Router {
                 self.counters.messages_accepted.fetch_sub(1, Ordering::AcqRel);
                 let error = mailbox_error(&e, target);
                 drop(actors);
-                Err(self.refuse(origin, target, None, error))
+                let message = match e.into_inner() {
+                    Envelope::Message { payload, .. } => payload,
+                    // The envelope handed back is the message built above.
+                    _ => unreachable!("try_send hands back the envelope it was given"),
+                };
+                Err(SendError::new(self.refuse(origin, target, None, error), message))
             }
         }
     }
 
-    fn send_request(
+    /// [`MessageRouter::send_request`], handing the payload back when the
+    /// request is refused.
+    ///
+    /// # Errors
+    /// A [`SendError`] holding the refusal and `request`.
+    pub fn try_send_request(
         &self,
         origin: Origin<'_>,
         target: &str,
         request: Vec<u8>,
         timeout_ms: u64,
-    ) -> Result<CorrelationId, MessagingError> {
+    ) -> Result<CorrelationId, SendError<Vec<u8>>> {
         let actors = self.registry.read();
         let checked = self.check(&actors, origin, target, &request, true).and_then(|(sender, target_actor, trace)| {
             let quotas = sender.policy().requests();
@@ -658,7 +678,7 @@ impl MessageRouter for Router {
         // only queue, and the guard blocks nothing but registration.
         let (sender, target_actor, trace, timeout_ms, permit) = match checked {
             Ok(checked) => checked,
-            Err(error) => return Err(self.refuse(origin, target, None, error)),
+            Err(error) => return Err(SendError::new(self.refuse(origin, target, None, error), request)),
         };
         // Counted before it exists anywhere, so its callback (even a 1 ms
         // timeout firing at once) can never settle ahead of it.
@@ -666,6 +686,22 @@ impl MessageRouter for Router {
         let id = self.tracker.register(sender.clone(), target_actor.id().clone(), timeout_ms);
         permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
         Ok(id)
+    }
+}
+
+impl MessageRouter for Router {
+    fn send_message(&self, origin: Origin<'_>, target: &str, message: Vec<u8>) -> Result<(), MessagingError> {
+        self.try_send_message(origin, target, message).map_err(MessagingError::from)
+    }
+
+    fn send_request(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<CorrelationId, MessagingError> {
+        self.try_send_request(origin, target, request, timeout_ms).map_err(MessagingError::from)
     }
 
     fn cancel_request(&self, origin: Origin<'_>, request_id: &str) -> Result<(), MessagingError> {

@@ -36,3 +36,6 @@ pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
 pub use system::{HostRequest, ShutdownReport, System, SystemBuilder};
+/// What `System::send` and `System::request` return on refusal: the error and
+/// the payload handed back.
+pub use wasm_core::{MessagingError, SendError};

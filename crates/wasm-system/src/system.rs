@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin, RequestError,
+    SendError,
 };
 use wasm_messaging::{
     AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats, Settled,
@@ -223,11 +224,13 @@ impl System {
     /// Sends a fire-and-forget message as the host (sender `host`).
     ///
     /// # Errors
-    /// The [`MessagingError`] of the chokepoint (the host may message any
-    /// component, unlimited, but payload, target and mailbox rules hold).
-    pub fn send(&self, target: &str, payload: Vec<u8>) -> Result<(), MessagingError> {
+    /// A [`SendError`] with the [`MessagingError`] of the chokepoint (the host
+    /// may message any component, unlimited, but payload, target and mailbox
+    /// rules hold) and the payload handed back (`into_inner`), so a refused
+    /// message is never lost.
+    pub fn send(&self, target: &str, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
         let host = ComponentId::host();
-        self.shared.router.send_message(Origin { sender: &host, trace: None }, target, payload)
+        self.shared.router.try_send_message(Origin { sender: &host, trace: None }, target, payload)
     }
 
     /// Sends a request as the host; the response arrives through the returned
@@ -239,17 +242,19 @@ impl System {
     /// (tokio and ractor style: no one is left to read the answer).
     ///
     /// # Errors
-    /// As [`System::send`], plus the request quotas.
+    /// As [`System::send`], plus the request quotas; the payload is handed
+    /// back in the [`SendError`].
     pub fn request(
         &self,
         target: &str,
         payload: Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Result<HostRequest, MessagingError> {
+    ) -> Result<HostRequest, SendError<Vec<u8>>> {
         let host = ComponentId::host();
         let timeout_ms =
             timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
-        let id = self.shared.router.send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
+        let id =
+            self.shared.router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
         let reply = self.replies.wait(id.key());
         Ok(HostRequest { id, reply, router: Arc::clone(&self.shared.router), settled: false })
     }
