@@ -126,3 +126,30 @@ async fn sdk_per_request_state_is_cleared_by_timeouts_and_cancellations_too() {
     assert_eq!(seen["pending"], 0, "a timeout and a cancellation clear their state as a response does");
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_the_host_speaks_the_same_typed_payloads_as_the_guests() {
+    use wasm_system::{Message, Payload};
+
+    #[derive(serde::Serialize)]
+    struct Order<'a> {
+        sku: &'a str,
+        qty: u32,
+    }
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Receipt {
+        sku: String,
+        qty: u32,
+        total_cents: u64,
+    }
+    let h = shop_and_client("").await;
+    for order in [Payload::cbor(&Order { sku: "fig", qty: 2 }), Payload::messagepack(&Order { sku: "fig", qty: 2 })] {
+        let order = order.expect("encodes");
+        let codec = order.codec();
+        let reply = h.system.request("shop", order, None).expect("accepted").await.expect("answered");
+        let reply = Message::from_bytes(reply).expect("a valid prefix");
+        assert_eq!(reply.codec(), codec, "the SDK guest answers in the codec it was asked in");
+        assert_eq!(reply.decode::<Receipt>(), Ok(Receipt { sku: "fig".into(), qty: 2, total_cents: 250 }));
+    }
+    h.finish().await;
+}

@@ -3,7 +3,9 @@
 //!
 //! - [`ComponentId`]: validated names, `name` or `name@node`.
 //! - [`CorrelationId`]: UUID v4 request ids, keyed by [`CorrelationKey`] in maps.
-//! - [`MessagePayload`] and [`Codec`]: multicodec-prefixed payloads.
+//! - [`MessagePayload`] and [`Codec`]: multicodec-prefixed payloads;
+//!   [`Payload`] and [`Message`]: the same, typed with serde (features
+//!   `json`, `cbor`, `messagepack`), for the host and the guest SDK.
 //! - [`MessagingError`], [`RequestError`], [`ComponentError`]: the WIT error
 //!   variants, one to one.
 //! - [`MessageRouter`] (host functions call it) and [`CorrelationTracker`]
@@ -30,6 +32,7 @@ mod manifest;
 mod payload;
 mod trace;
 mod traits;
+mod typed;
 
 pub use capability::Capabilities;
 pub use correlation::{CorrelationId, CorrelationKey};
@@ -47,3 +50,4 @@ pub use manifest::{
 pub use payload::{Codec, DEFAULT_MAX_MESSAGE_BYTES, MessagePayload, decode_prefix};
 pub use trace::TraceContext;
 pub use traits::{Clock, CorrelationTracker, MessageRouter, Origin, PendingRequest, RequestOwner, TrackerStats};
+pub use typed::{DecodeError, EncodeError, Message, Payload};

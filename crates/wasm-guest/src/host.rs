@@ -9,7 +9,7 @@ use crate::__private::bindings::airssys::wasm::host_services;
 use crate::__private::bindings::airssys::wasm::types as wit;
 use wasm_core::{ComponentError, MessagingError, RequestError};
 
-use crate::payload::{DecodeError, EncodeError, Message, Payload};
+use wasm_core::{DecodeError, EncodeError, Message, Payload};
 
 /// The WIT `messaging-error`, as the host's own type: one error table for
 /// host and guests.

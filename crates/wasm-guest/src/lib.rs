@@ -89,18 +89,16 @@
 extern crate self as wasm_guest;
 
 mod host;
-mod payload;
 mod requests;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use host::{Callback, HandlerError, RequestId, cancel, request, request_with_default_timeout, send};
-pub use payload::{DecodeError, EncodeError, Message, Payload};
 pub use requests::Requests;
 /// The host's own types, shared so a guest and the host cannot disagree: the
-/// multicodec table, and the WIT errors one to one.
-pub use wasm_core::{Codec, ComponentError, MessagingError, RequestError};
+/// multicodec table, the typed payloads, and the WIT errors one to one.
+pub use wasm_core::{Codec, ComponentError, DecodeError, EncodeError, Message, MessagingError, Payload, RequestError};
 
 /// A component: what the host calls when a message or a callback arrives.
 ///

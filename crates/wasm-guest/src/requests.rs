@@ -8,7 +8,7 @@ use std::time::Duration;
 use wasm_core::{MessagingError, RequestError};
 
 use crate::host::{self, Callback, RequestId};
-use crate::payload::{Message, Payload};
+use wasm_core::{Message, Payload};
 
 /// A map from each pending request this component sent to a value of `T`
 /// (why it was sent: an order number, the original requester, a step of a

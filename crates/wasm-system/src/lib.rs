@@ -38,4 +38,6 @@ pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load
 pub use system::{HostRequest, ShutdownReport, System, SystemBuilder};
 /// What `System::send` and `System::request` return on refusal: the error and
 /// the payload handed back.
-pub use wasm_core::{MessagingError, SendError};
+pub use wasm_core::{
+    Codec, DecodeError, EncodeError, Message, MessagePayload, MessagingError, Payload, RequestError, SendError,
+};

@@ -221,16 +221,18 @@ impl System {
         Ok(())
     }
 
-    /// Sends a fire-and-forget message as the host (sender `host`).
+    /// Sends a fire-and-forget message as the host (sender `host`): a
+    /// [`Payload`](wasm_core::Payload) (`Payload::json(&value)?`, ...) or the
+    /// wire bytes (`Vec<u8>`, multicodec prefix included).
     ///
     /// # Errors
     /// A [`SendError`] with the [`MessagingError`] of the chokepoint (the host
     /// may message any component, unlimited, but payload, target and mailbox
     /// rules hold) and the payload handed back (`into_inner`), so a refused
     /// message is never lost.
-    pub fn send(&self, target: &str, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
+    pub fn send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
         let host = ComponentId::host();
-        self.shared.router.try_send_message(Origin { sender: &host, trace: None }, target, payload)
+        self.shared.router.try_send_message(Origin { sender: &host, trace: None }, target, payload.into())
     }
 
     /// Sends a request as the host; the response arrives through the returned
@@ -247,14 +249,18 @@ impl System {
     pub fn request(
         &self,
         target: &str,
-        payload: Vec<u8>,
+        payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
         let host = ComponentId::host();
         let timeout_ms =
             timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
-        let id =
-            self.shared.router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
+        let id = self.shared.router.try_send_request(
+            Origin { sender: &host, trace: None },
+            target,
+            payload.into(),
+            timeout_ms,
+        )?;
         let reply = self.replies.wait(id.key());
         Ok(HostRequest { id, reply, router: Arc::clone(&self.shared.router), settled: false })
     }

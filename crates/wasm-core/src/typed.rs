@@ -1,20 +1,28 @@
-//! Typed payloads: a multicodec prefix from the shared table, then the body.
+//! Typed payloads, for the host and the guest SDK alike: [`Payload`] (built by
+//! codec constructors) and [`Message`] (decoded on demand by the codec its
+//! prefix names), over [`MessagePayload`] and the one codec table.
+//!
+//! The serde codecs are features: `json` (serde_json), `cbor` (ciborium,
+//! RFC 8949) and `messagepack` (rmp-serde, structs as maps). Without a
+//! feature, its constructor is absent and decoding that codec is a
+//! [`DecodeError::NoSerdeCodec`].
 
 use std::any::type_name;
 use std::fmt;
 
+use crate::error::PayloadError;
+use crate::payload::{Codec, MessagePayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
-use wasm_core::{Codec, MessagePayload, PayloadError};
 
-/// A payload this component sends or answers with: `<varint codec><body>`.
+/// A payload to send or answer with: `<varint codec><body>`.
 ///
 /// Built with a codec constructor, so the prefix always names a codec of the
 /// shared table:
 ///
 /// ```
-/// use wasm_guest::{Codec, Payload};
+/// use wasm_core::{Codec, Payload};
 ///
 /// let p = Payload::json(&serde_json::json!({ "sku": "apple", "qty": 3 })).unwrap();
 /// assert_eq!(p.codec(), Codec::Json);
@@ -80,21 +88,25 @@ impl Payload {
     /// [`EncodeError`] when the value does not encode, or when `codec` has no
     /// serde encoder here (`raw`, `protobuf`, `borsh`, `bincode`, or a codec
     /// whose feature is off).
+    #[cfg_attr(
+        not(any(feature = "json", feature = "cbor", feature = "messagepack")),
+        allow(unused_variables, unreachable_code, reason = "with no serde codec enabled every codec is refused")
+    )]
     pub fn encode<T: Serialize + ?Sized>(codec: Codec, value: &T) -> Result<Self, EncodeError> {
-        let mut bytes = codec.prefix();
-        let failed = |reason: String| EncodeError { codec, type_name: type_name::<T>(), reason };
-        match codec {
+        let written = match codec {
             #[cfg(feature = "json")]
-            Codec::Json => serde_json::to_writer(&mut bytes, value).map_err(|e| failed(e.to_string()))?,
+            Codec::Json => with_prefix(codec, |out| serde_json::to_writer(out, value).map_err(|e| e.to_string())),
             #[cfg(feature = "cbor")]
-            Codec::Cbor => ciborium::into_writer(value, &mut bytes).map_err(|e| failed(e.to_string()))?,
+            Codec::Cbor => with_prefix(codec, |out| ciborium::into_writer(value, out).map_err(|e| e.to_string())),
             #[cfg(feature = "messagepack")]
-            Codec::MessagePack => {
-                let mut serializer = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
-                value.serialize(&mut serializer).map_err(|e| failed(e.to_string()))?;
-            }
-            _ => return Err(failed(no_serde_codec(codec))),
-        }
+            Codec::MessagePack => with_prefix(codec, |out| {
+                let mut serializer = rmp_serde::Serializer::new(out).with_struct_map();
+                value.serialize(&mut serializer).map_err(|e| e.to_string())
+            }),
+            _ => Err(no_serde_codec(codec)),
+        };
+        let failed = |reason: String| EncodeError { codec, type_name: type_name::<T>(), reason };
+        let bytes = written.map_err(failed)?;
         // The prefix was written just above, so this validation cannot fail.
         MessagePayload::new(bytes, usize::MAX).map(Self).map_err(|(e, _)| failed(e.to_string()))
     }
@@ -118,19 +130,40 @@ impl Payload {
     }
 }
 
+impl From<Payload> for Vec<u8> {
+    /// The wire bytes, prefix included.
+    fn from(payload: Payload) -> Self {
+        payload.into_bytes()
+    }
+}
+
+impl From<MessagePayload> for Payload {
+    fn from(payload: MessagePayload) -> Self {
+        Self(payload)
+    }
+}
+
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Payload").field("codec", &self.codec().name()).field("len", &self.as_bytes().len()).finish()
     }
 }
 
+/// `codec`'s prefix followed by what `write` writes.
+#[cfg(any(feature = "json", feature = "cbor", feature = "messagepack"))]
+fn with_prefix(codec: Codec, write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>) -> Result<Vec<u8>, String> {
+    let mut bytes = codec.prefix();
+    write(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Why `codec` cannot be used with serde here.
 fn no_serde_codec(codec: Codec) -> String {
     match codec {
         Codec::Json | Codec::Cbor | Codec::MessagePack => {
-            format!("the SDK's `{}` feature is off", codec.name())
+            format!("the `{}` feature of wasm-core is off", codec.name())
         }
-        _ => format!("the SDK has no serde codec for {}; use Payload::encoded and Message::body", codec.name()),
+        _ => format!("there is no serde codec for {}; use Payload::encoded and Message::body", codec.name()),
     }
 }
 
@@ -146,8 +179,9 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-/// A payload this component received: a message, a request, or a response in
-/// a callback. Its prefix has been read; the body is decoded on demand.
+/// A payload received: by a component (a message, a request, or a response
+/// in a callback) or by the host (a response). Its prefix has been read; the
+/// body is decoded on demand.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message(MessagePayload);
 
@@ -210,18 +244,21 @@ impl Message {
     /// reason when the body does not decode into `T`;
     /// [`DecodeError::NoSerdeCodec`] when the codec has no serde decoder here
     /// (`raw`, `protobuf`, `borsh`, `bincode`, or a feature that is off).
+    #[cfg_attr(
+        not(any(feature = "json", feature = "cbor", feature = "messagepack")),
+        allow(unused_variables, unreachable_code, reason = "with no serde codec enabled every codec is refused")
+    )]
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        let body = self.body();
-        let failed = |reason: String| DecodeError::Body { codec: self.codec(), type_name: type_name::<T>(), reason };
-        match self.codec() {
+        let decoded: Result<T, String> = match self.codec() {
             #[cfg(feature = "json")]
-            Codec::Json => serde_json::from_slice(body).map_err(|e| failed(e.to_string())),
+            Codec::Json => serde_json::from_slice(self.body()).map_err(|e| e.to_string()),
             #[cfg(feature = "cbor")]
-            Codec::Cbor => ciborium::from_reader(body).map_err(|e| failed(e.to_string())),
+            Codec::Cbor => ciborium::from_reader(self.body()).map_err(|e| e.to_string()),
             #[cfg(feature = "messagepack")]
-            Codec::MessagePack => rmp_serde::from_slice(body).map_err(|e| failed(e.to_string())),
-            codec => Err(DecodeError::NoSerdeCodec { codec, reason: no_serde_codec(codec) }),
-        }
+            Codec::MessagePack => rmp_serde::from_slice(self.body()).map_err(|e| e.to_string()),
+            codec => return Err(DecodeError::NoSerdeCodec { codec, reason: no_serde_codec(codec) }),
+        };
+        decoded.map_err(|reason| DecodeError::Body { codec: self.codec(), type_name: type_name::<T>(), reason })
     }
 
     /// [`Message::decode`], but only from `codec`.
@@ -279,7 +316,8 @@ pub enum DecodeError {
     },
 }
 
-#[cfg(test)]
+// The tests use all three serde codecs (a workspace build enables them).
+#[cfg(all(test, feature = "json", feature = "cbor", feature = "messagepack"))]
 mod tests {
     use serde::Deserialize;
 
