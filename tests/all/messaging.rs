@@ -1,5 +1,7 @@
 //! Fire-and-forget delivery, ordering, unknown targets, backpressure.
 
+use std::time::Duration;
+
 use wasm_core::MessagingError;
 use wasm_system::SystemEvent;
 use wasm_tests::{Harness, PATIENT, cmd_send, code_of, raw, spin};
@@ -105,4 +107,34 @@ async fn messaging_full_mailbox_refuses_with_queue_full_and_loses_nothing() {
     let stats = h.finish().await;
     assert_eq!(stats.refused_total(), stats.refused[3], "only queue-full refusals");
     assert_eq!(handled_at_slow as u64, stats.messages_accepted, "every accepted message was handled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_a_component_ref_sends_requests_and_reads_its_counts() {
+    let mut h = Harness::start(&[
+        ("slow", "slow", "[limits]\nfuel_per_call = 100000000000"),
+        ("trapping", "trapping", "[restart]\nmax_restarts = 0"),
+    ])
+    .await;
+    assert_eq!(h.system.component("nobody").map(|_| ()), Err(MessagingError::TargetNotFound("nobody".into())));
+    let slow = h.system.component("slow").expect("running");
+    assert_eq!(slow.id().as_str(), "slow");
+    // One long call keeps `slow` busy; what follows (short payloads, which
+    // `slow` echoes at once) waits in its mailbox.
+    let busy = slow.request(spin(20_000_000), Some(Duration::from_secs(60))).expect("accepted");
+    slow.send(raw(b"m")).expect("accepted");
+    let queued = slow.request(raw(b"q"), Some(Duration::from_secs(60))).expect("accepted");
+    let stats = slow.stats();
+    assert!(stats.mailbox_len >= 2 && stats.mailbox_bytes > 0 && !stats.stopped, "{stats:?}");
+    assert_eq!(busy.await.map(|_| ()), Ok(()));
+    assert_eq!(queued.await, Ok(raw(b"q")), "slow echoes a short payload");
+    // A handle outlives its component: then it reads `stopped` and sends are refused.
+    let trapping = h.system.component("trapping").expect("running");
+    trapping.send(raw(b"!")).expect("accepted");
+    h.wait_for("the stop", |e| matches!(e, SystemEvent::Stopped { .. }).then_some(())).await;
+    assert!(trapping.stats().stopped);
+    let refused = trapping.send(raw(b"x")).expect_err("stopped");
+    assert_eq!(refused.error(), &MessagingError::TargetNotFound("trapping".into()));
+    h.settle().await;
+    h.finish().await;
 }

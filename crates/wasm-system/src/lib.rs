@@ -35,7 +35,7 @@ pub use audit_log::{AUDIT_QUEUE_RECORDS, AuditLog, to_json};
 pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
-pub use system::{HostRequest, ShutdownReport, System, SystemBuilder};
+pub use system::{ComponentRef, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
 /// What `System::send` and `System::request` return on refusal: the error and
 /// the payload handed back.
 pub use wasm_core::{

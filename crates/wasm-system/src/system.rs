@@ -18,7 +18,8 @@ use wasm_core::{
     SendError,
 };
 use wasm_messaging::{
-    AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats, Settled,
+    ActorRef, AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats,
+    Settled,
 };
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 
@@ -252,17 +253,20 @@ impl System {
         payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
-        let host = ComponentId::host();
-        let timeout_ms =
-            timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
-        let id = self.shared.router.try_send_request(
-            Origin { sender: &host, trace: None },
-            target,
-            payload.into(),
-            timeout_ms,
-        )?;
-        let reply = self.replies.wait(id.key());
-        Ok(HostRequest { id, reply, router: Arc::clone(&self.shared.router), settled: false })
+        host_request(&self.shared.router, &self.replies, target, payload.into(), timeout)
+    }
+
+    /// A handle on component `id`, to send to it, request from it and read
+    /// its mailbox and request counts without naming it again (ractor's
+    /// `ActorRef`, kameo's `ActorRef`). The handle stays usable after the
+    /// component stops: sends are then refused with `target-not-found`.
+    ///
+    /// # Errors
+    /// [`MessagingError::TargetNotFound`] when no running component has
+    /// this id.
+    pub fn component(&self, id: &str) -> Result<ComponentRef, MessagingError> {
+        let actor = self.shared.router.lookup(id).ok_or_else(|| MessagingError::TargetNotFound(id.to_owned()))?;
+        Ok(ComponentRef { actor, router: Arc::clone(&self.shared.router), replies: Arc::clone(&self.replies) })
     }
 
     /// Cancels a request the host made.
@@ -382,6 +386,91 @@ pub struct ShutdownReport {
     pub stopped_abnormally: Vec<(ComponentId, String)>,
     /// The final counters.
     pub stats: RouterStats,
+}
+
+/// Sends a request as the host to `target` and registers for its outcome.
+fn host_request(
+    router: &Arc<Router>,
+    replies: &HostReplies,
+    target: &str,
+    payload: Vec<u8>,
+    timeout: Option<Duration>,
+) -> Result<HostRequest, SendError<Vec<u8>>> {
+    let host = ComponentId::host();
+    let timeout_ms = timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
+    let id = router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
+    let reply = replies.wait(id.key());
+    Ok(HostRequest { id, reply, router: Arc::clone(router), settled: false })
+}
+
+/// A handle on one component, from [`System::component`]: send to it,
+/// request from it, read its counts. Cheap to clone.
+#[derive(Clone)]
+pub struct ComponentRef {
+    actor: ActorRef,
+    router: Arc<Router>,
+    replies: Arc<HostReplies>,
+}
+
+/// What a [`ComponentRef`] reads of its component at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComponentStats {
+    /// Envelopes queued in its mailbox (messages, requests, callbacks).
+    pub mailbox_len: u64,
+    /// Payload bytes queued in its mailbox.
+    pub mailbox_bytes: u64,
+    /// Its pending requests (sent, callback not yet handled).
+    pub pending_requests: usize,
+    /// Whether it stopped (its mailbox is closed).
+    pub stopped: bool,
+}
+
+impl ComponentRef {
+    /// The component's id.
+    #[must_use]
+    pub fn id(&self) -> &ComponentId {
+        self.actor.id()
+    }
+
+    /// [`System::send`] to this component.
+    ///
+    /// # Errors
+    /// As [`System::send`].
+    pub fn send(&self, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
+        let host = ComponentId::host();
+        self.router.try_send_message(Origin { sender: &host, trace: None }, self.id().as_str(), payload.into())
+    }
+
+    /// [`System::request`] to this component.
+    ///
+    /// # Errors
+    /// As [`System::request`].
+    pub fn request(
+        &self,
+        payload: impl Into<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<HostRequest, SendError<Vec<u8>>> {
+        host_request(&self.router, &self.replies, self.id().as_str(), payload.into(), timeout)
+    }
+
+    /// Its mailbox and request counts now.
+    #[must_use]
+    pub fn stats(&self) -> ComponentStats {
+        let mailbox = self.actor.mailbox();
+        ComponentStats {
+            mailbox_len: mailbox.len(),
+            mailbox_bytes: mailbox.bytes(),
+            pending_requests: self.actor.pending_requests(),
+            stopped: mailbox.is_closed(),
+        }
+    }
+}
+
+impl fmt::Debug for ComponentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentRef").field("id", self.id()).field("stats", &self.stats()).finish()
+    }
 }
 
 /// A request made by the host: its correlation id and, as a future, its
