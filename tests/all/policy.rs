@@ -210,3 +210,30 @@ async fn policy_hostile_component_gets_typed_errors_and_the_system_keeps_serving
     assert!(audit.of(AuditEvent::Start, "started").iter().any(|r| r.target.as_deref() == Some("victim")));
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_a_manifest_built_in_code_grants_exactly_what_it_says() {
+    use wasm_core::{ComponentId, ComponentManifest};
+    use wasm_system::System;
+    use wasm_tests::{compiled, engine};
+
+    let id = |name: &str| ComponentId::parse(name).expect("an id");
+    let builder = System::builder()
+        .engine(engine())
+        .compiled(
+            ComponentManifest::new(id("requester")).may_send(["billing-*"]).may_request(true).rate(1_000, 1_000),
+            compiled("requester"),
+        )
+        .compiled(ComponentManifest::new(id("billing-eu")).accept([Codec::Raw]), compiled("echo"))
+        .compiled(ComponentManifest::new(id("payroll")).mailbox(4, 4096), compiled("echo"));
+    let h = Harness::from_builder(builder).await;
+    assert_eq!(h.command("requester", cmd_send(1, "billing-eu", &raw(b"bill"))).await, Ok(raw(&1u32.to_le_bytes())));
+    let denied = h.command("requester", cmd_send(1, "payroll", &raw(b"pay"))).await.expect_err("no capability");
+    assert_eq!(denied.code, code_of(1), "permission-denied: {denied:?}");
+    // The accepted codecs hold too: json is refused by billing-eu.
+    let json = MessagePayload::encode(Codec::Json, b"{}").into_bytes();
+    let refused = h.command("requester", cmd_send(1, "billing-eu", &json)).await.expect_err("codec refused");
+    assert_eq!(refused.code, code_of(4), "invalid-message: {refused:?}");
+    h.settle().await;
+    h.finish().await;
+}

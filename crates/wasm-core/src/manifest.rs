@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::id::ComponentId;
-use crate::payload::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::payload::{Codec, DEFAULT_MAX_MESSAGE_BYTES};
 
 /// Default mailbox bound, in messages (SPEC section 3, backpressure).
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
@@ -81,6 +81,115 @@ pub struct ComponentManifest {
     /// What WASI grants beyond output, clocks and random numbers (nothing by default).
     #[serde(default)]
     pub wasi: WasiSection,
+}
+
+/// A manifest built in code, so embedders and tests need no TOML text: every
+/// section starts at its default, as in a `Component.toml` that names only
+/// `[component] id`. The code comes from the `SystemBuilder` call that takes
+/// the manifest (a file, bytes or a compiled component), so `wasm` is empty
+/// unless [`ComponentManifest::wasm`] sets it. Values are checked when the
+/// system starts, as a file's are.
+///
+/// ```
+/// use wasm_core::{Codec, ComponentId, ComponentManifest};
+///
+/// let m = ComponentManifest::new(ComponentId::parse("orders").unwrap())
+///     .may_send(["inventory", "billing-*"])
+///     .may_request(true)
+///     .mailbox(256, 1 << 20)
+///     .rate(100, 200)
+///     .accept([Codec::Json]);
+/// assert_eq!(m.capabilities.send, ["inventory", "billing-*"]);
+/// assert_eq!((m.mailbox.capacity, m.codecs.accept.as_slice()), (256, &["json".to_owned()][..]));
+/// ```
+impl ComponentManifest {
+    /// Component `id` with every default: no capabilities, default limits,
+    /// mailbox, quotas and restart policy, all codecs, no WASI grants.
+    #[must_use]
+    pub fn new(id: ComponentId) -> Self {
+        Self {
+            component: ComponentSection { id, wasm: PathBuf::new(), build: None },
+            limits: Limits::default(),
+            mailbox: MailboxSection::default(),
+            requests: RequestsSection::default(),
+            capabilities: CapabilitySection::default(),
+            rate: None,
+            codecs: CodecSection::default(),
+            restart: RestartSection::default(),
+            wasi: WasiSection::default(),
+        }
+    }
+
+    /// `[component] wasm`: where the code is (for `SystemBuilder::loaded`-style use).
+    #[must_use]
+    pub fn wasm(mut self, path: impl Into<PathBuf>) -> Self {
+        self.component.wasm = path.into();
+        self
+    }
+
+    /// `[capabilities] send`: targets it may message, exact ids or globs.
+    #[must_use]
+    pub fn may_send<S: Into<String>>(mut self, targets: impl IntoIterator<Item = S>) -> Self {
+        self.capabilities.send = targets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `[capabilities] request`: whether it may send requests (to the same targets).
+    #[must_use]
+    pub fn may_request(mut self, allowed: bool) -> Self {
+        self.capabilities.request = allowed;
+        self
+    }
+
+    /// `[mailbox]`: at most `capacity` envelopes and `max_bytes` payload bytes.
+    #[must_use]
+    pub fn mailbox(mut self, capacity: usize, max_bytes: usize) -> Self {
+        self.mailbox.capacity = capacity;
+        self.mailbox.max_bytes = max_bytes;
+        self
+    }
+
+    /// `[rate]`: GCRA limit on its sends, `per_second` sustained, `burst` above it.
+    #[must_use]
+    pub fn rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate = Some(RateSection { messages_per_second: per_second, burst });
+        self
+    }
+
+    /// `[codecs] accept`: the codecs it accepts (all when never called).
+    #[must_use]
+    pub fn accept(mut self, codecs: impl IntoIterator<Item = Codec>) -> Self {
+        self.codecs.accept = codecs.into_iter().map(|c| c.name().to_owned()).collect();
+        self
+    }
+
+    /// `[limits]`.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// `[requests]`.
+    #[must_use]
+    pub fn requests(mut self, requests: RequestsSection) -> Self {
+        self.requests = requests;
+        self
+    }
+
+    /// `[restart]`.
+    #[must_use]
+    pub fn restart(mut self, restart: RestartSection) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// `[wasi]`.
+    #[must_use]
+    pub fn wasi(mut self, wasi: WasiSection) -> Self {
+        self.wasi = wasi;
+        self
+    }
 }
 
 /// `[component]`: identity and code.
