@@ -32,6 +32,10 @@ const STEPS: &[Step] = &[
     },
     Step { name: "doc-test", run: |root| cmd::run(cargo().current_dir(root).args(["test", "--workspace", "--doc"])) },
     Step { name: "soak", run: |root| soak::run(root, true) },
+    // The embedding example: wasm-system without its CLI, run end to end (it
+    // fails unless its request completes, its dropped request is cancelled
+    // and the accounting balances).
+    Step { name: "embed", run: |root| cmd::run(cargo().current_dir(root).args(["run", "-q", "-p", "example-embed"])) },
     Step { name: "lint", run: lint::run },
     Step { name: "fixtures", run: fixtures::run },
     Step { name: "loom", run: loom::run },

@@ -39,5 +39,6 @@ pub use system::{ComponentRef, ComponentStats, HostRequest, ShutdownReport, Syst
 /// What `System::send` and `System::request` return on refusal: the error and
 /// the payload handed back.
 pub use wasm_core::{
-    Codec, DecodeError, EncodeError, Message, MessagePayload, MessagingError, Payload, RequestError, SendError,
+    Codec, ComponentId, ComponentManifest, CorrelationId, DecodeError, EncodeError, Limits, Message, MessagePayload,
+    MessagingError, Payload, RequestError, SendError,
 };
