@@ -19,6 +19,27 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 pub const DEFAULT_MAILBOX_BYTES: usize = 16 * 1024 * 1024;
 /// Default request timeout when `send-request` passes 0, in ms.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+
+/// A request timeout as the WIT's `timeout-ms`: `None` is 0 ("the sender's
+/// default", `[requests] default_timeout_ms`); a `Some` is rounded up to whole
+/// milliseconds, at least 1 ms, so a short timeout never becomes 0, and
+/// saturates at `u64::MAX` (which the host then refuses as over its maximum).
+/// The host's `System::request` and the guest SDK's `request` both use it.
+///
+/// ```
+/// use std::time::Duration;
+/// use wasm_core::timeout_ms;
+/// assert_eq!(timeout_ms(None), 0);
+/// assert_eq!(timeout_ms(Some(Duration::ZERO)), 1);
+/// assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
+/// assert_eq!(timeout_ms(Some(Duration::from_millis(250))), 250);
+/// assert_eq!(timeout_ms(Some(Duration::from_micros(250_001))), 251);
+/// assert_eq!(timeout_ms(Some(Duration::MAX)), u64::MAX);
+/// ```
+#[must_use]
+pub fn timeout_ms(timeout: Option<std::time::Duration>) -> u64 {
+    timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX))
+}
 /// Default maximum `timeout-ms` a request may ask for, in ms.
 pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 300_000;
 /// Default maximum of pending requests per component.

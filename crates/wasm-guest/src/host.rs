@@ -201,7 +201,7 @@ pub fn send(target: &str, payload: &Payload) -> Result<(), MessagingError> {
 /// [`MessagingError`] when the host refuses it (as for [`send`], plus
 /// [`MessagingError::TooManyPending`]); no callback will arrive.
 pub fn request(target: &str, payload: &Payload, timeout: Duration) -> Result<RequestId, MessagingError> {
-    send_request(target, payload, timeout_ms(timeout))
+    send_request(target, payload, wasm_core::timeout_ms(Some(timeout)))
 }
 
 /// [`request`] with this component's default timeout (`[requests]
@@ -219,13 +219,6 @@ fn send_request(target: &str, payload: &Payload, timeout_ms: u64) -> Result<Requ
         .map_err(MessagingError::from)
 }
 
-/// Whole milliseconds for the WIT, rounded up so that a short timeout never
-/// becomes 0 (which would mean "the default").
-fn timeout_ms(timeout: Duration) -> u64 {
-    let ms = timeout.as_nanos().div_ceil(1_000_000).max(1);
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 /// Cancels a pending request this component sent. Its callback still
 /// arrives, with [`RequestError::Cancelled`], unless the response won the
 /// race (then the response arrives and this returns `RequestNotFound`).
@@ -240,15 +233,6 @@ pub fn cancel(id: &RequestId) -> Result<(), MessagingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeouts_round_up_to_whole_milliseconds() {
-        assert_eq!(timeout_ms(Duration::ZERO), 1);
-        assert_eq!(timeout_ms(Duration::from_micros(1)), 1);
-        assert_eq!(timeout_ms(Duration::from_millis(250)), 250);
-        assert_eq!(timeout_ms(Duration::from_micros(250_001)), 251);
-        assert_eq!(timeout_ms(Duration::MAX), u64::MAX);
-    }
 
     #[test]
     fn sdk_errors_get_documented_codes() {

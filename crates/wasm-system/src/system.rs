@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin, RequestError,
-    SendError,
+    SendError, timeout_ms,
 };
 use wasm_messaging::{
     ActorRef, AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats,
@@ -232,8 +232,7 @@ impl System {
     /// rules hold) and the payload handed back (`into_inner`), so a refused
     /// message is never lost.
     pub fn send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
-        let host = ComponentId::host();
-        self.shared.router.try_send_message(Origin { sender: &host, trace: None }, target, payload.into())
+        host_send(&self.shared.router, target, payload.into())
     }
 
     /// Sends a request as the host; the response arrives through the returned
@@ -388,6 +387,12 @@ pub struct ShutdownReport {
     pub stats: RouterStats,
 }
 
+/// Sends a message as the host to `target`.
+fn host_send(router: &Router, target: &str, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
+    let host = ComponentId::host();
+    router.try_send_message(Origin { sender: &host, trace: None }, target, payload)
+}
+
 /// Sends a request as the host to `target` and registers for its outcome.
 fn host_request(
     router: &Arc<Router>,
@@ -397,8 +402,7 @@ fn host_request(
     timeout: Option<Duration>,
 ) -> Result<HostRequest, SendError<Vec<u8>>> {
     let host = ComponentId::host();
-    let timeout_ms = timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX));
-    let id = router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms)?;
+    let id = router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms(timeout))?;
     let reply = replies.wait(id.key());
     Ok(HostRequest { id, reply, router: Arc::clone(router), settled: false })
 }
@@ -438,8 +442,7 @@ impl ComponentRef {
     /// # Errors
     /// As [`System::send`].
     pub fn send(&self, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
-        let host = ComponentId::host();
-        self.router.try_send_message(Origin { sender: &host, trace: None }, self.id().as_str(), payload.into())
+        host_send(&self.router, self.id().as_str(), payload.into())
     }
 
     /// [`System::request`] to this component.
