@@ -18,14 +18,15 @@ const GUEST: &str = "rust:guest-behaviour";
 async fn containment_the_pending_quota_bounds_queued_callbacks_until_they_are_handled() {
     let storm = "[capabilities]\nsend = [\"echo\"]\nrequest = true\n[requests]\nmax_pending = 20";
     let h = Harness::start(&[("storm", GUEST, storm), ("echo", "echo", "")]).await;
-    let stormer = h.system.router().lookup("storm").expect("registered");
+    let stormer = h.system.component("storm").expect("registered");
     // 10 requests now and 10 more from every callback, 3,000 attempts in all.
-    h.system.send("storm", raw(b"storm:10:echo:3000")).expect("queued");
+    h.system.try_send("storm", raw(b"storm:10:echo:3000")).expect("queued");
     let deadline = Instant::now() + BOUND;
     let mut most_queued = 0;
-    while !h.system.router().is_quiescent() {
-        most_queued = most_queued.max(stormer.mailbox().len());
-        assert!(stormer.pending_requests() <= 20, "the quota holds");
+    while !h.system.is_quiescent() {
+        let now = stormer.stats();
+        most_queued = most_queued.max(now.mailbox_len);
+        assert!(now.pending_requests <= 20, "the quota holds");
         assert!(Instant::now() < deadline, "the storm ends within the bound: {:?}", h.system.stats());
         tokio::task::yield_now().await;
     }
@@ -55,16 +56,16 @@ async fn containment_a_handler_error_over_the_payload_cap_is_target_failed() {
 async fn containment_a_stalled_mailbox_is_bounded_in_bytes_as_well_as_in_count() {
     let stalled = "[limits]\ntime_per_call_ms = 60000\n[mailbox]\ncapacity = 1024\nmax_bytes = 65536";
     let h = Harness::start(&[("stalled", GUEST, stalled)]).await;
-    let target = h.system.router().lookup("stalled").expect("registered");
+    let target = h.system.component("stalled").expect("registered");
     // The guest sleeps in its handler: nothing more is taken from its mailbox.
-    h.system.send("stalled", raw(b"sleep:60000")).expect("queued");
-    while !target.mailbox().is_empty() {
+    h.system.try_send("stalled", raw(b"sleep:60000")).expect("queued");
+    while target.stats().mailbox_len > 0 {
         tokio::task::yield_now().await;
     }
     let big = raw(&[b'x'; 10 * 1024]);
     let mut accepted = 0;
     let refusal = loop {
-        match h.system.send("stalled", big.clone()) {
+        match h.system.try_send("stalled", big.clone()) {
             Ok(()) => accepted += 1,
             Err(error) => break error,
         }
@@ -73,9 +74,10 @@ async fn containment_a_stalled_mailbox_is_bounded_in_bytes_as_well_as_in_count()
     assert_eq!(refusal.error(), &MessagingError::QueueFull);
     assert_eq!(refusal.into_inner(), big, "the refused payload is handed back");
     assert_eq!(accepted, 6, "six 10 KiB messages fit 64 KiB");
-    assert!(target.mailbox().bytes() <= 65_536, "{} bytes queued", target.mailbox().bytes());
+    let bytes = target.stats().mailbox_bytes;
+    assert!(bytes <= 65_536, "{bytes} bytes queued");
     // Small messages still fit in what is left.
-    h.system.send("stalled", raw(b"echo")).expect("a small message fits");
+    h.system.try_send("stalled", raw(b"echo")).expect("a small message fits");
     let report = h.system.shutdown(Duration::ZERO).await;
     assert!(report.stats.balanced(), "{:?}", report.stats);
     assert_eq!(report.stats.dead_lettered, 8, "the sleeping call and what was queued");

@@ -97,8 +97,8 @@ async fn execution_a_100ms_timeout_and_an_echo_round_trip_complete_while_two_gue
         ("echo", "echo", ""),
     ])
     .await;
-    h.system.send("spinner-a", raw(b"spin")).expect("queued");
-    h.system.send("spinner-b", raw(b"spin")).expect("queued");
+    h.system.try_send("spinner-a", raw(b"spin")).expect("queued");
+    h.system.try_send("spinner-b", raw(b"spin")).expect("queued");
     log.wait_for_line(&["component=spinner-a", "spinning"]).await;
     log.wait_for_line(&["component=spinner-b", "spinning"]).await;
     // Both spinners now run a call that only their 5 s budget ends, on a

@@ -4,6 +4,7 @@
 //! on time, and end by checking that the counters balance.
 
 mod containment;
+mod embedding;
 mod execution;
 mod messaging;
 mod policy;

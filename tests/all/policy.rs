@@ -93,7 +93,7 @@ async fn policy_bad_payloads_are_refused_with_invalid_message_and_nothing_is_que
     ];
     for (case, payload, expect) in &cases {
         let target = if *case == "not accepted" { "json-only" } else { "echo" };
-        match h.system.send(target, payload.clone()).map_err(MessagingError::from) {
+        match h.system.try_send(target, payload.clone()).map_err(MessagingError::from) {
             Err(MessagingError::InvalidMessage(reason)) => assert!(reason.contains(expect), "{case}: {reason}"),
             other => panic!("{case}: expected invalid-message, got {other:?}"),
         }
@@ -103,7 +103,7 @@ async fn policy_bad_payloads_are_refused_with_invalid_message_and_nothing_is_que
     assert_eq!(too_big.code, code_of(4), "invalid-message: {too_big:?}");
     assert!(too_big.message.contains("cap of 64 bytes"), "{too_big:?}");
     let json = MessagePayload::encode(Codec::Json, br#"{"ok":true}"#).into_bytes();
-    h.system.send("json-only", json).expect("an accepted codec passes");
+    h.system.try_send("json-only", json).expect("an accepted codec passes");
     h.settle().await;
     let events = h.take_events();
     assert_eq!(handled_by(&events, "echo"), 0, "nothing invalid was queued");

@@ -34,9 +34,9 @@ async fn supervision_trap_mid_request_gives_target_failed_and_a_new_instance_han
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervision_mailbox_survives_a_crash() {
     let mut h = Harness::start(&[("trapping", "trapping", "[restart]\nbackoff_ms = 20")]).await;
-    h.system.send("trapping", raw(b"!")).expect("queued");
+    h.system.try_send("trapping", raw(b"!")).expect("queued");
     for n in 0u8..5 {
-        h.system.send("trapping", raw(&[b'm', n])).expect("queued behind the trap");
+        h.system.try_send("trapping", raw(&[b'm', n])).expect("queued behind the trap");
     }
     h.settle().await;
     let handled: Vec<Vec<u8>> = h
@@ -94,7 +94,7 @@ async fn supervision_past_the_restart_intensity_the_component_stops_and_queued_r
     }
     h.wait_for("the stop", |e| matches!(e, SystemEvent::Stopped { .. }).then_some(())).await;
     assert_eq!(
-        h.system.send("spinner", raw(b"y")).map_err(MessagingError::from),
+        h.system.try_send("spinner", raw(b"y")).map_err(MessagingError::from),
         Err(MessagingError::TargetNotFound("spinner".into()))
     );
     assert!(h.system.components().is_empty());

@@ -59,6 +59,13 @@ impl ComponentId {
         HOST.clone()
     }
 
+    /// The reserved [`HOST_ID`] as a `'static` reference, for owners that
+    /// must hand out `&ComponentId` without holding one.
+    #[must_use]
+    pub fn host_ref() -> &'static Self {
+        &HOST
+    }
+
     /// True for the reserved [`HOST_ID`].
     #[must_use]
     pub fn is_host(&self) -> bool {

@@ -86,6 +86,7 @@ pub struct PendingRequest<O> {
 /// `dropped`; until then it is `pending`. `orphaned` counts late responses
 /// for requests that had already ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrackerStats {
     /// Requests registered.
     pub registered: u64,

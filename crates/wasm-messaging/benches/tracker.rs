@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use wasm_core::{Clock, ComponentId, CorrelationId, CorrelationTracker, RequestOwner};
-use wasm_messaging::{CorrelationTrackerImpl, ManualClock, MonotonicClock};
+use wasm_messaging::{ManualClock, MonotonicClock, PendingRequests};
 
 /// Set in the child process that measures memory; the value names the owner type.
 const MEMORY_CHILD_ENV: &str = "WASM_MESSAGING_TRACKER_MEMORY_CHILD";
@@ -79,7 +79,7 @@ fn single_thread(criterion: &mut Criterion) {
     group.bench_function("monotonic_clock_now_ms", |bench| bench.iter(|| monotonic.now_ms()));
 
     {
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(0));
+        let tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(0));
         let ids = id_pool();
         let mut next = 0;
         group.bench_function("register_complete/excluding_id_generation_and_clock", |bench| {
@@ -93,7 +93,7 @@ fn single_thread(criterion: &mut Criterion) {
     }
 
     {
-        let tracker = CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new());
+        let tracker = PendingRequests::<ComponentId>::new(MonotonicClock::new());
         let ids = id_pool();
         let mut next = 0;
         group.bench_function("register_complete/excluding_id_generation", |bench| {
@@ -108,7 +108,7 @@ fn single_thread(criterion: &mut Criterion) {
     }
 
     {
-        let tracker = CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new());
+        let tracker = PendingRequests::<ComponentId>::new(MonotonicClock::new());
         group.bench_function("register_complete/including_id_generation", |bench| {
             bench.iter(|| {
                 let id = tracker.register(a.clone(), b.clone(), TIMEOUT_MS);
@@ -118,7 +118,7 @@ fn single_thread(criterion: &mut Criterion) {
     }
 
     {
-        let tracker = CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new());
+        let tracker = PendingRequests::<ComponentId>::new(MonotonicClock::new());
         let ids = id_pool();
         let mut next = 0;
         group.bench_function("register_cancel/excluding_id_generation", |bench| {
@@ -133,7 +133,7 @@ fn single_thread(criterion: &mut Criterion) {
 
     {
         let clock = ManualClock::new(0);
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+        let tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
         let ids = id_pool();
         let mut next = 0;
         group.bench_function("register_timeout/one_per_cleanup", |bench| {
@@ -151,7 +151,7 @@ fn single_thread(criterion: &mut Criterion) {
     {
         const BATCH: usize = 1_000;
         let clock = ManualClock::new(0);
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+        let tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
         let ids = id_pool();
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_function(BenchmarkId::new("register_timeout/batch", BATCH), |bench| {
@@ -172,7 +172,7 @@ fn single_thread(criterion: &mut Criterion) {
 /// iteration is one register+complete on each thread (two in all), so the
 /// reported time is the wall time per pair and the throughput counts both.
 fn two_threads(criterion: &mut Criterion) {
-    let tracker = CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new());
+    let tracker = PendingRequests::<ComponentId>::new(MonotonicClock::new());
     // Each thread has its own requester and responder, so the threads share
     // the tracker and nothing else (not even a reference count).
     let pools = [
@@ -241,7 +241,7 @@ fn measure_memory(owner: &str) {
 }
 
 fn fill_and_report<O: RequestOwner + Clone>(label: &str, owners: &[O], target: &ComponentId) {
-    let tracker = CorrelationTrackerImpl::<O>::new(MonotonicClock::new());
+    let tracker = PendingRequests::<O>::new(MonotonicClock::new());
     // Initialise the id generator's thread-local state before the baseline.
     black_box(CorrelationId::generate());
     let before = resident_bytes();

@@ -2,6 +2,8 @@
 
 use wasm_core::{ComponentId, CorrelationId, RequestError, TraceContext};
 
+use crate::registry::QuotaSlot;
+
 /// One mailbox entry: a message, a request, or the callback of a request the
 /// mailbox's owner made. `trace` is the context of the span that sent it
 /// (its parent, for the span that handles it).
@@ -35,6 +37,9 @@ pub enum Envelope {
         outcome: Result<Vec<u8>, RequestError>,
         /// Trace context of the span that produced the outcome.
         trace: TraceContext,
+        /// The requester's pending-request slot, given back when the
+        /// callback settles (or the envelope is dropped unqueued).
+        slot: QuotaSlot,
     },
 }
 

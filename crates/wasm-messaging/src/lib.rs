@@ -9,7 +9,7 @@
 //! use wasm_messaging::{Envelope, NoAudit, Policy, Router};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let (router, _host_inbox) = Router::start(Arc::new(NoAudit));
+//! let router = Router::start(Arc::new(NoAudit));
 //! let manifest: ComponentManifest = toml::from_str("[component]\nid = \"echo\"\nwasm = \"echo.wat\"").unwrap();
 //! let id = manifest.component.id.clone();
 //! let (_echo, mut inbox) = router.register(id, Policy::from_manifest(&manifest).unwrap(), &manifest.mailbox).unwrap();
@@ -17,18 +17,25 @@
 //! let host = ComponentId::host();
 //! let hello = MessagePayload::encode(Codec::Raw, b"hello").into_bytes();
 //! router.send_message(Origin { sender: &host, trace: None }, "echo", hello).unwrap();
-//! assert!(matches!(inbox.recv().await, Some(Envelope::Message { .. })));
+//! let delivery = inbox.recv().await.unwrap();
+//! assert!(matches!(delivery.envelope(), Envelope::Message { .. }));
+//! // The actor settles what it takes: here, handled (a message's result goes nowhere).
+//! delivery.handled(Ok(Vec::new()), wasm_core::TraceContext::new_root());
+//! assert!(router.stats().balanced());
 //! # });
 //! ```
 #![forbid(unsafe_code)]
 
+mod accounting;
 mod audit;
 mod clock;
+mod delivery;
 mod envelope;
 mod error;
 mod mailbox;
 mod policy;
 mod registry;
+mod reply;
 mod router;
 mod sync;
 mod timer;
@@ -39,13 +46,15 @@ mod tests;
 
 pub use audit::{AuditEvent, AuditRecord, AuditSink, NoAudit};
 pub use clock::{ManualClock, MonotonicClock};
+pub use delivery::{DROPPED_UNSETTLED, Delivery, Inbox};
 pub use envelope::Envelope;
 pub use error::{MailboxError, PolicyError, RegistryError};
 pub use mailbox::{Mailbox, MailboxPermit, MailboxReceiver, mailbox};
 pub use policy::{CodecSet, Policy};
-pub use registry::{ActorRef, MailboxRegistry};
+pub use registry::{ActorRef, ActorRegistry, QuotaSlot};
+pub use reply::{Outcome, ReplyTo};
 pub use router::{
-    DEAD_LETTERS_KEPT, DeadLetter, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router, RouterStats, Settled,
+    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router, RouterStats,
 };
 pub use timer::{TimerDriver, spawn_timer_driver};
-pub use tracker::CorrelationTrackerImpl;
+pub use tracker::PendingRequests;

@@ -17,12 +17,12 @@
 
 use std::fmt;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use wasm_core::{ComponentId, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY};
 
 use crate::envelope::Envelope;
 use crate::error::MailboxError;
-use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering};
 
 /// The sending side of a component's mailbox. Cloning is cheap.
 #[derive(Clone)]
@@ -36,6 +36,25 @@ pub struct Mailbox {
     callbacks_queued: Arc<AtomicU64>,
     /// Payload bytes queued, both queues (and reserved by permits).
     bytes_queued: Arc<AtomicU64>,
+    room: Arc<Room>,
+}
+
+/// Wakes senders that wait for room ([`Mailbox::retry_until_room`]). The
+/// receiver notifies only while someone waits, so a mailbox no one waits on
+/// pays one load per envelope taken.
+#[derive(Default)]
+struct Room {
+    notify: Notify,
+    waiters: AtomicUsize,
+}
+
+/// Counts one waiter for as long as it lives.
+struct Waiting<'a>(&'a Room);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The receiving side, owned by the component's actor; it outlives instance
@@ -45,6 +64,7 @@ pub struct MailboxReceiver {
     callbacks: mpsc::UnboundedReceiver<Envelope>,
     callbacks_queued: Arc<AtomicU64>,
     bytes_queued: Arc<AtomicU64>,
+    room: Arc<Room>,
 }
 
 /// A reservation of one slot, and of a payload's bytes, in a mailbox's
@@ -66,6 +86,7 @@ pub fn mailbox(id: ComponentId, capacity: usize, max_bytes: usize) -> (Mailbox, 
     let (cb_tx, cb_rx) = mpsc::unbounded_channel();
     let callbacks_queued = Arc::new(AtomicU64::new(0));
     let bytes_queued = Arc::new(AtomicU64::new(0));
+    let room = Arc::new(Room::default());
     (
         Mailbox {
             id,
@@ -75,8 +96,9 @@ pub fn mailbox(id: ComponentId, capacity: usize, max_bytes: usize) -> (Mailbox, 
             max_bytes: max_bytes as u64,
             callbacks_queued: Arc::clone(&callbacks_queued),
             bytes_queued: Arc::clone(&bytes_queued),
+            room: Arc::clone(&room),
         },
-        MailboxReceiver { messages: rx, callbacks: cb_rx, callbacks_queued, bytes_queued },
+        MailboxReceiver { messages: rx, callbacks: cb_rx, callbacks_queued, bytes_queued, room },
     )
 }
 
@@ -171,6 +193,38 @@ impl Mailbox {
         })
     }
 
+    /// Runs `attempt` (a send into this mailbox that returns `None` when
+    /// the mailbox is full) until it returns `Some`, waiting between
+    /// attempts until the receiver takes an envelope (which frees a slot and
+    /// its bytes), or until `deadline`. `None` at the deadline.
+    ///
+    /// No wake-up is lost: the waiter is counted and its notification armed
+    /// before each attempt, so an envelope taken between a failed attempt
+    /// and the wait still wakes it.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe if `attempt` is: between attempts nothing is held.
+    pub(crate) async fn retry_until_room<R>(
+        &self,
+        deadline: tokio::time::Instant,
+        mut attempt: impl FnMut() -> Option<R>,
+    ) -> Option<R> {
+        let room = &*self.room;
+        room.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(room);
+        loop {
+            let notified = room.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(done) = attempt() {
+                return Some(done);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// Payload bytes queued (both queues; bytes reserved by a
     /// [`MailboxPermit`] count as queued).
     #[must_use]
@@ -257,6 +311,9 @@ impl MailboxReceiver {
 
     fn took(&self, envelope: Envelope) -> Envelope {
         self.bytes_queued.fetch_sub(envelope.payload_bytes() as u64, Ordering::AcqRel);
+        if self.room.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify.notify_waiters();
+        }
         envelope
     }
 
@@ -317,6 +374,14 @@ mod tests {
         Envelope::Message { sender: ComponentId::host(), payload: vec![0x55, n], trace: TraceContext::new_root() }
     }
 
+    /// A pending-request slot of a component of its own, for callbacks.
+    pub(super) fn test_slot() -> crate::QuotaSlot {
+        let id = ComponentId::parse("requester").expect("id");
+        let (tx, _rx) = mailbox(id.clone(), 1, 0);
+        let owner = crate::ActorRef::new(id, tx, crate::Policy::host());
+        owner.try_acquire_slot(1).expect("a free slot")
+    }
+
     #[tokio::test]
     async fn full_mailbox_refuses_at_once_and_hands_the_message_back() {
         let (mailbox, mut rx) = mailbox(ComponentId::parse("a").expect("id"), 2, 0);
@@ -333,6 +398,7 @@ mod tests {
                 id: wasm_core::CorrelationId::generate(),
                 outcome: Ok(vec![0x55]),
                 trace: TraceContext::new_root(),
+                slot: test_slot(),
             })
             .expect("callbacks are unbounded");
         assert_eq!(mailbox.len(), 3);
@@ -360,6 +426,7 @@ mod byte_tests {
             id: CorrelationId::generate(),
             outcome: Ok(vec![0x55; bytes]),
             trace: TraceContext::new_root(),
+            slot: super::tests::test_slot(),
         }
     }
 

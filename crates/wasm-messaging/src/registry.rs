@@ -1,10 +1,11 @@
-//! Registered components: [`ActorRef`] and the [`MailboxRegistry`] keyed by
-//! [`ComponentId`].
+//! Registered components: [`ActorRef`] and the [`ActorRegistry`] keyed by
+//! [`ComponentId`], and [`QuotaSlot`], one of a component's pending-request
+//! slots as a value.
 
 use std::fmt;
 
 use rustc_hash::FxHashMap;
-use wasm_core::{ComponentId, RequestOwner};
+use wasm_core::ComponentId;
 
 use crate::error::RegistryError;
 use crate::mailbox::Mailbox;
@@ -23,9 +24,10 @@ struct ActorCell {
 }
 
 /// A registered component as the router sees it: its id, the sending side of
-/// its mailbox, its [`Policy`], and its count of pending requests. Cloning is
-/// one atomic increment; it is 8 bytes, so the correlation tracker keeps one
-/// per pending request as the request's owner and way back.
+/// its mailbox, its [`Policy`], and its count of pending requests (the one
+/// count there is: only a [`QuotaSlot`] changes it). Cloning is one atomic
+/// increment; it is 8 bytes, so each pending request's [`QuotaSlot`] holds
+/// one as the way back to its requester.
 #[derive(Clone)]
 pub struct ActorRef(Arc<ActorCell>);
 
@@ -42,10 +44,29 @@ impl ActorRef {
         &self.0.id
     }
 
-    /// The sending side of its mailbox.
-    #[must_use]
-    pub fn mailbox(&self) -> &Mailbox {
+    /// The sending side of its mailbox: crate-private, so that every
+    /// envelope reaches it through the router's accounting.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
         &self.0.mailbox
+    }
+
+    /// Envelopes queued in its mailbox (messages, requests and callbacks,
+    /// with reserved slots).
+    #[must_use]
+    pub fn queued(&self) -> u64 {
+        self.0.mailbox.len()
+    }
+
+    /// Payload bytes queued in its mailbox (with reserved bytes).
+    #[must_use]
+    pub fn queued_bytes(&self) -> u64 {
+        self.0.mailbox.bytes()
+    }
+
+    /// True once its mailbox is closed (the component stopped).
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.0.mailbox.is_closed()
     }
 
     /// Its rules.
@@ -61,13 +82,12 @@ impl ActorRef {
     }
 
     /// Takes one pending-request slot if fewer than `max` are in use.
-    pub(crate) fn acquire_pending(&self, max: usize) -> bool {
-        self.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
-    }
-
-    /// Gives a pending-request slot back.
-    pub(crate) fn release_pending(&self) {
-        let _ = self.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    pub(crate) fn try_acquire_slot(&self, max: usize) -> Option<QuotaSlot> {
+        self.0
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| QuotaSlot(self.clone()))
     }
 
     /// True when both handles are the same registration.
@@ -77,9 +97,33 @@ impl ActorRef {
     }
 }
 
-impl RequestOwner for ActorRef {
-    fn owner_id(&self) -> &ComponentId {
-        &self.0.id
+/// One of a component's pending-request slots (`[requests] max_pending`),
+/// taken when a request it sends is accepted. The slot travels with the
+/// request: in the tracker's entry, then in the callback envelope, then in
+/// the [`crate::Delivery`] its actor takes; it is given back when it is
+/// dropped, wherever that is (the callback settled, the requester crashed and
+/// its entries were drained, its mailbox closed before the callback was
+/// queued). So the count can neither leak nor be given back twice, and the
+/// quota bounds the callbacks queued as well as the requests in flight.
+pub struct QuotaSlot(ActorRef);
+
+impl QuotaSlot {
+    /// The component whose slot it is.
+    #[must_use]
+    pub fn owner(&self) -> &ActorRef {
+        &self.0
+    }
+}
+
+impl Drop for QuotaSlot {
+    fn drop(&mut self) {
+        let _ = self.0.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
+impl fmt::Debug for QuotaSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("QuotaSlot").field(self.0.id()).finish()
     }
 }
 
@@ -97,11 +141,11 @@ impl fmt::Debug for ActorRef {
 /// not from guests). Lookups take a read lock only; the write lock is taken
 /// when a component starts or stops.
 #[derive(Default)]
-pub struct MailboxRegistry {
+pub struct ActorRegistry {
     actors: RwLock<Actors>,
 }
 
-impl MailboxRegistry {
+impl ActorRegistry {
     /// An empty registry.
     #[must_use]
     pub fn new() -> Self {
@@ -157,8 +201,8 @@ impl MailboxRegistry {
     }
 }
 
-impl fmt::Debug for MailboxRegistry {
+impl fmt::Debug for ActorRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MailboxRegistry").field("ids", &self.ids()).finish()
+        f.debug_struct("ActorRegistry").field("ids", &self.ids()).finish()
     }
 }

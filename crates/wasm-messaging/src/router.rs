@@ -8,34 +8,43 @@
 //! returned, counted and audited, and nothing is queued.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use wasm_core::{
     ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter, MessagingError,
     Origin, PendingRequest, RequestError, SendError, TraceContext, TrackerStats, decode_prefix,
 };
 
+use crate::accounting::{Accounting, Enqueued, Settled};
 use crate::audit::{AuditEvent, AuditRecord, AuditSink};
 use crate::clock::MonotonicClock;
+use crate::delivery::Inbox;
 use crate::envelope::Envelope;
 use crate::error::{MailboxError, RegistryError};
-use crate::mailbox::{MailboxReceiver, mailbox};
+use crate::mailbox::mailbox;
 use crate::policy::Policy;
-use crate::registry::{ActorRef, Actors, MailboxRegistry};
-use crate::sync::unmodelled::{Arc, Weak};
+use crate::registry::{ActorRef, ActorRegistry, Actors};
+use crate::reply::{Outcome, ReplyTo};
+use crate::sync::unmodelled::{Arc, OnceLock, Weak};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::timer::{TimerDriver, spawn_timer_driver};
-use crate::tracker::CorrelationTrackerImpl;
+use crate::tracker::PendingRequests;
 
 /// How many dead letters the router keeps for inspection (the oldest go first;
 /// all are counted and audited).
 pub const DEAD_LETTERS_KEPT: usize = 1024;
 
-/// The tracker type the router uses: owners are [`ActorRef`]s, time is monotonic.
-pub type RequestTracker = CorrelationTrackerImpl<ActorRef, MonotonicClock>;
+/// The tracker type the router uses: each entry owns the way back to its
+/// requester ([`ReplyTo`]); time is monotonic.
+pub type RequestTracker = PendingRequests<ReplyTo, MonotonicClock>;
+
+/// Called with every dead letter as it is recorded (see
+/// [`Router::on_dead_letter`]).
+pub type DeadLetterObserver = Box<dyn Fn(&DeadLetter) + Send + Sync>;
 
 /// A message that could not be handled, with why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,21 +61,11 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// How an envelope taken from a mailbox ended, reported by its actor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settled {
-    /// A message or request whose handler returned (ok or err).
-    Handled,
-    /// A callback whose `handle-callback` ran.
-    CallbackHandled,
-    /// Not handled: dead-lettered (the caller also calls [`Router::dead_letter`]).
-    DeadLettered,
-}
-
 /// The router's counters. At quiescence `enqueued == settled`, and
 /// `messages_accepted + requests_accepted + callbacks_queued ==
 /// handled + callbacks_handled + dead_lettered`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RouterStats {
     /// Fire-and-forget messages accepted into a mailbox.
     pub messages_accepted: u64,
@@ -114,41 +113,28 @@ impl RouterStats {
     }
 }
 
+/// Counters beside the envelope accounting.
 #[derive(Default)]
 struct Counters {
-    messages_accepted: AtomicU64,
-    requests_accepted: AtomicU64,
-    callbacks_queued: AtomicU64,
     callbacks_dropped: AtomicU64,
-    handled: AtomicU64,
-    callbacks_handled: AtomicU64,
-    dead_lettered: AtomicU64,
     responses_refused: AtomicU64,
     refused: [AtomicU64; 9],
-    settled: AtomicU64,
-}
-
-impl Counters {
-    /// Envelopes put in mailboxes: accepted messages, requests and callbacks
-    /// (each counted before its envelope is queued, and taken back if the
-    /// queue refuses it, so `settled` can never run ahead).
-    fn enqueued(&self) -> u64 {
-        self.messages_accepted.load(Ordering::Acquire)
-            + self.requests_accepted.load(Ordering::Acquire)
-            + self.callbacks_queued.load(Ordering::Acquire)
-    }
 }
 
 /// The host's router: registry, tracker, policy step, audit. Implements
-/// [`MessageRouter`] for host functions; the composition root calls the
-/// rest (register components, report handled envelopes, deliver responses).
+/// [`MessageRouter`] for host functions; the composition root registers
+/// components (each gets an [`Inbox`], whose [`crate::Delivery`] guards
+/// settle what the actor takes) and sends for the embedding application.
 pub struct Router {
-    registry: MailboxRegistry,
+    registry: ActorRegistry,
     tracker: Arc<RequestTracker>,
-    host: ActorRef,
+    /// The rules of sender `host` (the embedding application).
+    host_policy: Policy,
     audit: Arc<dyn AuditSink>,
+    accounting: Accounting,
     counters: Counters,
     dead_letters: Mutex<VecDeque<DeadLetter>>,
+    dead_letter_observer: OnceLock<DeadLetterObserver>,
     quiet: Notify,
     timer: Mutex<Option<TimerDriver>>,
     /// Aggregation of repeated refusals, per sender and kind (see `refuse`).
@@ -157,17 +143,13 @@ pub struct Router {
 
 impl Router {
     /// Starts a router (and its one timer driver task) writing audit records
-    /// to `audit`. Returns the router and the host's inbox, where the
-    /// callbacks of requests made by the host (sender `host`) arrive.
+    /// to `audit`.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(audit: Arc<dyn AuditSink>) -> (Arc<Self>, MailboxReceiver) {
-        // The host's own inbox: trusted, so no byte bound beyond the quota.
-        let (host_mailbox, host_inbox) = mailbox(ComponentId::host(), 1, usize::MAX);
-        let host = ActorRef::new(ComponentId::host(), host_mailbox, Policy::host());
+    pub fn start(audit: Arc<dyn AuditSink>) -> Arc<Self> {
         let tracker = Arc::new(RequestTracker::new(MonotonicClock::new()));
-        let router = Arc::new_cyclic(|weak: &Weak<Router>| {
+        Arc::new_cyclic(|weak: &Weak<Router>| {
             let weak = weak.clone();
             let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, pending| {
                 if let Some(router) = weak.upgrade() {
@@ -175,36 +157,44 @@ impl Router {
                 }
             });
             Router {
-                registry: MailboxRegistry::new(),
+                registry: ActorRegistry::new(),
                 tracker,
-                host,
+                host_policy: Policy::host(),
                 audit,
+                accounting: Accounting::default(),
                 counters: Counters::default(),
                 dead_letters: Mutex::new(VecDeque::new()),
+                dead_letter_observer: OnceLock::new(),
                 quiet: Notify::new(),
                 timer: Mutex::new(Some(driver)),
                 refusal_windows: Mutex::new(FxHashMap::default()),
             }
-        });
-        (router, host_inbox)
+        })
     }
 
     /// Registers a component with its rules and a mailbox with the bounds
     /// of `bounds` (envelopes and payload bytes); returns its handle and the
-    /// mailbox's receiving side for its actor.
+    /// [`Inbox`] its actor takes envelopes from.
     ///
     /// # Errors
     /// [`RegistryError`] for a taken or reserved id.
     pub fn register(
-        &self,
+        self: &Arc<Self>,
         id: ComponentId,
         policy: Policy,
         bounds: &MailboxSection,
-    ) -> Result<(ActorRef, MailboxReceiver), RegistryError> {
+    ) -> Result<(ActorRef, Inbox), RegistryError> {
         let (tx, rx) = mailbox(id.clone(), bounds.capacity, bounds.max_bytes);
         let actor = ActorRef::new(id, tx, policy);
         self.registry.register(actor.clone())?;
-        Ok((actor, rx))
+        Ok((actor.clone(), Inbox::new(rx, Arc::clone(self), actor)))
+    }
+
+    /// Sets the one observer that sees every dead letter as it is recorded
+    /// (the composition root turns them into events). Returns false, and
+    /// keeps the first, when one is already set.
+    pub fn on_dead_letter(&self, observer: DeadLetterObserver) -> bool {
+        self.dead_letter_observer.set(observer).is_ok()
     }
 
     /// Removes a component: later sends to it get `target-not-found`.
@@ -224,12 +214,6 @@ impl Router {
         self.registry.ids()
     }
 
-    /// The host's own handle (owner of requests made by the embedding application).
-    #[must_use]
-    pub fn host(&self) -> &ActorRef {
-        &self.host
-    }
-
     /// The correlation tracker.
     #[must_use]
     pub fn tracker(&self) -> &RequestTracker {
@@ -243,7 +227,7 @@ impl Router {
     /// requester accepts, or the requester gets `target-failed` with the
     /// reason. A request that already ended (timed out, cancelled) counts
     /// the response as orphaned.
-    pub fn respond(
+    pub(crate) fn respond(
         &self,
         responder: &ActorRef,
         id: &CorrelationId,
@@ -272,15 +256,19 @@ impl Router {
         self.deliver(*id, pending, outcome, trace);
     }
 
-    fn check_response(&self, responder: &ActorRef, requester: &ActorRef, bytes: &[u8]) -> Result<(), String> {
+    fn check_response(&self, responder: &ActorRef, requester: &ReplyTo, bytes: &[u8]) -> Result<(), String> {
         let max = responder.policy().max_message_bytes();
         if bytes.len() > max {
             return Err(format!("response of {} bytes exceeds the cap of {max} bytes", bytes.len()));
         }
         let (codec, _) = decode_prefix(bytes).map_err(|e| format!("malformed response: {e}"))?;
-        let accepts = requester.policy().accepts();
+        let (policy, id) = match requester {
+            ReplyTo::Actor(slot) => (slot.owner().policy(), slot.owner().id()),
+            ReplyTo::Host(_) => (&self.host_policy, ComponentId::host_ref()),
+        };
+        let accepts = policy.accepts();
         if !accepts.contains(codec) {
-            return Err(format!("response codec {codec} is not accepted by {} (accepts: {accepts})", requester.id()));
+            return Err(format!("response codec {codec} is not accepted by {id} (accepts: {accepts})"));
         }
         Ok(())
     }
@@ -288,93 +276,84 @@ impl Router {
     /// Request `id` failed at its target (`target-failed`, `delivery-failed`):
     /// the requester's callback gets `error`. A request that already ended
     /// counts as orphaned.
-    pub fn fail(&self, id: &CorrelationId, error: RequestError, trace: TraceContext) {
+    pub(crate) fn fail(&self, id: &CorrelationId, error: RequestError, trace: TraceContext) {
         if let Some(pending) = self.tracker.fail(id) {
             self.deliver(*id, pending, Err(error), trace);
         }
     }
 
     /// Drops every request pending from `owner` (its instance crashed or it
-    /// stopped; the new instance does not know them): each is counted as
-    /// dropped and gets no callback; late responses count as orphaned.
-    /// Returns how many were dropped. Scans all pending requests once.
-    pub fn drop_requests_of(&self, owner: &ActorRef) -> usize {
-        let dropped = self.tracker.drain_owner(owner.id());
-        for _ in &dropped {
-            owner.release_pending();
-        }
-        dropped.len()
+    /// stopped, or, for `host`, the system shut down; the new instance does
+    /// not know them): each is counted as dropped and gets no callback (a
+    /// host request's future sees the system stopped); late responses count
+    /// as orphaned. Returns how many were dropped. Touches only the owner's
+    /// entries (the tracker's per-owner index); dropping them gives their
+    /// pending-request slots back.
+    pub fn drop_requests_of(&self, owner: &ComponentId) -> usize {
+        self.tracker.drain_owner(owner).len()
     }
 
-    fn deliver(
-        &self,
-        id: CorrelationId,
-        pending: PendingRequest<ActorRef>,
-        outcome: Result<Vec<u8>, RequestError>,
-        trace: TraceContext,
-    ) {
-        // The owner's pending-request slot stays taken until the callback is
-        // settled (`settle_callback`), so the quota bounds the callbacks
-        // queued as well as the requests in flight.
-        let owner = pending.owner;
-        self.counters.callbacks_queued.fetch_add(1, Ordering::AcqRel);
-        let mailbox = owner.mailbox();
-        // A response, or a handler's error text, counts against the
-        // requester's byte bound; one that does not fit becomes a short
-        // `target-failed`, so the requester still gets its one callback.
-        let sent = match outcome {
-            Ok(_) | Err(RequestError::HandlerError(_)) => {
-                match mailbox.try_send_callback(Envelope::Callback { id, outcome, trace }) {
-                    Err(MailboxError::Full(refused)) => {
-                        self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
-                        let reason = format!(
-                            "a response of {} bytes does not fit {}'s mailbox ({} of {} bytes queued)",
-                            refused.payload_bytes(),
-                            owner.id(),
-                            mailbox.bytes(),
-                            mailbox.max_bytes()
-                        );
-                        let outcome = Err(RequestError::TargetFailed(reason));
-                        mailbox.send_callback(Envelope::Callback { id, outcome, trace })
-                    }
-                    other => other,
-                }
+    /// Hands `outcome` to the requester the entry names: a host request's
+    /// future at once, a component through its callback queue.
+    fn deliver(&self, id: CorrelationId, pending: PendingRequest<ReplyTo>, outcome: Outcome, trace: TraceContext) {
+        let slot = match pending.owner {
+            ReplyTo::Host(reply) => {
+                // The future may be gone (dropped after the outcome was
+                // decided); the outcome is counted by the tracker either way.
+                let _ = reply.send(outcome);
+                return;
             }
-            Err(_) => mailbox.send_callback(Envelope::Callback { id, outcome, trace }),
+            ReplyTo::Actor(slot) => slot,
         };
+        // The slot moves into the callback: the quota bounds the callbacks
+        // queued as well as the requests in flight.
+        let owner = slot.owner().clone();
+        let mailbox = owner.mailbox();
+        let sent = self.accounting.enqueue(Enqueued::Callback, || {
+            // A response, or a handler's error text, counts against the
+            // requester's byte bound; one that does not fit becomes a short
+            // `target-failed`, so the requester still gets its one callback.
+            match outcome {
+                Ok(_) | Err(RequestError::HandlerError(_)) => {
+                    match mailbox.try_send_callback(Envelope::Callback { id, outcome, trace, slot }) {
+                        Err(MailboxError::Full(refused)) => {
+                            self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
+                            let reason = format!(
+                                "a response of {} bytes does not fit {}'s mailbox ({} of {} bytes queued)",
+                                refused.payload_bytes(),
+                                owner.id(),
+                                mailbox.bytes(),
+                                mailbox.max_bytes()
+                            );
+                            let Envelope::Callback { slot, .. } = refused else {
+                                unreachable!("try_send_callback hands back the callback it was given")
+                            };
+                            let outcome = Err(RequestError::TargetFailed(reason));
+                            mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot })
+                        }
+                        other => other,
+                    }
+                }
+                Err(_) => mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot }),
+            }
+        });
+        // A closed mailbox hands the envelope back; dropping it gives the
+        // slot back.
         if sent.is_err() {
-            self.counters.callbacks_queued.fetch_sub(1, Ordering::AcqRel);
             self.counters.callbacks_dropped.fetch_add(1, Ordering::Relaxed);
-            owner.release_pending();
         }
     }
 
-    /// `owner` finished with a callback it took from its mailbox
-    /// (`Settled::CallbackHandled` or `Settled::DeadLettered`): counts it
-    /// and frees the pending-request slot its request held.
-    pub fn settle_callback(&self, owner: &ActorRef, how: Settled) {
-        owner.release_pending();
-        self.settle(how);
-    }
-
-    /// An actor finished with a message or request it took from its
-    /// mailbox (callbacks: [`Router::settle_callback`]).
-    pub fn settle(&self, how: Settled) {
-        let counter = match how {
-            Settled::Handled => &self.counters.handled,
-            Settled::CallbackHandled => &self.counters.callbacks_handled,
-            Settled::DeadLettered => &self.counters.dead_lettered,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let settled = self.counters.settled.fetch_add(1, Ordering::AcqRel) + 1;
-        if settled == self.counters.enqueued() {
+    /// Counts one envelope as settled (only [`crate::Delivery`] calls it).
+    pub(crate) fn settle(&self, how: Settled) {
+        if self.accounting.settle(how) {
             self.quiet.notify_waiters();
         }
     }
 
-    /// Records a dead letter (counted with [`Router::settle`] by the caller),
-    /// keeps it for inspection and audits it.
-    pub fn dead_letter(&self, letter: DeadLetter) {
+    /// Records a dead letter (counted by the [`crate::Delivery`] that calls
+    /// it), keeps it for inspection, audits it and shows it to the observer.
+    pub(crate) fn dead_letter(&self, letter: DeadLetter) {
         self.audit.record(AuditRecord {
             sender: Some(letter.sender.clone()),
             target: Some(letter.target.to_string()),
@@ -382,6 +361,9 @@ impl Router {
             ..AuditRecord::now(AuditEvent::DeadLetter, "dead-lettered", format!("{}: {}", letter.kind, letter.reason))
         });
         tracing::warn!(target = %letter.target, sender = %letter.sender, kind = letter.kind, reason = %letter.reason, "dead letter");
+        if let Some(observer) = self.dead_letter_observer.get() {
+            observer(&letter);
+        }
         let mut kept = self.dead_letters.lock();
         if kept.len() == DEAD_LETTERS_KEPT {
             kept.pop_front();
@@ -418,20 +400,22 @@ impl Router {
     /// A snapshot of every counter.
     #[must_use]
     pub fn stats(&self) -> RouterStats {
-        let c = &self.counters;
+        let (a, c) = (&self.accounting, &self.counters);
         let load = |a: &AtomicU64| a.load(Ordering::Acquire);
+        // `settled` first: it never exceeds `enqueued` at any instant.
+        let settled = a.settled();
         RouterStats {
-            messages_accepted: load(&c.messages_accepted),
-            requests_accepted: load(&c.requests_accepted),
-            callbacks_queued: load(&c.callbacks_queued),
+            messages_accepted: load(&a.messages_accepted),
+            requests_accepted: load(&a.requests_accepted),
+            callbacks_queued: load(&a.callbacks_queued),
             callbacks_dropped: load(&c.callbacks_dropped),
-            handled: load(&c.handled),
-            callbacks_handled: load(&c.callbacks_handled),
-            dead_lettered: load(&c.dead_lettered),
+            handled: load(&a.handled),
+            callbacks_handled: load(&a.callbacks_handled),
+            dead_lettered: load(&a.dead_lettered),
             responses_refused: load(&c.responses_refused),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
-            enqueued: c.enqueued(),
-            settled: load(&c.settled),
+            enqueued: a.enqueued(),
+            settled,
             requests: self.tracker.stats(),
         }
     }
@@ -439,8 +423,7 @@ impl Router {
     /// True when no envelope is queued or being handled and no request is pending.
     #[must_use]
     pub fn is_quiescent(&self) -> bool {
-        let settled = self.counters.settled.load(Ordering::Acquire);
-        settled == self.counters.enqueued() && self.tracker.pending_len() == 0
+        self.accounting.caught_up() && self.tracker.pending_len() == 0
     }
 
     /// Waits until [`Router::is_quiescent`] or `bound` passes; returns
@@ -464,6 +447,12 @@ impl Router {
                 return self.is_quiescent();
             }
         }
+    }
+
+    /// Stops the timer driver at once, without waiting for its task (for
+    /// `Drop` paths): pending requests no longer time out.
+    pub fn stop_timers_now(&self) {
+        drop(self.timer.lock().take());
     }
 
     /// Stops the timer driver: pending requests no longer time out.
@@ -544,8 +533,9 @@ impl Router {
     }
 
     /// The checks shared by messages and requests, in SPEC order up to the
-    /// mailbox, under the registry's read guard: returns the sender's and the
-    /// target's handles, borrowed from the guard (no clone on the hot path).
+    /// mailbox, under the registry's read guard: returns the sender's handle
+    /// (`None` for the host) and rules, and the target's handle, borrowed
+    /// from the guard (no clone on the hot path).
     fn check<'a>(
         &'a self,
         actors: &'a Actors,
@@ -553,7 +543,7 @@ impl Router {
         target: &str,
         payload: &[u8],
         request: bool,
-    ) -> Result<(&'a ActorRef, &'a ActorRef, TraceContext), MessagingError> {
+    ) -> Result<Checked<'a>, MessagingError> {
         if let Err(e) = ComponentId::validate(target) {
             return Err(MessagingError::InvalidMessage(format!("invalid target id: {e}")));
         }
@@ -562,14 +552,16 @@ impl Router {
                 "target `host` is reserved: the host answers through handle-message's return".into(),
             ));
         }
-        let sender = if origin.sender.is_host() {
-            &self.host
-        } else {
-            actors
-                .get(origin.sender.as_str())
-                .ok_or_else(|| MessagingError::DeliveryFailed(format!("sender {} is not running", origin.sender)))?
-        };
-        let max = sender.policy().max_message_bytes();
+        let sender =
+            if origin.sender.is_host() {
+                None
+            } else {
+                Some(actors.get(origin.sender.as_str()).ok_or_else(|| {
+                    MessagingError::DeliveryFailed(format!("sender {} is not running", origin.sender))
+                })?)
+            };
+        let policy = sender.map_or(&self.host_policy, ActorRef::policy);
+        let max = policy.max_message_bytes();
         if payload.len() > max {
             return Err(MessagingError::InvalidMessage(format!(
                 "payload of {} bytes exceeds the cap of {max} bytes",
@@ -577,13 +569,13 @@ impl Router {
             )));
         }
         let (codec, _) = decode_prefix(payload)?;
-        if !sender.policy().may_send_to(target) {
+        if !policy.may_send_to(target) {
             return Err(MessagingError::PermissionDenied(format!("{} may not message {target}", origin.sender)));
         }
-        if request && !sender.policy().may_request() {
+        if request && !policy.may_request() {
             return Err(MessagingError::PermissionDenied(format!("{} may not send requests", origin.sender)));
         }
-        if !sender.policy().admit() {
+        if !policy.admit() {
             return Err(MessagingError::RateLimited(format!("{} exceeded its message rate", origin.sender)));
         }
         let Some(target_actor) = actors.get(target) else {
@@ -599,8 +591,17 @@ impl Router {
             )));
         }
         let trace = origin.trace.copied().unwrap_or_else(TraceContext::new_root);
-        Ok((sender, target_actor, trace))
+        Ok(Checked { sender, policy, target: target_actor, trace })
     }
+}
+
+/// What the policy step found: who sends (`None`: the host) under which
+/// rules, to whom, in which trace.
+struct Checked<'a> {
+    sender: Option<&'a ActorRef>,
+    policy: &'a Policy,
+    target: &'a ActorRef,
+    trace: TraceContext,
 }
 
 impl Router {
@@ -615,30 +616,83 @@ impl Router {
         target: &str,
         message: Vec<u8>,
     ) -> Result<(), SendError<Vec<u8>>> {
-        let actors = self.registry.read();
-        let (_, target_actor, trace) = match self.check(&actors, origin, target, &message, false) {
-            Ok(checked) => checked,
-            Err(error) => {
-                drop(actors);
-                return Err(SendError::new(self.refuse(origin, target, None, error), message));
-            }
+        self.send_message_unaudited(origin, target, message)
+            .map_err(|(error, message)| SendError::new(self.refuse(origin, target, None, error), message))
+    }
+
+    /// Sends a message as the host, waiting up to `timeout` for room when
+    /// the target's mailbox is full (by count or bytes). Every other
+    /// refusal is immediate. The wait is woken by the target's actor taking
+    /// an envelope; only the final refusal is counted and audited.
+    ///
+    /// # Errors
+    /// A [`SendError`] holding the refusal (`queue-full` when the deadline
+    /// passed) and `message`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the message is queued only by the call that returns
+    /// `Ok`; a dropped future queued nothing.
+    pub async fn host_send_within(
+        &self,
+        target: &str,
+        message: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), SendError<Vec<u8>>> {
+        let origin = Origin { sender: ComponentId::host_ref(), trace: None };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (error, message) = match self.send_message_unaudited(origin, target, message) {
+            Ok(()) => return Ok(()),
+            Err((MessagingError::QueueFull, message)) => match self.registry.get(target) {
+                Some(actor) => {
+                    let mut held = Some(message);
+                    let done = actor
+                        .mailbox()
+                        .retry_until_room(deadline, || {
+                            let message = held.take()?;
+                            match self.send_message_unaudited(origin, target, message) {
+                                Err((MessagingError::QueueFull, message)) => {
+                                    held = Some(message);
+                                    None
+                                }
+                                other => Some(other),
+                            }
+                        })
+                        .await;
+                    match done {
+                        Some(Ok(())) => return Ok(()),
+                        Some(Err(refused)) => refused,
+                        None => (MessagingError::QueueFull, held.take().unwrap_or_default()),
+                    }
+                }
+                None => (MessagingError::QueueFull, message),
+            },
+            Err(refused) => refused,
         };
-        let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace };
-        self.counters.messages_accepted.fetch_add(1, Ordering::AcqRel);
-        match target_actor.mailbox().try_send(envelope) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.counters.messages_accepted.fetch_sub(1, Ordering::AcqRel);
-                let error = mailbox_error(&e, target);
-                drop(actors);
-                let message = match e.into_inner() {
-                    Envelope::Message { payload, .. } => payload,
-                    // The envelope handed back is the message built above.
-                    _ => unreachable!("try_send hands back the envelope it was given"),
-                };
-                Err(SendError::new(self.refuse(origin, target, None, error), message))
+        Err(SendError::new(self.refuse(origin, target, None, error), message))
+    }
+
+    /// The message path without the audit of a refusal: the refusal and
+    /// the message come back.
+    fn send_message_unaudited(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        message: Vec<u8>,
+    ) -> Result<(), (MessagingError, Vec<u8>)> {
+        let actors = self.registry.read();
+        let checked = match self.check(&actors, origin, target, &message, false) {
+            Ok(checked) => checked,
+            Err(error) => return Err((error, message)),
+        };
+        let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace: checked.trace };
+        self.accounting.enqueue(Enqueued::Message, || checked.target.mailbox().try_send(envelope)).map_err(|e| {
+            let error = mailbox_error(&e, target);
+            match e.into_inner() {
+                Envelope::Message { payload, .. } => (error, payload),
+                // The envelope handed back is the message built above.
+                _ => unreachable!("try_send hands back the envelope it was given"),
             }
-        }
+        })
     }
 
     /// [`MessageRouter::send_request`], handing the payload back when the
@@ -653,9 +707,42 @@ impl Router {
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<CorrelationId, SendError<Vec<u8>>> {
+        self.send_request_from(origin, target, request, timeout_ms, None)
+    }
+
+    /// Sends a request as the embedding application (sender `host`): the
+    /// same policy step under the host's rules, and the outcome comes back
+    /// on the returned receiver, straight from whoever ends the request
+    /// ([`ReplyTo::Host`]). Host requests take no pending-request slot: the
+    /// embedder holds each one's receiver, which is its own bound.
+    ///
+    /// # Errors
+    /// A [`SendError`] holding the refusal and `request`.
+    pub fn host_request(
+        &self,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<(CorrelationId, oneshot::Receiver<Outcome>), SendError<Vec<u8>>> {
+        let (reply, outcome) = oneshot::channel();
+        let origin = Origin { sender: ComponentId::host_ref(), trace: None };
+        let id = self.send_request_from(origin, target, request, timeout_ms, Some(reply))?;
+        Ok((id, outcome))
+    }
+
+    /// The request path of components (`host_reply` is `None`: the sender's
+    /// callback queue, under its quota) and of the host (`Some`).
+    fn send_request_from(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+        host_reply: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<CorrelationId, SendError<Vec<u8>>> {
         let actors = self.registry.read();
-        let checked = self.check(&actors, origin, target, &request, true).and_then(|(sender, target_actor, trace)| {
-            let quotas = sender.policy().requests();
+        let checked = self.check(&actors, origin, target, &request, true).and_then(|checked| {
+            let quotas = checked.policy.requests();
             let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
             if timeout_ms > quotas.max_timeout_ms {
                 return Err(MessagingError::InvalidMessage(format!(
@@ -663,28 +750,40 @@ impl Router {
                     quotas.max_timeout_ms
                 )));
             }
-            let permit = target_actor.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target))?;
-            if !sender.acquire_pending(quotas.max_pending) {
-                return Err(MessagingError::TooManyPending(format!(
-                    "{} already has {} pending requests (quota {})",
-                    origin.sender,
-                    sender.pending_requests(),
-                    quotas.max_pending
-                )));
-            }
-            Ok((sender, target_actor, trace, timeout_ms, permit))
+            let permit = checked.target.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target))?;
+            let reply = match (checked.sender, host_reply) {
+                (Some(sender), _) => ReplyTo::Actor(sender.try_acquire_slot(quotas.max_pending).ok_or_else(|| {
+                    MessagingError::TooManyPending(format!(
+                        "{} already has {} pending requests (quota {})",
+                        origin.sender,
+                        sender.pending_requests(),
+                        quotas.max_pending
+                    ))
+                })?),
+                (None, Some(reply)) => ReplyTo::Host(reply),
+                (None, None) => {
+                    return Err(MessagingError::InvalidMessage(
+                        "the host's requests go through Router::host_request".into(),
+                    ));
+                }
+            };
+            Ok((checked.target, checked.trace, timeout_ms, permit, reply))
         });
         // Refusals are audited with the read guard still held: audit sinks
         // only queue, and the guard blocks nothing but registration.
-        let (sender, target_actor, trace, timeout_ms, permit) = match checked {
+        let (target_actor, trace, timeout_ms, permit, reply) = match checked {
             Ok(checked) => checked,
             Err(error) => return Err(SendError::new(self.refuse(origin, target, None, error), request)),
         };
         // Counted before it exists anywhere, so its callback (even a 1 ms
-        // timeout firing at once) can never settle ahead of it.
-        self.counters.requests_accepted.fetch_add(1, Ordering::AcqRel);
-        let id = self.tracker.register(sender.clone(), target_actor.id().clone(), timeout_ms);
-        permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
+        // timeout firing at once) can never settle ahead of it. The slot was
+        // reserved, so queueing cannot fail.
+        let queued = self.accounting.enqueue(Enqueued::Request, || {
+            let id = self.tracker.register(reply, target_actor.id().clone(), timeout_ms);
+            permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
+            Ok::<_, Infallible>(id)
+        });
+        let Ok(id) = queued;
         Ok(id)
     }
 }

@@ -1,10 +1,10 @@
 //! The timer driver: the thin async layer that fires the deadlines of a
-//! [`CorrelationTrackerImpl`]. One tokio task per tracker, never one per
+//! [`PendingRequests`]. One tokio task per tracker, never one per
 //! request.
 //!
 //! The driver loops: take every expired request
 //! ([`CorrelationTracker::cleanup_expired`]) and hand each to `on_expired`;
-//! plan the next wake-up ([`CorrelationTrackerImpl::plan_next_wake`]); sleep
+//! plan the next wake-up ([`PendingRequests::plan_next_wake`]); sleep
 //! until then, until `register` wakes it for an earlier deadline (through a
 //! [`tokio::sync::Notify`] installed as the tracker's waker), or until shut
 //! down. An idle tracker costs nothing: with nothing pending the driver
@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use wasm_core::{Clock, CorrelationId, CorrelationTracker, PendingRequest, RequestOwner};
 
 use crate::sync::unmodelled::Arc;
-use crate::tracker::CorrelationTrackerImpl;
+use crate::tracker::PendingRequests;
 
 /// Spawns the one task that fires the deadlines of `tracker`, calling
 /// `on_expired` for each request that timed out (in the router: deliver
@@ -31,8 +31,8 @@ use crate::tracker::CorrelationTrackerImpl;
 /// time (tokio's clock then no longer follows it).
 ///
 /// The driver installs its own waker on `tracker`
-/// ([`CorrelationTrackerImpl::set_waker`]), so build the tracker with
-/// [`CorrelationTrackerImpl::new`]. It keeps a clone of `tracker` until it
+/// ([`PendingRequests::set_waker`]), so build the tracker with
+/// [`PendingRequests::new`]. It keeps a clone of `tracker` until it
 /// stops: when the returned [`TimerDriver`] is shut down or dropped.
 ///
 /// `on_expired` runs on the driver task, outside the tracker's lock, and may
@@ -43,10 +43,10 @@ use crate::tracker::CorrelationTrackerImpl;
 /// ```
 /// use std::sync::Arc;
 /// use wasm_core::{ComponentId, CorrelationTracker};
-/// use wasm_messaging::{CorrelationTrackerImpl, MonotonicClock, spawn_timer_driver};
+/// use wasm_messaging::{PendingRequests, MonotonicClock, spawn_timer_driver};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let tracker = Arc::new(CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new()));
+/// let tracker = Arc::new(PendingRequests::<ComponentId>::new(MonotonicClock::new()));
 /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 /// let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, _request| {
 ///     let _ = tx.send(id);
@@ -61,7 +61,7 @@ use crate::tracker::CorrelationTrackerImpl;
 /// # Panics
 /// When called outside a tokio runtime (as [`tokio::spawn`]), or when
 /// `tracker` already has a waker (a tracker has one timer driver).
-pub fn spawn_timer_driver<O, C, F>(tracker: Arc<CorrelationTrackerImpl<O, C>>, on_expired: F) -> TimerDriver
+pub fn spawn_timer_driver<O, C, F>(tracker: Arc<PendingRequests<O, C>>, on_expired: F) -> TimerDriver
 where
     O: RequestOwner,
     C: Clock + 'static,
@@ -72,7 +72,7 @@ where
     let installed = tracker.set_waker(Arc::new(move || wake.notify_one()));
     assert!(
         installed.is_ok(),
-        "spawn_timer_driver: the tracker already has a waker; build it with CorrelationTrackerImpl::new"
+        "spawn_timer_driver: the tracker already has a waker; build it with PendingRequests::new"
     );
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(drive(tracker, notify, on_expired, stop_rx));
@@ -127,7 +127,7 @@ impl Drop for TimerDriver {
 
 /// The driver task's loop.
 async fn drive<O, C, F>(
-    tracker: Arc<CorrelationTrackerImpl<O, C>>,
+    tracker: Arc<PendingRequests<O, C>>,
     notify: Arc<Notify>,
     mut on_expired: F,
     mut stop: oneshot::Receiver<()>,
@@ -187,7 +187,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn driver_delivers_a_timeout_exactly_once() {
         let (a, b) = ids();
-        let tracker = Arc::new(CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new()));
+        let tracker = Arc::new(PendingRequests::<ComponentId>::new(MonotonicClock::new()));
         let calls = Arc::new(AtomicUsize::new(0));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let counted = Arc::clone(&calls);
@@ -210,7 +210,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn driver_wakes_for_a_deadline_earlier_than_planned() {
         let (a, b) = ids();
-        let tracker = Arc::new(CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new()));
+        let tracker = Arc::new(PendingRequests::<ComponentId>::new(MonotonicClock::new()));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, _request| {
             let _ = tx.send(id);
@@ -229,7 +229,7 @@ mod tests {
     async fn driver_follows_a_manual_clock_under_paused_time() {
         let (a, b) = ids();
         let clock = ManualClock::new(0);
-        let tracker = Arc::new(CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone()));
+        let tracker = Arc::new(PendingRequests::<ComponentId, _>::new(clock.clone()));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, _request| {
             let _ = tx.send(id);
@@ -248,7 +248,7 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "already has a waker")]
     async fn a_tracker_takes_one_driver() {
-        let tracker = Arc::new(CorrelationTrackerImpl::<ComponentId>::new(MonotonicClock::new()));
+        let tracker = Arc::new(PendingRequests::<ComponentId>::new(MonotonicClock::new()));
         let _first = spawn_timer_driver(Arc::clone(&tracker), |_, _| {});
         let _second = spawn_timer_driver(tracker, |_, _| {});
     }

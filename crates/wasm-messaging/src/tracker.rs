@@ -33,7 +33,7 @@
 //! 147 bytes per request (the tracker bench measures it).
 //!
 //! **Per-owner index.** A crash or stop drops the requests pending from one
-//! component ([`CorrelationTrackerImpl::drain_owner`]); the index makes that
+//! component ([`PendingRequests::drain_owner`]); the index makes that
 //! touch only that component's requests, so a guest that traps on purpose
 //! cannot make every crash scan the whole system's pending requests.
 
@@ -56,7 +56,7 @@ use crate::sync::unmodelled::{Arc as StdArc, OnceLock};
 const COMPACTION_FLOOR: usize = 4096;
 
 /// The callback a tracker makes when a new deadline is earlier than the
-/// timer driver's planned wake-up (see [`CorrelationTrackerImpl::with_waker`]).
+/// timer driver's planned wake-up (see [`PendingRequests::with_waker`]).
 type WakeFn = StdArc<dyn Fn() + Send + Sync>;
 
 /// The [`CorrelationTracker`] of the host: a map of pending requests keyed by
@@ -72,7 +72,7 @@ type WakeFn = StdArc<dyn Fn() + Send + Sync>;
 /// The core is synchronous. Deadlines fire when someone calls
 /// [`CorrelationTracker::cleanup_expired`]: in the host that is the one task
 /// of [`crate::spawn_timer_driver`], which sleeps until
-/// [`CorrelationTrackerImpl::plan_next_wake`] and is woken by `register` when
+/// [`PendingRequests::plan_next_wake`] and is woken by `register` when
 /// an earlier deadline arrives.
 ///
 /// Exactly once: whichever of complete, fail, cancel, remove or expiry takes
@@ -83,10 +83,10 @@ type WakeFn = StdArc<dyn Fn() + Send + Sync>;
 ///
 /// ```
 /// use wasm_core::{ComponentId, CorrelationTracker};
-/// use wasm_messaging::{CorrelationTrackerImpl, ManualClock};
+/// use wasm_messaging::{PendingRequests, ManualClock};
 ///
 /// let clock = ManualClock::new(0);
-/// let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+/// let tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
 /// let (a, b) = (ComponentId::parse("a").unwrap(), ComponentId::parse("b").unwrap());
 ///
 /// let id = tracker.register(a.clone(), b.clone(), 1_000);
@@ -102,7 +102,7 @@ type WakeFn = StdArc<dyn Fn() + Send + Sync>;
 /// assert_eq!((stats.completed, stats.timed_out, stats.orphaned, stats.pending), (1, 1, 1, 0));
 /// assert!(stats.balanced());
 /// ```
-pub struct CorrelationTrackerImpl<O: RequestOwner, C: Clock = MonotonicClock> {
+pub struct PendingRequests<O: RequestOwner, C: Clock = MonotonicClock> {
     state: RwLock<State<O>>,
     clock: C,
     waker: OnceLock<WakeFn>,
@@ -193,9 +193,9 @@ enum CancelOutcome<O> {
     NotOwner,
 }
 
-impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
+impl<O: RequestOwner, C: Clock> PendingRequests<O, C> {
     /// An empty tracker measuring deadlines on `clock`, with no waker (add
-    /// one later with [`CorrelationTrackerImpl::set_waker`], as
+    /// one later with [`PendingRequests::set_waker`], as
     /// [`crate::spawn_timer_driver`] does).
     #[must_use]
     pub fn new(clock: C) -> Self {
@@ -217,7 +217,7 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
 
     /// An empty tracker whose `register` calls `waker` (after releasing the
     /// lock) whenever a new deadline is earlier than the driver's planned
-    /// wake-up ([`CorrelationTrackerImpl::plan_next_wake`]), so a driver can
+    /// wake-up ([`PendingRequests::plan_next_wake`]), so a driver can
     /// sleep until the earliest deadline instead of polling. `waker` must be
     /// cheap and must not block; `tokio::sync::Notify::notify_one` is the
     /// intended body.
@@ -229,7 +229,7 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
         tracker
     }
 
-    /// Installs the waker of [`CorrelationTrackerImpl::with_waker`] on a
+    /// Installs the waker of [`PendingRequests::with_waker`] on a
     /// tracker built without one. A tracker has at most one waker, for its
     /// one timer driver.
     ///
@@ -309,7 +309,7 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
     }
 
     /// The timer driver's step before sleeping: finds the earliest pending
-    /// deadline (as [`CorrelationTrackerImpl::next_deadline_ms`]) and, in the
+    /// deadline (as [`PendingRequests::next_deadline_ms`]) and, in the
     /// same critical section, publishes it as the planned wake-up (`u64::MAX`
     /// when `None`). From then on `register` calls the waker for any earlier
     /// deadline, so the driver may sleep until the returned time (or forever
@@ -326,8 +326,8 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
     /// Publishes the driver's planned wake-up, in ms on the tracker's clock
     /// (`u64::MAX` for none): `register` calls the waker for deadlines
     /// earlier than this. A driver that uses this instead of
-    /// [`CorrelationTrackerImpl::plan_next_wake`] must call
-    /// [`CorrelationTrackerImpl::next_deadline_ms`] *after* publishing and
+    /// [`PendingRequests::plan_next_wake`] must call
+    /// [`PendingRequests::next_deadline_ms`] *after* publishing and
     /// not sleep past its result, or it may miss a deadline registered in
     /// between.
     pub fn set_next_wake_ms(&self, next_wake_ms: u64) {
@@ -382,7 +382,7 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
         self.compaction_floor = floor;
     }
 
-    /// Map entries the last [`CorrelationTrackerImpl::drain_owner`] looked at.
+    /// Map entries the last [`PendingRequests::drain_owner`] looked at.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn drain_visited(&self) -> usize {
         self.state.read().drain_visited
@@ -414,11 +414,11 @@ impl<O: RequestOwner, C: Clock> CorrelationTrackerImpl<O, C> {
     }
 }
 
-impl<O: RequestOwner, C: Clock> CorrelationTracker for CorrelationTrackerImpl<O, C> {
+impl<O: RequestOwner, C: Clock> CorrelationTracker for PendingRequests<O, C> {
     type Owner = O;
 
     /// Generates a UUID v4 id and registers the request under it, as
-    /// [`CorrelationTrackerImpl::register_with_id`] (deadline
+    /// [`PendingRequests::register_with_id`] (deadline
     /// `now + timeout_ms`, in ms on the tracker's clock).
     fn register(&self, owner: O, target: ComponentId, timeout_ms: u64) -> CorrelationId {
         let mut request = PendingRequest { owner, target, deadline_ms: 0 };
@@ -503,22 +503,23 @@ impl<O: RequestOwner, C: Clock> CorrelationTracker for CorrelationTrackerImpl<O,
     fn stats(&self) -> TrackerStats {
         let state = self.state.read();
         let counts = state.counts;
-        TrackerStats {
-            registered: counts.registered,
-            completed: counts.completed,
-            failed: counts.failed,
-            timed_out: counts.timed_out,
-            cancelled: counts.cancelled,
-            dropped: counts.dropped,
-            orphaned: counts.orphaned,
-            pending: state.map.len() as u64,
-        }
+        // Field by field: `TrackerStats` is `#[non_exhaustive]`.
+        let mut stats = TrackerStats::default();
+        stats.registered = counts.registered;
+        stats.completed = counts.completed;
+        stats.failed = counts.failed;
+        stats.timed_out = counts.timed_out;
+        stats.cancelled = counts.cancelled;
+        stats.dropped = counts.dropped;
+        stats.orphaned = counts.orphaned;
+        stats.pending = state.map.len() as u64;
+        stats
     }
 }
 
-impl<O: RequestOwner, C: Clock> fmt::Debug for CorrelationTrackerImpl<O, C> {
+impl<O: RequestOwner, C: Clock> fmt::Debug for PendingRequests<O, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CorrelationTrackerImpl")
+        f.debug_struct("PendingRequests")
             .field("stats", &self.stats())
             .field("now_ms", &self.clock.now_ms())
             .field("has_waker", &self.waker.get().is_some())
@@ -637,7 +638,7 @@ mod tests {
     #[test]
     fn cancel_checks_owner_and_presence() {
         let (a, b) = ids();
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(0));
+        let tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(0));
         let id = tracker.register(a.clone(), b.clone(), 10);
         assert!(matches!(tracker.cancel(&id, &b), Err(MessagingError::NotOwner(text)) if text == id.as_str()));
         assert!(tracker.is_pending(&id));
@@ -651,7 +652,7 @@ mod tests {
     #[test]
     fn drain_owner_drops_only_that_owners_requests() {
         let (a, b) = ids();
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(0));
+        let tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(0));
         let mine: Vec<_> = (0..3).map(|_| tracker.register(a.clone(), b.clone(), 10)).collect();
         let theirs = tracker.register(b.clone(), a.clone(), 10);
         let mut drained: Vec<_> = tracker.drain_owner(&a).into_iter().map(|(id, _)| id.key()).collect();
@@ -669,7 +670,7 @@ mod tests {
     #[test]
     fn drain_owner_touches_only_that_owners_requests_however_many_others_have_pending() {
         let (a, b) = ids();
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(0));
+        let tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(0));
         for _ in 0..10_000 {
             tracker.register(a.clone(), b.clone(), 60_000);
         }
@@ -686,7 +687,7 @@ mod tests {
     #[test]
     fn register_with_id_refuses_a_pending_id() {
         let (a, b) = ids();
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(3));
+        let tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(3));
         let id = CorrelationId::generate();
         assert!(tracker.register_with_id(&id, a.clone(), b.clone(), 7).is_ok());
         let back = tracker.register_with_id(&id, b.clone(), a.clone(), 1).expect_err("duplicate refused");
@@ -698,7 +699,7 @@ mod tests {
     fn a_reused_id_expires_on_its_own_deadline_only() {
         let (a, b) = ids();
         let clock = ManualClock::new(0);
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+        let tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
         let id = CorrelationId::generate();
         assert!(tracker.register_with_id(&id, a.clone(), b.clone(), 5).is_ok());
         assert!(tracker.complete(&id).is_some());
@@ -713,7 +714,7 @@ mod tests {
     #[test]
     fn stale_timers_are_compacted_and_pruned() {
         let (a, b) = ids();
-        let mut tracker = CorrelationTrackerImpl::<ComponentId, _>::new(ManualClock::new(0));
+        let mut tracker = PendingRequests::<ComponentId, _>::new(ManualClock::new(0));
         tracker.set_compaction_floor(8);
         let keep = tracker.register(a.clone(), b.clone(), 1_000);
         for _ in 0..100 {
@@ -731,7 +732,7 @@ mod tests {
         let (a, b) = ids();
         let wakes = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&wakes);
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::with_waker(
+        let tracker = PendingRequests::<ComponentId, _>::with_waker(
             ManualClock::new(0),
             Arc::new(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -755,7 +756,7 @@ mod tests {
     fn threads_racing_every_outcome_end_each_request_once() {
         let (a, b) = ids();
         let clock = ManualClock::new(0);
-        let tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+        let tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
         let requests: Vec<_> = (0..2_000).map(|i| tracker.register(a.clone(), b.clone(), i % 7)).collect();
         let outcomes = AtomicUsize::new(0);
         std::thread::scope(|scope| {

@@ -134,7 +134,7 @@ fn main() {
             measure(&system, &mut events, "idle", false).await;
             for spinner in ["spinner-a", "spinner-b"] {
                 for _ in 0..64 {
-                    system.send(spinner, b"\x55\xff\xff\xff\xff".to_vec()).expect("spin queued");
+                    system.try_send(spinner, b"\x55\xff\xff\xff\xff".to_vec()).expect("spin queued");
                 }
             }
             // Let both spinners get going before measuring.

@@ -131,7 +131,7 @@ fn benches(c: &mut Criterion) {
     {
         let compiled = engine.load_file(&root().join(echo_wat)).expect("echo");
         let system = start(&rt, &engine, &[]);
-        let router: Arc<dyn MessageRouter> = Arc::clone(system.router()) as _;
+        let router: Arc<dyn MessageRouter> = system.message_router();
         let instance = rt
             .block_on(engine.instantiate(
                 &compiled,
@@ -256,7 +256,7 @@ fn benches(c: &mut Criterion) {
                     let rallies = iters.div_ceil(HOPS_PER_RALLY);
                     let start = Instant::now();
                     for _ in 0..rallies {
-                        system.send("ping", b"\x55pong".to_vec()).expect("start rally");
+                        system.try_send("ping", b"\x55pong".to_vec()).expect("start rally");
                         assert!(system.wait_quiescent(BOUND).await);
                     }
                     let elapsed = start.elapsed();

@@ -112,7 +112,7 @@ async fn soak(target: u64) -> Result<(), String> {
             .request("slow", raw(&1_000_000u32.to_le_bytes()), Some(Duration::from_millis(1)))
             .map_err(|e| format!("slow request refused: {e}"))?;
         // And a trap, every round: the supervisor restarts the instance.
-        system.send("trapping", raw(b"!")).map_err(|e| format!("trap refused: {e}"))?;
+        system.try_send("trapping", raw(b"!")).map_err(|e| format!("trap refused: {e}"))?;
         burst.await.map_err(|e| format!("requester command failed: {e:?}"))?;
         for outcome in join_all(asks).await {
             match outcome {

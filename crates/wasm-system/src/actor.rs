@@ -11,6 +11,11 @@
 //! an envelope is a crash like a trap (the envelope is dead-lettered, a
 //! request's requester gets `target-failed`, the restart policy applies), so
 //! no panic leaves a component half-dead.
+//!
+//! The actor takes [`Delivery`] guards from its [`Inbox`] and settles each
+//! by consuming it; one dropped unconsumed (a panic unwinding out of the
+//! handler) dead-letters itself, so the actor keeps no bookkeeping of its own
+//! about what is in flight.
 
 use std::any::Any;
 use std::fmt;
@@ -21,59 +26,33 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tokio::sync::watch;
 use tracing::Instrument;
-use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, RequestError, TraceContext, WasiSection};
-use wasm_messaging::{ActorRef, AuditEvent, DeadLetter, Envelope, MailboxReceiver, Router, Settled};
+use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, TraceContext, WasiSection};
+use wasm_messaging::{ActorRef, AuditEvent, Delivery, Envelope, Inbox, Router};
 use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngine};
 
 use crate::events::{EventHub, SystemEvent};
 use crate::supervisor::RestartIntensity;
-
-/// The kinds of envelope (`Envelope::kind`) whose settling differs.
-const REQUEST: &str = "request";
-const CALLBACK: &str = "callback";
-
-/// Why a component stops when the system shuts down.
-const SHUTDOWN: &str = "system shutdown";
+use crate::system::SHUTDOWN;
 
 /// What every actor shares.
 pub(crate) struct Shared {
     pub(crate) engine: Arc<WasmEngine>,
     pub(crate) router: Arc<Router>,
-    pub(crate) events: EventHub,
+    pub(crate) events: Arc<EventHub>,
 }
 
 pub(crate) struct Actor {
     pub(crate) me: ActorRef,
-    pub(crate) inbox: MailboxReceiver,
+    pub(crate) inbox: Inbox,
     pub(crate) compiled: CompiledComponent,
     pub(crate) instance: Option<ComponentInstance>,
     pub(crate) limits: Limits,
     pub(crate) wasi: WasiSection,
     pub(crate) intensity: RestartIntensity,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) stop: watch::Receiver<bool>,
-    /// The envelope being handled and not yet settled, so that a panic
-    /// part-way can still settle it exactly once.
-    pub(crate) in_flight: Option<InFlight>,
-}
-
-/// What the actor needs to settle an envelope it can no longer see.
-pub(crate) struct InFlight {
-    sender: ComponentId,
-    kind: &'static str,
-    correlation_id: Option<CorrelationId>,
-    trace: TraceContext,
-}
-
-impl InFlight {
-    fn of(envelope: &Envelope, me: &ComponentId) -> Self {
-        let (sender, correlation_id) = match envelope {
-            Envelope::Message { sender, .. } => (sender.clone(), None),
-            Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id)),
-            Envelope::Callback { id, .. } => (me.clone(), Some(*id)),
-        };
-        Self { sender, kind: envelope.kind(), correlation_id, trace: *envelope.trace() }
-    }
+    /// `Some(reason)` once the actor must stop (shutdown, or the host
+    /// stopping this component).
+    pub(crate) stop: watch::Receiver<Option<&'static str>>,
 }
 
 impl Actor {
@@ -81,20 +60,22 @@ impl Actor {
         self.me.id()
     }
 
-    /// Runs until the system shuts down (`Ok`) or the component stops for
-    /// another reason (`Err` with it: restart intensity exceeded, mailbox
+    /// Runs until told to stop (`Ok`: shutdown, or the host stopping this
+    /// component) or the component stops for another reason (`Err` with it: restart intensity exceeded, mailbox
     /// closed).
     pub(crate) async fn run(mut self) -> Result<(), String> {
         let reason = loop {
-            let envelope = tokio::select! {
+            let delivery = tokio::select! {
                 biased;
-                _ = self.stop.wait_for(|stop| *stop) => break SHUTDOWN.to_owned(),
-                envelope = self.inbox.recv() => match envelope {
-                    Some(envelope) => envelope,
+                reason = self.stop.wait_for(Option::is_some) => break stop_reason(reason).to_owned(),
+                delivery = self.inbox.recv() => match delivery {
+                    Some(delivery) => delivery,
                     None => break "mailbox closed".to_owned(),
                 },
             };
-            let mut outcome = AssertUnwindSafe(self.handle(envelope)).catch_unwind().await;
+            // A panic leaves the delivery inside the dropped future, whose
+            // `Drop` dead-letters it (a request's requester: `target-failed`).
+            let mut outcome = AssertUnwindSafe(self.handle(delivery)).catch_unwind().await;
             // A panic while recovering from a panic is one more crash: the
             // restart intensity ends the loop.
             while let Err(panic) = outcome {
@@ -104,13 +85,15 @@ impl Actor {
                 break reason;
             }
         };
+        // Stopping because told to is a normal end; anything else is not.
+        let told = self.stop.borrow().is_some();
         self.stop_for_good(&reason);
-        if reason.starts_with(SHUTDOWN) { Ok(()) } else { Err(reason) }
+        if told { Ok(()) } else { Err(reason) }
     }
 
     /// Handles one envelope. `Err` means the component must stop.
-    async fn handle(&mut self, envelope: Envelope) -> Result<(), String> {
-        self.in_flight = Some(InFlight::of(&envelope, self.me.id()));
+    async fn handle(&mut self, delivery: Delivery) -> Result<(), String> {
+        let envelope = delivery.envelope();
         let parent = *envelope.trace();
         let trace = parent.child();
         let span = tracing::debug_span!(
@@ -122,153 +105,93 @@ impl Actor {
             parent_span_id = %parent.span_id_hex(),
         );
         let Some(instance) = self.instance.as_mut() else {
-            self.dead_letter(&envelope, "no running instance".to_owned());
+            delivery.undelivered(&format!("{} has no running instance", self.me.id()));
             return Ok(());
         };
         let stop = &mut self.stop;
-        let failure = match envelope {
-            Envelope::Message { ref sender, ref payload, .. } => {
-                let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
-                match unless_stopped(stop, call).await {
-                    Ok(result) => {
-                        self.emit_handled(sender, None, payload, (trace, parent), || result);
-                        self.settle(Settled::Handled);
-                        None
-                    }
-                    Err(failure) => Some((failure, envelope)),
+        // A host panic inside the call (a host function, the router, an
+        // audit sink) is caught here, while the delivery is still at hand,
+        // so the requester's `target-failed` names the panic.
+        let called = AssertUnwindSafe(async {
+            match envelope {
+                Envelope::Message { sender, payload, .. } | Envelope::Request { sender, payload, .. } => {
+                    let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
+                    unless_stopped(stop, call).await
+                }
+                Envelope::Callback { id, outcome, .. } => {
+                    let call = instance.handle_callback(id, outcome, Some(trace)).instrument(span);
+                    unless_stopped(stop, call).await.map(|handled| handled.map(|()| Vec::new()))
                 }
             }
-            Envelope::Request { ref sender, id, ref payload, .. } => {
-                let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
-                match unless_stopped(stop, call).await {
-                    Ok(result) => {
-                        self.emit_handled(sender, Some(id), payload, (trace, parent), || result.clone());
-                        self.shared.router.respond(&self.me, &id, result, trace);
-                        self.settle(Settled::Handled);
-                        None
-                    }
-                    Err(failure) => {
-                        let reason = RequestError::TargetFailed(format!("{}: {failure}", self.me.id()));
-                        self.shared.router.fail(&id, reason, trace);
-                        Some((failure, envelope))
-                    }
-                }
-            }
-            Envelope::Callback { id, ref outcome, .. } => {
-                let call = instance.handle_callback(&id, outcome, Some(trace)).instrument(span);
-                match unless_stopped(stop, call).await {
-                    Ok(result) => {
-                        if self.shared.events.active() {
-                            self.shared.events.emit(SystemEvent::Callback {
-                                component: self.me.id().clone(),
-                                request_id: id,
-                                outcome: outcome.clone(),
-                                result,
-                                trace,
-                                parent,
-                            });
-                        }
-                        self.settle(Settled::CallbackHandled);
-                        None
-                    }
-                    Err(failure) => Some((failure, envelope)),
-                }
+        })
+        .catch_unwind()
+        .await;
+        let called = match called {
+            Ok(called) => called,
+            Err(panic) => {
+                let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
+                tracing::error!(component = %self.id(), %failure, "actor panicked");
+                delivery.failed(&failure);
+                return self.crashed(&failure).await;
             }
         };
-        match failure {
-            None => {
+        let failure = match called {
+            Ok(result) => {
+                self.emit(&delivery, (trace, parent), &result);
+                delivery.handled(result, trace);
                 self.intensity.on_success();
-                Ok(())
+                return Ok(());
             }
-            Some((CallFailure::Stopped, envelope)) => {
+            Err(failure) => failure,
+        };
+        delivery.failed(&failure.to_string());
+        match failure {
+            CallFailure::Stopped(reason) => {
                 self.instance = None;
-                self.dead_letter(&envelope, CallFailure::Stopped.to_string());
-                Err(SHUTDOWN.to_owned())
+                Err(reason.to_owned())
             }
-            Some((CallFailure::Guest(failure), envelope)) => {
-                self.dead_letter(&envelope, failure.to_string());
-                self.crashed(&failure.to_string()).await
-            }
+            CallFailure::Guest(failure) => self.crashed(&failure.to_string()).await,
         }
     }
 
     /// A host panic escaped while handling an envelope (or while recovering
-    /// from one): settle the envelope if it is not settled yet, then treat
-    /// the instance as crashed.
+    /// from one; the envelope was settled when its delivery was dropped):
+    /// treat the instance as crashed.
     async fn recover(&mut self, panic: Box<dyn Any + Send>) -> Result<(), String> {
         let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
         tracing::error!(component = %self.id(), %failure, "actor panicked");
-        if let Some(in_flight) = self.in_flight.take() {
-            if in_flight.kind == REQUEST
-                && let Some(id) = in_flight.correlation_id
-            {
-                let reason = RequestError::TargetFailed(format!("{}: {failure}", self.id()));
-                self.shared.router.fail(&id, reason, in_flight.trace.child());
-            }
-            self.dead_letter_in_flight(in_flight, failure.clone());
-        }
         self.crashed(&failure).await
     }
 
-    /// Emits [`SystemEvent::Handled`] if anyone listens; `result` is only
-    /// evaluated then.
-    fn emit_handled(
+    /// Emits [`SystemEvent::Handled`] or [`SystemEvent::Callback`] if anyone
+    /// listens.
+    fn emit(
         &self,
-        sender: &ComponentId,
-        request_id: Option<CorrelationId>,
-        payload: &[u8],
+        delivery: &Delivery,
         (trace, parent): (TraceContext, TraceContext),
-        result: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
+        result: &Result<Vec<u8>, ComponentError>,
     ) {
-        if self.shared.events.active() {
-            self.shared.events.emit(SystemEvent::Handled {
-                component: self.me.id().clone(),
-                sender: sender.clone(),
-                request_id,
-                payload: payload.to_vec(),
-                result: result(),
+        if !self.shared.events.active() {
+            return;
+        }
+        let component = self.me.id().clone();
+        let event = match delivery.envelope() {
+            Envelope::Message { sender, payload, .. } => {
+                handled_event(component, sender, None, payload, result, (trace, parent))
+            }
+            Envelope::Request { sender, id, payload, .. } => {
+                handled_event(component, sender, Some(*id), payload, result, (trace, parent))
+            }
+            Envelope::Callback { id, outcome, .. } => SystemEvent::Callback {
+                component,
+                request_id: *id,
+                outcome: outcome.clone(),
+                result: result.as_ref().map(|_| ()).map_err(Clone::clone),
                 trace,
                 parent,
-            });
-        }
-    }
-
-    /// The envelope in flight ended: count it, once (a callback also frees
-    /// the pending-request slot its request held).
-    fn settle(&mut self, how: Settled) {
-        let kind = self.in_flight.take().map(|in_flight| in_flight.kind);
-        self.count_settled(kind, how);
-    }
-
-    /// Counts an envelope of `kind` as settled `how`.
-    fn count_settled(&self, kind: Option<&'static str>, how: Settled) {
-        if kind == Some(CALLBACK) {
-            self.shared.router.settle_callback(&self.me, how);
-        } else {
-            self.shared.router.settle(how);
-        }
-    }
-
-    fn dead_letter(&mut self, envelope: &Envelope, reason: String) {
-        let in_flight = InFlight::of(envelope, self.me.id());
-        self.dead_letter_in_flight(in_flight, reason);
-    }
-
-    fn dead_letter_in_flight(&mut self, in_flight: InFlight, reason: String) {
-        let kind = in_flight.kind;
-        let letter = DeadLetter {
-            target: self.me.id().clone(),
-            sender: in_flight.sender,
-            kind: in_flight.kind,
-            correlation_id: in_flight.correlation_id,
-            reason,
+            },
         };
-        if self.shared.events.active() {
-            self.shared.events.emit(SystemEvent::DeadLettered(letter.clone()));
-        }
-        self.shared.router.dead_letter(letter);
-        self.in_flight = None;
-        self.count_settled(Some(kind), Settled::DeadLettered);
+        self.shared.events.emit(event);
     }
 
     /// The instance failed: discard it, drop the requests it had pending,
@@ -277,7 +200,7 @@ impl Actor {
     async fn crashed(&mut self, failure: &str) -> Result<(), String> {
         self.instance = None;
         let router = Arc::clone(&self.shared.router);
-        let dropped = router.drop_requests_of(&self.me);
+        let dropped = router.drop_requests_of(self.id());
         let reason = format!("{failure}; {dropped} pending requests dropped");
         tracing::warn!(component = %self.id(), %reason, "instance crashed");
         router.audit_lifecycle(AuditEvent::Crash, self.id(), reason.clone());
@@ -292,7 +215,9 @@ impl Actor {
             if !delay.is_zero() {
                 tokio::select! {
                     biased;
-                    _ = self.stop.wait_for(|stop| *stop) => return Err(format!("{SHUTDOWN} during restart backoff")),
+                    reason = self.stop.wait_for(Option::is_some) => {
+                        return Err(format!("{} during restart backoff", stop_reason(reason)));
+                    }
                     () = tokio::time::sleep(delay) => {}
                 }
             }
@@ -325,16 +250,9 @@ impl Actor {
     fn stop_for_good(mut self, reason: &str) {
         let router = Arc::clone(&self.shared.router);
         router.unregister(self.id());
-        self.inbox.close();
         self.instance = None;
-        let why = format!("{} stopped: {reason}", self.id());
-        while let Some(envelope) = self.inbox.try_recv() {
-            if let Envelope::Request { id, .. } = &envelope {
-                router.fail(id, RequestError::DeliveryFailed(why.clone()), envelope.trace().child());
-            }
-            self.dead_letter(&envelope, why.clone());
-        }
-        router.drop_requests_of(&self.me);
+        self.inbox.close(&format!("{} stopped: {reason}", self.id()));
+        router.drop_requests_of(self.id());
         router.audit_lifecycle(AuditEvent::Stop, self.id(), reason.to_owned());
         tracing::info!(component = %self.id(), reason, "component stopped");
         if self.shared.events.active() {
@@ -347,15 +265,16 @@ impl Actor {
 enum CallFailure {
     /// The guest trapped or ran out of a budget.
     Guest(GuestFailure),
-    /// The system shut down while the call ran; the call was abandoned.
-    Stopped,
+    /// The actor was told to stop while the call ran (why); the call was
+    /// abandoned.
+    Stopped(&'static str),
 }
 
 impl fmt::Display for CallFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Guest(failure) => failure.fmt(f),
-            Self::Stopped => write!(f, "interrupted by {SHUTDOWN}"),
+            Self::Stopped(reason) => write!(f, "interrupted: {reason}"),
         }
     }
 }
@@ -364,13 +283,13 @@ impl fmt::Display for CallFailure {
 /// call is polled first, so the stop signal costs nothing to a call that
 /// finishes in its first poll.
 async fn unless_stopped<T>(
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Option<&'static str>>,
     call: impl Future<Output = Result<T, GuestFailure>>,
 ) -> Result<T, CallFailure> {
     tokio::select! {
         biased;
         result = call => result.map_err(CallFailure::Guest),
-        _ = stop.wait_for(|stop| *stop) => Err(CallFailure::Stopped),
+        reason = stop.wait_for(Option::is_some) => Err(CallFailure::Stopped(stop_reason(reason))),
     }
 }
 
@@ -381,4 +300,30 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with a non-text payload".to_owned())
+}
+
+/// The [`SystemEvent::Handled`] of a message or request.
+fn handled_event(
+    component: ComponentId,
+    sender: &ComponentId,
+    request_id: Option<CorrelationId>,
+    payload: &[u8],
+    result: &Result<Vec<u8>, ComponentError>,
+    (trace, parent): (TraceContext, TraceContext),
+) -> SystemEvent {
+    SystemEvent::Handled {
+        component,
+        sender: sender.clone(),
+        request_id,
+        payload: payload.to_vec(),
+        result: result.clone(),
+        trace,
+        parent,
+    }
+}
+
+/// The reason in a stop signal (`wait_for` fails only if the system is gone:
+/// that is a shutdown too).
+fn stop_reason(signal: Result<watch::Ref<'_, Option<&'static str>>, watch::error::RecvError>) -> &'static str {
+    signal.ok().and_then(|reason| *reason).unwrap_or(SHUTDOWN)
 }

@@ -58,6 +58,10 @@ pub enum SystemError {
     /// Two components share an id, or one is called `host`.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// [`crate::System::stop_component`] found no running component by that
+    /// id (with why, when it had stopped on its own).
+    #[error("no running component {0}")]
+    NotRunning(String),
     /// The audit log could not be opened.
     #[error("audit log {file}: {source}")]
     Audit {

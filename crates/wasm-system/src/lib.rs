@@ -15,7 +15,7 @@
 //!     builder = builder.loaded(component);
 //! }
 //! let system = builder.start().await?;
-//! system.send("client", MessagePayload::encode(Codec::Raw, b"go").into_bytes())?;
+//! system.try_send("client", MessagePayload::encode(Codec::Raw, b"go").into_bytes())?;
 //! system.wait_quiescent(Duration::from_secs(5)).await;
 //! let report = system.shutdown(Duration::from_secs(1)).await;
 //! println!("{:?}", report.stats.requests);
@@ -35,7 +35,7 @@ pub use audit_log::{AUDIT_QUEUE_RECORDS, AuditLog, to_json};
 pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
-pub use system::{ComponentRef, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
+pub use system::{ComponentRef, ComponentSource, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
 /// What `System::send` and `System::request` return on refusal: the error and
 /// the payload handed back.
 pub use wasm_core::{

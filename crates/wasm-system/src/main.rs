@@ -204,7 +204,7 @@ async fn run_app(
     for injection in &app.manifest.injections {
         let payload = injection_payload(injection);
         for _ in 0..injection.repeat {
-            if let Err(error) = system.send(injection.to.as_str(), payload.clone()) {
+            if let Err(error) = system.try_send(injection.to.as_str(), payload.clone()) {
                 tracing::warn!(target_id = %injection.to, %error, "injected message refused");
             }
         }

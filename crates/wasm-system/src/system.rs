@@ -14,13 +14,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
-    ComponentId, ComponentManifest, CorrelationId, CorrelationKey, MessageRouter, MessagingError, Origin, RequestError,
-    SendError, timeout_ms,
+    ComponentId, ComponentManifest, CorrelationId, MessageRouter, MessagingError, Origin, RequestError, SendError,
+    timeout_ms,
 };
-use wasm_messaging::{
-    ActorRef, AuditEvent, AuditSink, DeadLetter, Envelope, MailboxReceiver, NoAudit, Policy, Router, RouterStats,
-    Settled,
-};
+use wasm_messaging::{ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 
 use crate::actor::{Actor, Shared};
@@ -29,16 +26,22 @@ use crate::events::{EventHub, SystemEvent};
 use crate::manifest::LoadedComponent;
 use crate::supervisor::RestartIntensity;
 
-/// Where a component's code comes from.
+/// Where a component's code comes from, for [`System::add`] (the builder
+/// has one method per kind).
 #[derive(Clone, Debug)]
-enum Source {
-    /// A `.wasm` component or a `.wat` core module on disk.
+#[non_exhaustive]
+pub enum ComponentSource {
+    /// A `.wasm` component (or, with the `wat` feature, a `.wat` core module)
+    /// on disk.
     File(PathBuf),
-    /// Component bytes already in memory.
+    /// Component binary bytes already in memory.
     Bytes(Vec<u8>),
-    /// Already compiled (with the engine given to [`SystemBuilder::engine`]).
+    /// Already compiled with the system's engine (compiled code is shared,
+    /// not copied).
     Compiled(CompiledComponent),
 }
+
+use ComponentSource as Source;
 
 /// Builds a [`System`]: add components, optionally an engine to share and
 /// an audit sink, then [`SystemBuilder::start`].
@@ -87,8 +90,10 @@ impl SystemBuilder {
         self
     }
 
-    /// Compiles every component (each distinct file once), checks it against
-    /// the world, registers its mailbox, instantiates it and starts its actor.
+    /// Compiles every component (each distinct file once, on tokio's
+    /// blocking pool, so compiling never stalls the async workers), checks
+    /// it against the world, registers its mailbox, instantiates it and
+    /// starts its actor.
     ///
     /// # Errors
     /// [`SystemError`] for a bad manifest value, a component that does not
@@ -98,37 +103,39 @@ impl SystemBuilder {
     /// Outside a tokio runtime.
     ///
     /// # Cancel safety
-    /// Not cancel-safe: components started before the future is dropped keep
-    /// running until the runtime stops (no `System` owns them to shut them down).
+    /// Cancel-safe: the components started so far belong to a `System` that
+    /// is dropped with the future, and dropping a `System` stops them (see
+    /// its `Drop`).
     pub async fn start(self) -> Result<System, SystemError> {
         let engine = match self.engine {
             Some(engine) => engine,
             None => Arc::new(WasmEngine::new(EngineConfig::default()).map_err(SystemError::Engine)?),
         };
-        let (router, host_inbox) = Router::start(self.audit);
-        let shared = Arc::new(Shared { engine, router: Arc::clone(&router), events: EventHub::default() });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let replies = Arc::new(HostReplies::default());
-        let host_task = tokio::spawn(host_inbox_loop(host_inbox, Arc::clone(&replies), Arc::clone(&router)));
-        let mut system = System { shared, replies, stop: stop_tx, actors: Vec::new(), host_task: Some(host_task) };
+        let router = Router::start(self.audit);
+        let events = Arc::new(EventHub::default());
+        let observer = Arc::clone(&events);
+        router.on_dead_letter(Box::new(move |letter| {
+            if observer.active() {
+                observer.emit(SystemEvent::DeadLettered(letter.clone()));
+            }
+        }));
+        let shared = Arc::new(Shared { engine, router, events });
+        let system = System { shared, actors: Mutex::new(Vec::new()) };
 
         let mut compiled: HashMap<PathBuf, CompiledComponent> = HashMap::new();
         for (manifest, source) in self.components {
-            let id = manifest.component.id.clone();
-            let runtime_error = |source| SystemError::Runtime { id: id.to_string(), source };
-            let component = match &source {
-                Source::File(path) => match compiled.get(path) {
+            let component = match source {
+                Source::File(path) => match compiled.get(&path) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = system.shared.engine.load_file(path).map_err(runtime_error)?;
-                        compiled.insert(path.clone(), c.clone());
+                        let c = system.compile(&manifest.component.id, Source::File(path.clone())).await?;
+                        compiled.insert(path, c.clone());
                         c
                     }
                 },
-                Source::Bytes(bytes) => system.shared.engine.load(id.as_str(), bytes).map_err(runtime_error)?,
-                Source::Compiled(component) => component.clone(),
+                source => system.compile(&manifest.component.id, source).await?,
             };
-            system.spawn_actor(manifest, component, stop_rx.clone()).await?;
+            system.spawn_actor(manifest, component).await?;
         }
         Ok(system)
     }
@@ -142,6 +149,19 @@ impl fmt::Debug for SystemBuilder {
 }
 
 /// A running system of component actors.
+///
+/// Components can be added ([`System::add`]) and stopped
+/// ([`System::stop_component`]) while it runs. [`System::shutdown`] drains
+/// and stops everything and reports the final counters.
+///
+/// # Drop
+/// Dropping a `System` without [`System::shutdown`] stops it without
+/// draining: every actor is told to stop (what is queued is dead-lettered,
+/// queued requests answer `delivery-failed`, a handler still running is
+/// interrupted), refusals not yet audited are written, the host's pending
+/// requests are dropped (their futures resolve to `delivery-failed`) and the
+/// timer driver stops. The actors finish on their own tasks; nothing waits
+/// for them, so the final counters are not reported.
 ///
 /// ```no_run
 /// use wasm_core::{Codec, MessagePayload};
@@ -158,10 +178,15 @@ impl fmt::Debug for SystemBuilder {
 /// ```
 pub struct System {
     shared: Arc<Shared>,
-    replies: Arc<HostReplies>,
-    stop: watch::Sender<bool>,
-    actors: Vec<(ComponentId, JoinHandle<Result<(), String>>)>,
-    host_task: Option<JoinHandle<()>>,
+    actors: Mutex<Vec<ActorHandle>>,
+}
+
+/// A running actor as the system keeps it.
+struct ActorHandle {
+    id: ComponentId,
+    /// `Some(reason)` tells the actor to stop.
+    stop: watch::Sender<Option<&'static str>>,
+    task: JoinHandle<Result<(), String>>,
 }
 
 impl System {
@@ -170,12 +195,27 @@ impl System {
         SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit) }
     }
 
+    /// Compiles `source` for component `id` on tokio's blocking pool.
+    async fn compile(&self, id: &ComponentId, source: Source) -> Result<CompiledComponent, SystemError> {
+        let engine = Arc::clone(&self.shared.engine);
+        let name = id.to_string();
+        let compiled = tokio::task::spawn_blocking(move || match source {
+            Source::File(path) => engine.load_file(&path),
+            Source::Bytes(bytes) => engine.load(&name, &bytes),
+            Source::Compiled(component) => Ok(component),
+        })
+        .await;
+        match compiled {
+            Ok(result) => result.map_err(|source| SystemError::Runtime { id: id.to_string(), source }),
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
     async fn spawn_actor(
-        &mut self,
+        &self,
         manifest: ComponentManifest,
         compiled: CompiledComponent,
-        stop: watch::Receiver<bool>,
-    ) -> Result<(), SystemError> {
+    ) -> Result<ComponentRef, SystemError> {
         let id = manifest.component.id.clone();
         let policy = Policy::from_manifest(&manifest).map_err(|e| {
             SystemError::Manifest(ManifestError::Invalid {
@@ -206,6 +246,8 @@ impl System {
         };
         router.audit_lifecycle(AuditEvent::Start, &id, format!("started from {}", compiled.origin()));
         tracing::info!(component = %id, origin = compiled.origin(), "component started");
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let handle = ComponentRef { actor: me.clone(), router: Arc::clone(router) };
         let actor = Actor {
             me,
             inbox,
@@ -213,26 +255,102 @@ impl System {
             instance: Some(instance),
             limits: manifest.limits.clone(),
             wasi: manifest.wasi.clone(),
-            in_flight: None,
             intensity: RestartIntensity::new(manifest.restart),
             shared: Arc::clone(&self.shared),
-            stop,
+            stop: stop_rx,
         };
-        self.actors.push((id, tokio::spawn(actor.run())));
-        Ok(())
+        let task = tokio::spawn(actor.run());
+        self.actors.lock().push(ActorHandle { id, stop: stop_tx, task });
+        Ok(handle)
     }
 
-    /// Sends a fire-and-forget message as the host (sender `host`): a
-    /// [`Payload`](wasm_core::Payload) (`Payload::json(&value)?`, ...) or the
-    /// wire bytes (`Vec<u8>`, multicodec prefix included).
+    /// Starts one more component while the system runs: compiles `source`
+    /// (on the blocking pool), registers it under the manifest's id and
+    /// starts its actor; returns its handle.
+    ///
+    /// # Errors
+    /// As [`SystemBuilder::start`] for one component: a bad manifest value,
+    /// code that does not compile or fit the world, a failed instantiation,
+    /// or an id that is taken (`SystemError::Registry`).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropped before it registers the component, nothing
+    /// changed; dropped during instantiation, the registration is undone
+    /// when the half-made instance is dropped only at shutdown (the id stays
+    /// taken until then, with no actor taking its mailbox).
+    pub async fn add(&self, manifest: ComponentManifest, source: ComponentSource) -> Result<ComponentRef, SystemError> {
+        let compiled = self.compile(&manifest.component.id, source).await?;
+        self.spawn_actor(manifest, compiled).await
+    }
+
+    /// Stops component `id` while the rest runs, and waits until it has
+    /// stopped: it is unregistered (later sends get `target-not-found`), a
+    /// handler still running is interrupted (dead-lettered; a request's
+    /// requester gets `target-failed`), what is queued is dead-lettered
+    /// (queued requests answer `delivery-failed`) and the requests it had
+    /// pending are dropped. Its id can then be used again by
+    /// [`System::add`].
+    ///
+    /// # Errors
+    /// [`SystemError::NotRunning`] when no component started by this system
+    /// runs under `id` (never started, already stopped, or stopped on its
+    /// own after too many crashes: then the error carries why).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the stop is signalled before the first await; dropping
+    /// the future only stops the waiting.
+    pub async fn stop_component(&self, id: &str) -> Result<(), SystemError> {
+        let handle = {
+            let mut actors = self.actors.lock();
+            let index = actors
+                .iter()
+                .position(|handle| handle.id.as_str() == id)
+                .ok_or_else(|| SystemError::NotRunning(format!("{id}: not started by this system")))?;
+            actors.swap_remove(index)
+        };
+        let _ = handle.stop.send(Some(STOPPED_BY_HOST));
+        match handle.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(SystemError::NotRunning(format!("{id}: had stopped already: {reason}"))),
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => Err(SystemError::NotRunning(format!("{id}: actor task failed: {join}"))),
+        }
+    }
+
+    /// Sends a fire-and-forget message as the host (sender `host`) without
+    /// waiting: a [`Payload`](wasm_core::Payload) (`Payload::json(&value)?`,
+    /// ...) or the wire bytes (`Vec<u8>`, multicodec prefix included).
+    /// tokio's `try_send`: a full mailbox refuses at once.
     ///
     /// # Errors
     /// A [`SendError`] with the [`MessagingError`] of the chokepoint (the host
     /// may message any component, unlimited, but payload, target and mailbox
     /// rules hold) and the payload handed back (`into_inner`), so a refused
     /// message is never lost.
-    pub fn send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
+    pub fn try_send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
         host_send(&self.shared.router, target, payload.into())
+    }
+
+    /// Sends a fire-and-forget message as the host, waiting up to `timeout`
+    /// for room when the target's mailbox is full (by count or by bytes);
+    /// tokio's `send_timeout`. Every other refusal is immediate, as in
+    /// [`System::try_send`]. The wait is woken by the target's actor taking
+    /// envelopes, not by polling.
+    ///
+    /// # Errors
+    /// As [`System::try_send`]; `queue-full` when there was still no room at
+    /// the deadline. The payload is handed back either way.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: until it returns `Ok` the message is not queued, so a
+    /// dropped future sent nothing (and the payload is dropped with it).
+    pub async fn send(
+        &self,
+        target: &str,
+        payload: impl Into<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(), SendError<Vec<u8>>> {
+        self.shared.router.host_send_within(target, payload.into(), timeout).await
     }
 
     /// Sends a request as the host; the response arrives through the returned
@@ -244,15 +362,16 @@ impl System {
     /// (tokio and ractor style: no one is left to read the answer).
     ///
     /// # Errors
-    /// As [`System::send`], plus the request quotas; the payload is handed
-    /// back in the [`SendError`].
+    /// As [`System::try_send`]; the payload is handed back in the
+    /// [`SendError`]. Host requests take no pending-request slot: each is
+    /// bounded by the `HostRequest` the embedder holds.
     pub fn request(
         &self,
         target: &str,
         payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
-        host_request(&self.shared.router, &self.replies, target, payload.into(), timeout)
+        host_request(&self.shared.router, target, payload.into(), timeout)
     }
 
     /// A handle on component `id`, to send to it, request from it and read
@@ -265,7 +384,7 @@ impl System {
     /// this id.
     pub fn component(&self, id: &str) -> Result<ComponentRef, MessagingError> {
         let actor = self.shared.router.lookup(id).ok_or_else(|| MessagingError::TargetNotFound(id.to_owned()))?;
-        Ok(ComponentRef { actor, router: Arc::clone(&self.shared.router), replies: Arc::clone(&self.replies) })
+        Ok(ComponentRef { actor, router: Arc::clone(&self.shared.router) })
     }
 
     /// Cancels a request the host made.
@@ -302,10 +421,21 @@ impl System {
         self.shared.router.component_ids()
     }
 
-    /// The router (for embedders that wire more around it).
+    /// The router as host functions see it ([`MessageRouter`]): sends made
+    /// through it pass the same policy step and accounting as a guest's,
+    /// under the sender id given in each `Origin`. For tools and benchmarks
+    /// that act as a component without running one; the router itself (its
+    /// registration and settlement) stays private to the system.
     #[must_use]
-    pub fn router(&self) -> &Arc<Router> {
-        &self.shared.router
+    pub fn message_router(&self) -> Arc<dyn MessageRouter> {
+        Arc::clone(&self.shared.router) as Arc<dyn MessageRouter>
+    }
+
+    /// True when nothing is queued or being handled and no request is
+    /// pending.
+    #[must_use]
+    pub fn is_quiescent(&self) -> bool {
+        self.shared.router.is_quiescent()
     }
 
     /// Waits until nothing is queued or being handled and no request is
@@ -328,34 +458,38 @@ impl System {
     /// shutdown takes about `drain` plus the time to settle what is queued.
     ///
     /// # Cancel safety
-    /// Not cancel-safe: dropping the future part-way leaves actors running
-    /// until the runtime stops.
-    pub async fn shutdown(mut self, drain: Duration) -> ShutdownReport {
+    /// Cancel-safe: the future owns the `System`, so dropping it part-way
+    /// stops the system as `Drop` does (see the type's docs); only the
+    /// waiting for the actors and the report are lost.
+    pub async fn shutdown(self, drain: Duration) -> ShutdownReport {
         let drained = self.wait_quiescent(drain).await;
-        let _ = self.stop.send(true);
+        let handles = std::mem::take(&mut *self.actors.lock());
+        for handle in &handles {
+            let _ = handle.stop.send(Some(SHUTDOWN));
+        }
         let mut stopped_abnormally = Vec::new();
-        for (id, task) in self.actors.drain(..) {
-            match task.await {
+        for handle in handles {
+            match handle.task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(reason)) => stopped_abnormally.push((id, reason)),
+                Ok(Err(reason)) => stopped_abnormally.push((handle.id, reason)),
                 Err(e) => {
-                    tracing::error!(component = %id, error = %e, "actor task failed");
-                    stopped_abnormally.push((id, format!("actor task failed: {e}")));
+                    tracing::error!(component = %handle.id, error = %e, "actor task failed");
+                    stopped_abnormally.push((handle.id, format!("actor task failed: {e}")));
                 }
             }
         }
         let router = &self.shared.router;
         router.flush_audit();
-        let dropped_host_requests = router.drop_requests_of(router.host());
+        let dropped_host_requests = router.drop_requests_of(ComponentId::host_ref());
         router.stop_timers().await;
-        // Callbacks already queued to the host settle before the inbox stops.
-        let _ = router.wait_quiescent(Duration::from_millis(500)).await;
-        if let Some(task) = self.host_task.take() {
-            task.abort();
-        }
         ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats() }
     }
 }
+
+/// Why an actor stops when the system shuts down.
+pub(crate) const SHUTDOWN: &str = "system shutdown";
+/// Why an actor stops on [`System::stop_component`].
+pub(crate) const STOPPED_BY_HOST: &str = "stopped by the host";
 
 impl fmt::Debug for System {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -364,11 +498,16 @@ impl fmt::Debug for System {
 }
 
 impl Drop for System {
+    /// Stops without draining (see the type's docs). After
+    /// [`System::shutdown`] there is nothing left to do.
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.host_task.take() {
-            task.abort();
+        for handle in self.actors.get_mut().iter() {
+            let _ = handle.stop.send(Some(SHUTDOWN));
         }
+        let router = &self.shared.router;
+        router.flush_audit();
+        router.drop_requests_of(ComponentId::host_ref());
+        router.stop_timers_now();
     }
 }
 
@@ -389,31 +528,28 @@ pub struct ShutdownReport {
 
 /// Sends a message as the host to `target`.
 fn host_send(router: &Router, target: &str, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
-    let host = ComponentId::host();
-    router.try_send_message(Origin { sender: &host, trace: None }, target, payload)
+    router.try_send_message(Origin { sender: ComponentId::host_ref(), trace: None }, target, payload)
 }
 
-/// Sends a request as the host to `target` and registers for its outcome.
+/// Sends a request as the host to `target`; its outcome comes back on the
+/// channel the tracker entry holds.
 fn host_request(
     router: &Arc<Router>,
-    replies: &HostReplies,
     target: &str,
     payload: Vec<u8>,
     timeout: Option<Duration>,
 ) -> Result<HostRequest, SendError<Vec<u8>>> {
-    let host = ComponentId::host();
-    let id = router.try_send_request(Origin { sender: &host, trace: None }, target, payload, timeout_ms(timeout))?;
-    let reply = replies.wait(id.key());
+    let (id, reply) = router.host_request(target, payload, timeout_ms(timeout))?;
     Ok(HostRequest { id, reply, router: Arc::clone(router), settled: false })
 }
 
-/// A handle on one component, from [`System::component`]: send to it,
-/// request from it, read its counts. Cheap to clone.
+/// A handle on one component, from [`System::component`] or
+/// [`System::add`]: send to it, request from it, read its counts. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct ComponentRef {
     actor: ActorRef,
     router: Arc<Router>,
-    replies: Arc<HostReplies>,
 }
 
 /// What a [`ComponentRef`] reads of its component at one moment.
@@ -437,12 +573,23 @@ impl ComponentRef {
         self.actor.id()
     }
 
-    /// [`System::send`] to this component.
+    /// [`System::try_send`] to this component.
+    ///
+    /// # Errors
+    /// As [`System::try_send`].
+    pub fn try_send(&self, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
+        host_send(&self.router, self.id().as_str(), payload.into())
+    }
+
+    /// [`System::send`] to this component: waits up to `timeout` for room.
     ///
     /// # Errors
     /// As [`System::send`].
-    pub fn send(&self, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
-        host_send(&self.router, self.id().as_str(), payload.into())
+    ///
+    /// # Cancel safety
+    /// As [`System::send`].
+    pub async fn send(&self, payload: impl Into<Vec<u8>>, timeout: Duration) -> Result<(), SendError<Vec<u8>>> {
+        self.router.host_send_within(self.id().as_str(), payload.into(), timeout).await
     }
 
     /// [`System::request`] to this component.
@@ -454,18 +601,17 @@ impl ComponentRef {
         payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
-        host_request(&self.router, &self.replies, self.id().as_str(), payload.into(), timeout)
+        host_request(&self.router, self.id().as_str(), payload.into(), timeout)
     }
 
     /// Its mailbox and request counts now.
     #[must_use]
     pub fn stats(&self) -> ComponentStats {
-        let mailbox = self.actor.mailbox();
         ComponentStats {
-            mailbox_len: mailbox.len(),
-            mailbox_bytes: mailbox.bytes(),
+            mailbox_len: self.actor.queued(),
+            mailbox_bytes: self.actor.queued_bytes(),
             pending_requests: self.actor.pending_requests(),
-            stopped: mailbox.is_closed(),
+            stopped: self.actor.is_stopped(),
         }
     }
 }
@@ -477,17 +623,16 @@ impl fmt::Debug for ComponentRef {
 }
 
 /// A request made by the host: its correlation id and, as a future, its
-/// outcome.
+/// outcome, which the tracker entry sends straight to it.
 ///
 /// # Cancel safety
-/// Dropping it before the outcome arrives cancels the request (the callback
-/// with `cancelled` then ends it, and it is counted as cancelled); a late
-/// response is dropped and counted as orphaned. After the outcome, dropping
-/// it does nothing.
+/// Dropping it before the outcome arrives cancels the request (counted as
+/// cancelled); a late response is dropped and counted as orphaned. After the
+/// outcome, dropping it does nothing.
 #[derive(Debug)]
 pub struct HostRequest {
     id: CorrelationId,
-    reply: oneshot::Receiver<Result<Vec<u8>, RequestError>>,
+    reply: oneshot::Receiver<Outcome>,
     router: Arc<Router>,
     /// Whether the outcome was taken (then drop cancels nothing).
     settled: bool,
@@ -518,10 +663,10 @@ impl HostRequest {
 impl Drop for HostRequest {
     fn drop(&mut self) {
         if !self.settled {
-            let host = ComponentId::host();
-            // `request-not-found`: it ended already (an outcome is on its way
-            // to no one, or the system stopped); there is nothing to cancel.
-            let _ = self.router.cancel_request(Origin { sender: &host, trace: None }, self.id.as_str());
+            // `request-not-found`: it ended already (its outcome went to the
+            // channel no one reads now, or the system stopped).
+            let _ =
+                self.router.cancel_request(Origin { sender: ComponentId::host_ref(), trace: None }, self.id.as_str());
         }
     }
 }
@@ -533,56 +678,5 @@ impl Future for HostRequest {
         let outcome = ready!(Pin::new(&mut self.reply).poll(cx));
         self.settled = true;
         Poll::Ready(outcome.unwrap_or_else(|_| Err(RequestError::DeliveryFailed("the system shut down".into()))))
-    }
-}
-
-type Outcome = Result<Vec<u8>, RequestError>;
-
-/// Waiting host requests, and outcomes that arrived before their waiter.
-#[derive(Default)]
-struct HostReplies {
-    inner: Mutex<Replies>,
-}
-
-#[derive(Default)]
-struct Replies {
-    waiting: HashMap<CorrelationKey, oneshot::Sender<Outcome>>,
-    early: HashMap<CorrelationKey, Outcome>,
-}
-
-impl HostReplies {
-    fn wait(&self, key: CorrelationKey) -> oneshot::Receiver<Outcome> {
-        let (tx, rx) = oneshot::channel();
-        let mut inner = self.inner.lock();
-        match inner.early.remove(&key) {
-            Some(outcome) => {
-                let _ = tx.send(outcome);
-            }
-            None => {
-                inner.waiting.insert(key, tx);
-            }
-        }
-        rx
-    }
-
-    fn resolve(&self, key: CorrelationKey, outcome: Outcome) {
-        let mut inner = self.inner.lock();
-        match inner.waiting.remove(&key) {
-            Some(tx) => {
-                let _ = tx.send(outcome);
-            }
-            None => {
-                inner.early.insert(key, outcome);
-            }
-        }
-    }
-}
-
-async fn host_inbox_loop(mut inbox: MailboxReceiver, replies: Arc<HostReplies>, router: Arc<Router>) {
-    while let Some(envelope) = inbox.recv().await {
-        if let Envelope::Callback { id, outcome, .. } = envelope {
-            replies.resolve(id.key(), outcome);
-        }
-        router.settle_callback(router.host(), Settled::CallbackHandled);
     }
 }

@@ -9,9 +9,9 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use wasm_core::{ComponentId, CorrelationId, CorrelationTracker, MessagingError, TrackerStats};
 
-use crate::{CorrelationTrackerImpl, ManualClock};
+use crate::{ManualClock, PendingRequests};
 
-type Tracker = CorrelationTrackerImpl<ComponentId, ManualClock>;
+type Tracker = PendingRequests<ComponentId, ManualClock>;
 
 fn ids() -> (ComponentId, ComponentId) {
     (ComponentId::parse("a").expect("valid id"), ComponentId::parse("b").expect("valid id"))

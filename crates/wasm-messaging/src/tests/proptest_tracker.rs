@@ -11,7 +11,7 @@ use wasm_core::{ComponentId, CorrelationId, CorrelationTracker, MessagingError, 
 
 use self::model::{Model, Outcome, Who};
 use self::strategies::Op;
-use crate::{CorrelationTrackerImpl, ManualClock};
+use crate::{ManualClock, PendingRequests};
 
 /// How to generate operation sequences.
 mod strategies {
@@ -222,23 +222,23 @@ fn cancel_outcome<T>(result: Result<T, MessagingError>) -> Outcome {
 
 fn expected_stats(model: &Model) -> TrackerStats {
     let counters = model.counters;
-    TrackerStats {
-        registered: counters.registered,
-        completed: counters.completed,
-        failed: counters.failed,
-        timed_out: counters.timed_out,
-        cancelled: counters.cancelled,
-        dropped: counters.dropped,
-        orphaned: counters.orphaned,
-        pending: model.pending.len() as u64,
-    }
+    let mut stats = TrackerStats::default();
+    stats.registered = counters.registered;
+    stats.completed = counters.completed;
+    stats.failed = counters.failed;
+    stats.timed_out = counters.timed_out;
+    stats.cancelled = counters.cancelled;
+    stats.dropped = counters.dropped;
+    stats.orphaned = counters.orphaned;
+    stats.pending = model.pending.len() as u64;
+    stats
 }
 
 proptest! {
     #[test]
     fn proptest_tracker_matches_the_model(ops in strategies::ops(), floor in strategies::compaction_floor()) {
         let clock = ManualClock::new(0);
-        let mut tracker = CorrelationTrackerImpl::<ComponentId, _>::new(clock.clone());
+        let mut tracker = PendingRequests::<ComponentId, _>::new(clock.clone());
         tracker.set_compaction_floor(floor);
         let mut model = Model::default();
         // Registered ids by index, with their owners, and the outcomes the

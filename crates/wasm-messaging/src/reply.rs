@@ -1,0 +1,49 @@
+//! Where a request's outcome goes: [`ReplyTo`], the owner of every tracker
+//! entry.
+
+use std::fmt;
+
+use tokio::sync::oneshot;
+use wasm_core::{ComponentId, RequestError, RequestOwner};
+
+use crate::registry::QuotaSlot;
+
+/// A request's outcome: the response, or why there is none.
+pub type Outcome = Result<Vec<u8>, RequestError>;
+
+/// The way back to a request's requester, kept in its tracker entry. The
+/// entry is the only place the way back lives, so whoever takes the entry
+/// (response, failure, cancellation, timeout, the requester's crash or
+/// stop) is the only one who can answer, and dropping the entry answers no
+/// one twice.
+///
+/// A third kind, a remote host, comes with the NATS transport.
+pub enum ReplyTo {
+    /// A component: the outcome is queued as a callback in its mailbox. The
+    /// slot is the requester's pending-request slot; it travels on with the
+    /// callback and is given back when that settles.
+    Actor(QuotaSlot),
+    /// The embedding application (sender `host`): the outcome goes straight
+    /// to the [`oneshot::Receiver`] its request future awaits; no mailbox,
+    /// no task in between. Dropping the entry drops the sender, which the
+    /// future sees as the system having stopped.
+    Host(oneshot::Sender<Outcome>),
+}
+
+impl RequestOwner for ReplyTo {
+    fn owner_id(&self) -> &ComponentId {
+        match self {
+            ReplyTo::Actor(slot) => slot.owner().id(),
+            ReplyTo::Host(_) => ComponentId::host_ref(),
+        }
+    }
+}
+
+impl fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyTo::Actor(slot) => f.debug_tuple("Actor").field(slot.owner().id()).finish(),
+            ReplyTo::Host(_) => f.write_str("Host"),
+        }
+    }
+}
