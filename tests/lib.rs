@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -67,53 +66,43 @@ pub fn compiled(name: &str) -> CompiledComponent {
         .clone()
 }
 
-/// The Rust guests of `tests/guests`, built at most once per test binary.
-static RUST_GUESTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// The Rust guests of `tests/guests`, built at most once per test binary:
+/// each package's component path.
+static RUST_GUESTS: OnceLock<Result<HashMap<&'static str, PathBuf>, String>> = OnceLock::new();
 
 /// Path of the `wasm32-wasip2` component of Rust guest `package` (a crate in
 /// `tests/guests`, for example `guest-behaviour`), building every guest on
-/// first use with `cargo rustc --release --target wasm32-wasip2
-/// --crate-type cdylib` into `<target>/guests` (its own target dir, so it
-/// never waits on the build that runs the tests).
+/// first use with [`wasm_system::build_guest`] (the code `wasm-system build`
+/// runs) into `<target>/guests` (its own target dir, so it never waits on
+/// the build that runs the tests).
 ///
 /// # Panics
 /// When the `wasm32-wasip2` target is missing and `rustup` cannot add it,
-/// or the guest does not build; the message says what to run.
+/// the guest does not build, or `package` is not one of them; the message
+/// says what to run.
 #[must_use]
 pub fn rust_guest(package: &str) -> PathBuf {
-    let dir = RUST_GUESTS.get_or_init(build_rust_guests).as_ref().unwrap_or_else(|e| panic!("{e}"));
-    dir.join(format!("{}.wasm", package.replace('-', "_")))
+    let built = RUST_GUESTS.get_or_init(build_rust_guests).as_ref().unwrap_or_else(|e| panic!("{e}"));
+    built.get(package).cloned().unwrap_or_else(|| panic!("{package} is not a crate in tests/guests"))
 }
 
-/// The packages in `tests/guests`, each built as a component.
-const RUST_GUEST_PACKAGES: &[&str] = &["guest-behaviour", "guest-typed"];
+/// The packages in `tests/guests` and their directories.
+const RUST_GUEST_PACKAGES: &[(&str, &str)] = &[("guest-behaviour", "behaviour"), ("guest-typed", "typed")];
 
-fn build_rust_guests() -> Result<PathBuf, String> {
+fn build_rust_guests() -> Result<HashMap<&'static str, PathBuf>, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let target_dir = target_dir.join("guests");
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
-    if !installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|t| t == "wasm32-wasip2")) {
-        let added = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
-        if !added.is_ok_and(|status| status.success()) {
-            return Err("the Rust guests need the wasm32-wasip2 target: run `rustup target add wasm32-wasip2`".into());
-        }
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    for package in RUST_GUEST_PACKAGES {
-        let status = Command::new(&cargo)
-            .current_dir(&root)
-            .args(["rustc", "--quiet", "--release", "--target", "wasm32-wasip2", "--crate-type", "cdylib", "-p"])
-            .arg(package)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .map_err(|e| format!("running cargo to build {package}: {e}"))?;
-        if !status.success() {
-            return Err(format!("building Rust guest {package} for wasm32-wasip2 failed ({status})"));
-        }
-    }
-    Ok(target_dir.join("wasm32-wasip2").join("release"))
+    wasm_system::ensure_guest_target().map_err(|e| format!("the Rust guests need {e}"))?;
+    RUST_GUEST_PACKAGES
+        .iter()
+        .map(|(package, dir)| {
+            let cargo_toml = root.join("tests/guests").join(dir).join("Cargo.toml");
+            let wasm = wasm_system::build_guest(&cargo_toml, Some(&target_dir))
+                .map_err(|e| format!("Rust guest {package}: {e}"))?;
+            Ok((*package, wasm))
+        })
+        .collect()
 }
 
 /// The host log as text: every `tracing` event of the test binary, captured

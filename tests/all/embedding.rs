@@ -148,3 +148,29 @@ async fn embedding_a_dropped_shutdown_future_still_stops_the_system() {
     stopped(&sleepy).await;
     stopped(&requester).await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn embedding_start_compiles_off_the_async_thread() {
+    // A fresh engine (no compile cache) and the bytes of a Rust guest, so
+    // `start` has real compiling to do; on this one-thread runtime a task
+    // that counts while yielding runs only when the runtime thread is free.
+    let bytes = std::fs::read(wasm_tests::rust_guest("guest-behaviour")).expect("the guest's bytes");
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&counted);
+    let ticker = tokio::spawn(async move {
+        loop {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    });
+    let manifest = wasm_core::ComponentManifest::new(wasm_core::ComponentId::parse("fresh").expect("id"));
+    let system = wasm_system::System::builder().component_bytes(manifest, bytes).start().await.expect("starts");
+    let during_start = counted.load(std::sync::atomic::Ordering::Relaxed);
+    ticker.abort();
+    // Compiling a guest of megabytes takes hundreds of ms; had it run on
+    // this thread, the ticker would have run only at `start`'s few awaits.
+    assert!(during_start > 1_000, "the runtime thread was free while compiling: {during_start} ticks");
+    assert_eq!(system.components().len(), 1);
+    let report = system.shutdown(BOUND).await;
+    assert!(report.stats.balanced());
+}

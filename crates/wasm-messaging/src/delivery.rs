@@ -52,23 +52,26 @@ impl Inbox {
     /// The next envelope, callbacks first, as a guard that must be settled.
     /// `None` once the mailbox is closed and empty.
     ///
+    /// The guard borrows the inbox (no reference count is touched per
+    /// envelope), so an actor takes the next one only after settling this.
+    ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future before it completes loses no
     /// envelope (tokio's `recv` is cancel-safe, and the guard is made only
     /// once an envelope is out).
-    pub async fn recv(&mut self) -> Option<Delivery> {
+    pub async fn recv(&mut self) -> Option<Delivery<'_>> {
         let envelope = self.receiver.recv().await?;
         Some(self.guard(envelope))
     }
 
     /// The next envelope if one is queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Delivery> {
+    pub fn try_recv(&mut self) -> Option<Delivery<'_>> {
         let envelope = self.receiver.try_recv()?;
         Some(self.guard(envelope))
     }
 
-    fn guard(&self, envelope: Envelope) -> Delivery {
-        Delivery { envelope, router: Arc::clone(&self.router), target: self.owner.clone(), settled: false }
+    fn guard(&self, envelope: Envelope) -> Delivery<'_> {
+        Delivery { envelope, router: &self.router, target: &self.owner, settled: false }
     }
 
     /// Closes the mailbox (later sends fail with `delivery-failed`) and
@@ -105,14 +108,14 @@ impl fmt::Debug for Inbox {
 /// [`Delivery::failed`] with [`DROPPED_UNSETTLED`]. Either way it is counted
 /// once, and a callback's pending-request slot is given back once.
 #[must_use = "dropping a delivery dead-letters its envelope"]
-pub struct Delivery {
+pub struct Delivery<'a> {
     envelope: Envelope,
-    router: Arc<Router>,
-    target: ActorRef,
+    router: &'a Router,
+    target: &'a ActorRef,
     settled: bool,
 }
 
-impl Delivery {
+impl Delivery<'_> {
     /// The envelope.
     #[must_use]
     pub fn envelope(&self) -> &Envelope {
@@ -129,7 +132,7 @@ impl Delivery {
         let how = match &self.envelope {
             Envelope::Message { .. } => Settled::Handled,
             Envelope::Request { id, .. } => {
-                self.router.respond(&self.target, id, result, trace);
+                self.router.respond(self.target, id, result, trace);
                 Settled::Handled
             }
             Envelope::Callback { .. } => Settled::CallbackHandled,
@@ -182,7 +185,7 @@ impl Delivery {
     }
 }
 
-impl Drop for Delivery {
+impl Drop for Delivery<'_> {
     fn drop(&mut self) {
         if !self.settled {
             self.fail(DROPPED_UNSETTLED);
@@ -190,7 +193,7 @@ impl Drop for Delivery {
     }
 }
 
-impl fmt::Debug for Delivery {
+impl fmt::Debug for Delivery<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery")
             .field("target", self.target.id())

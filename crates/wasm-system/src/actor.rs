@@ -43,7 +43,6 @@ pub(crate) struct Shared {
 
 pub(crate) struct Actor {
     pub(crate) me: ActorRef,
-    pub(crate) inbox: Inbox,
     pub(crate) compiled: CompiledComponent,
     pub(crate) instance: Option<ComponentInstance>,
     pub(crate) limits: Limits,
@@ -63,12 +62,15 @@ impl Actor {
     /// Runs until told to stop (`Ok`: shutdown, or the host stopping this
     /// component) or the component stops for another reason (`Err` with it: restart intensity exceeded, mailbox
     /// closed).
-    pub(crate) async fn run(mut self) -> Result<(), String> {
+    ///
+    /// The inbox is kept apart from the actor so that the [`Delivery`] it
+    /// hands out can borrow it while the actor handles it.
+    pub(crate) async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
         let reason = loop {
             let delivery = tokio::select! {
                 biased;
                 reason = self.stop.wait_for(Option::is_some) => break stop_reason(reason).to_owned(),
-                delivery = self.inbox.recv() => match delivery {
+                delivery = inbox.recv() => match delivery {
                     Some(delivery) => delivery,
                     None => break "mailbox closed".to_owned(),
                 },
@@ -87,12 +89,12 @@ impl Actor {
         };
         // Stopping because told to is a normal end; anything else is not.
         let told = self.stop.borrow().is_some();
-        self.stop_for_good(&reason);
+        self.stop_for_good(&mut inbox, &reason);
         if told { Ok(()) } else { Err(reason) }
     }
 
     /// Handles one envelope. `Err` means the component must stop.
-    async fn handle(&mut self, delivery: Delivery) -> Result<(), String> {
+    async fn handle(&mut self, delivery: Delivery<'_>) -> Result<(), String> {
         let envelope = delivery.envelope();
         let parent = *envelope.trace();
         let trace = parent.child();
@@ -167,7 +169,7 @@ impl Actor {
     /// listens.
     fn emit(
         &self,
-        delivery: &Delivery,
+        delivery: &Delivery<'_>,
         (trace, parent): (TraceContext, TraceContext),
         result: &Result<Vec<u8>, ComponentError>,
     ) {
@@ -247,11 +249,11 @@ impl Actor {
     /// Stops the component: no new sends reach it; what is queued is
     /// dead-lettered (queued requests answer `delivery-failed`), and requests
     /// it had pending are dropped.
-    fn stop_for_good(mut self, reason: &str) {
+    fn stop_for_good(mut self, inbox: &mut Inbox, reason: &str) {
         let router = Arc::clone(&self.shared.router);
         router.unregister(self.id());
         self.instance = None;
-        self.inbox.close(&format!("{} stopped: {reason}", self.id()));
+        inbox.close(&format!("{} stopped: {reason}", self.id()));
         router.drop_requests_of(self.id());
         router.audit_lifecycle(AuditEvent::Stop, self.id(), reason.to_owned());
         tracing::info!(component = %self.id(), reason, "component stopped");

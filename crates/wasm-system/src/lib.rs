@@ -27,6 +27,7 @@ mod actor;
 mod audit_log;
 mod error;
 mod events;
+mod guest_build;
 mod manifest;
 mod supervisor;
 mod system;
@@ -34,6 +35,7 @@ mod system;
 pub use audit_log::{AUDIT_QUEUE_RECORDS, AuditLog, to_json};
 pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;
+pub use guest_build::{GUEST_TARGET, GuestBuildError, build_guest, ensure_guest_target};
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
 pub use system::{ComponentRef, ComponentSource, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
 /// What `System::send` and `System::request` return on refusal: the error and

@@ -250,7 +250,6 @@ impl System {
         let handle = ComponentRef { actor: me.clone(), router: Arc::clone(router) };
         let actor = Actor {
             me,
-            inbox,
             compiled,
             instance: Some(instance),
             limits: manifest.limits.clone(),
@@ -259,7 +258,7 @@ impl System {
             shared: Arc::clone(&self.shared),
             stop: stop_rx,
         };
-        let task = tokio::spawn(actor.run());
+        let task = tokio::spawn(actor.run(inbox));
         self.actors.lock().push(ActorHandle { id, stop: stop_tx, task });
         Ok(handle)
     }
