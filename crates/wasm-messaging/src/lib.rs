@@ -54,7 +54,8 @@ pub use policy::{CodecSet, Policy};
 pub use registry::{ActorRef, ActorRegistry, QuotaSlot};
 pub use reply::{Outcome, ReplyTo};
 pub use router::{
-    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router, RouterStats,
+    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router,
+    RouterStats, Target,
 };
 pub use timer::{TimerDriver, spawn_timer_driver};
 pub use tracker::PendingRequests;

@@ -46,6 +46,41 @@ pub type RequestTracker = PendingRequests<ReplyTo, MonotonicClock>;
 /// [`Router::on_dead_letter`]).
 pub type DeadLetterObserver = Box<dyn Fn(&DeadLetter) + Send + Sync>;
 
+/// Whom a send is for: the text a guest passed, checked against the id
+/// syntax on every send, or a [`ComponentId`], validated once when it was
+/// made (a handle's sends skip the syntax check; the target is still looked
+/// up, so a stopped component is still `target-not-found`).
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// Unchecked text (`send-message`'s `target`).
+    Text(&'a str),
+    /// A validated id.
+    Id(&'a ComponentId),
+}
+
+impl Target<'_> {
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Target::Text(text) => text,
+            Target::Id(id) => id.as_str(),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Target<'a> {
+    fn from(text: &'a str) -> Self {
+        Target::Text(text)
+    }
+}
+
+impl<'a> From<&'a ComponentId> for Target<'a> {
+    fn from(id: &'a ComponentId) -> Self {
+        Target::Id(id)
+    }
+}
+
 /// A message that could not be handled, with why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -212,12 +247,6 @@ impl Router {
     #[must_use]
     pub fn component_ids(&self) -> Vec<ComponentId> {
         self.registry.ids()
-    }
-
-    /// The correlation tracker.
-    #[must_use]
-    pub fn tracker(&self) -> &RequestTracker {
-        &self.tracker
     }
 
     /// A handler returned for request `id`: `Ok(bytes)` is the response,
@@ -540,13 +569,19 @@ impl Router {
         &'a self,
         actors: &'a Actors,
         origin: Origin<'_>,
-        target: &str,
+        target: Target<'_>,
         payload: &[u8],
         request: bool,
     ) -> Result<Checked<'a>, MessagingError> {
-        if let Err(e) = ComponentId::validate(target) {
-            return Err(MessagingError::InvalidMessage(format!("invalid target id: {e}")));
-        }
+        let target = match target {
+            Target::Text(text) => {
+                if let Err(e) = ComponentId::validate(text) {
+                    return Err(MessagingError::InvalidMessage(format!("invalid target id: {e}")));
+                }
+                text
+            }
+            Target::Id(id) => id.as_str(),
+        };
         if target == wasm_core::HOST_ID {
             return Err(MessagingError::InvalidMessage(
                 "target `host` is reserved: the host answers through handle-message's return".into(),
@@ -610,14 +645,15 @@ impl Router {
     ///
     /// # Errors
     /// A [`SendError`] holding the refusal and `message`.
-    pub fn try_send_message(
+    pub fn try_send_message<'t>(
         &self,
         origin: Origin<'_>,
-        target: &str,
+        target: impl Into<Target<'t>>,
         message: Vec<u8>,
     ) -> Result<(), SendError<Vec<u8>>> {
+        let target = target.into();
         self.send_message_unaudited(origin, target, message)
-            .map_err(|(error, message)| SendError::new(self.refuse(origin, target, None, error), message))
+            .map_err(|(error, message)| SendError::new(self.refuse(origin, target.as_str(), None, error), message))
     }
 
     /// Sends a message as the host, waiting up to `timeout` for room when
@@ -632,17 +668,18 @@ impl Router {
     /// # Cancel safety
     /// Cancel-safe: the message is queued only by the call that returns
     /// `Ok`; a dropped future queued nothing.
-    pub async fn host_send_within(
+    pub async fn host_send_within<'t>(
         &self,
-        target: &str,
+        target: impl Into<Target<'t>>,
         message: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), SendError<Vec<u8>>> {
+        let target = target.into();
         let origin = Origin { sender: ComponentId::host_ref(), trace: None };
         let deadline = tokio::time::Instant::now() + timeout;
         let (error, message) = match self.send_message_unaudited(origin, target, message) {
             Ok(()) => return Ok(()),
-            Err((MessagingError::QueueFull, message)) => match self.registry.get(target) {
+            Err((MessagingError::QueueFull, message)) => match self.registry.get(target.as_str()) {
                 Some(actor) => {
                     let mut held = Some(message);
                     let done = actor
@@ -668,7 +705,7 @@ impl Router {
             },
             Err(refused) => refused,
         };
-        Err(SendError::new(self.refuse(origin, target, None, error), message))
+        Err(SendError::new(self.refuse(origin, target.as_str(), None, error), message))
     }
 
     /// The message path without the audit of a refusal: the refusal and
@@ -676,7 +713,7 @@ impl Router {
     fn send_message_unaudited(
         &self,
         origin: Origin<'_>,
-        target: &str,
+        target: Target<'_>,
         message: Vec<u8>,
     ) -> Result<(), (MessagingError, Vec<u8>)> {
         let actors = self.registry.read();
@@ -686,7 +723,7 @@ impl Router {
         };
         let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace: checked.trace };
         self.accounting.enqueue(Enqueued::Message, || checked.target.mailbox().try_send(envelope)).map_err(|e| {
-            let error = mailbox_error(&e, target);
+            let error = mailbox_error(&e, target.as_str());
             match e.into_inner() {
                 Envelope::Message { payload, .. } => (error, payload),
                 // The envelope handed back is the message built above.
@@ -700,14 +737,14 @@ impl Router {
     ///
     /// # Errors
     /// A [`SendError`] holding the refusal and `request`.
-    pub fn try_send_request(
+    pub fn try_send_request<'t>(
         &self,
         origin: Origin<'_>,
-        target: &str,
+        target: impl Into<Target<'t>>,
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<CorrelationId, SendError<Vec<u8>>> {
-        self.send_request_from(origin, target, request, timeout_ms, None)
+        self.send_request_from(origin, target.into(), request, timeout_ms, None)
     }
 
     /// Sends a request as the embedding application (sender `host`): the
@@ -718,15 +755,15 @@ impl Router {
     ///
     /// # Errors
     /// A [`SendError`] holding the refusal and `request`.
-    pub fn host_request(
+    pub fn host_request<'t>(
         &self,
-        target: &str,
+        target: impl Into<Target<'t>>,
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<(CorrelationId, oneshot::Receiver<Outcome>), SendError<Vec<u8>>> {
         let (reply, outcome) = oneshot::channel();
         let origin = Origin { sender: ComponentId::host_ref(), trace: None };
-        let id = self.send_request_from(origin, target, request, timeout_ms, Some(reply))?;
+        let id = self.send_request_from(origin, target.into(), request, timeout_ms, Some(reply))?;
         Ok((id, outcome))
     }
 
@@ -735,7 +772,7 @@ impl Router {
     fn send_request_from(
         &self,
         origin: Origin<'_>,
-        target: &str,
+        target: Target<'_>,
         request: Vec<u8>,
         timeout_ms: u64,
         host_reply: Option<oneshot::Sender<Outcome>>,
@@ -750,7 +787,8 @@ impl Router {
                     quotas.max_timeout_ms
                 )));
             }
-            let permit = checked.target.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target))?;
+            let permit =
+                checked.target.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target.as_str()))?;
             let reply = match (checked.sender, host_reply) {
                 (Some(sender), _) => ReplyTo::Actor(sender.try_acquire_slot(quotas.max_pending).ok_or_else(|| {
                     MessagingError::TooManyPending(format!(
@@ -773,7 +811,7 @@ impl Router {
         // only queue, and the guard blocks nothing but registration.
         let (target_actor, trace, timeout_ms, permit, reply) = match checked {
             Ok(checked) => checked,
-            Err(error) => return Err(SendError::new(self.refuse(origin, target, None, error), request)),
+            Err(error) => return Err(SendError::new(self.refuse(origin, target.as_str(), None, error), request)),
         };
         // Counted before it exists anywhere, so its callback (even a 1 ms
         // timeout firing at once) can never settle ahead of it. The slot was

@@ -17,7 +17,9 @@ use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, MessageRouter, MessagingError, Origin, RequestError, SendError,
     timeout_ms,
 };
-use wasm_messaging::{ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats};
+use wasm_messaging::{
+    ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats, Target,
+};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 
 use crate::actor::{Actor, Shared};
@@ -327,7 +329,7 @@ impl System {
     /// rules hold) and the payload handed back (`into_inner`), so a refused
     /// message is never lost.
     pub fn try_send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
-        host_send(&self.shared.router, target, payload.into())
+        host_send(&self.shared.router, target.into(), payload.into())
     }
 
     /// Sends a fire-and-forget message as the host, waiting up to `timeout`
@@ -370,7 +372,7 @@ impl System {
         payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
-        host_request(&self.shared.router, target, payload.into(), timeout)
+        host_request(&self.shared.router, target.into(), payload.into(), timeout)
     }
 
     /// A handle on component `id`, to send to it, request from it and read
@@ -526,7 +528,7 @@ pub struct ShutdownReport {
 }
 
 /// Sends a message as the host to `target`.
-fn host_send(router: &Router, target: &str, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
+fn host_send(router: &Router, target: Target<'_>, payload: Vec<u8>) -> Result<(), SendError<Vec<u8>>> {
     router.try_send_message(Origin { sender: ComponentId::host_ref(), trace: None }, target, payload)
 }
 
@@ -534,7 +536,7 @@ fn host_send(router: &Router, target: &str, payload: Vec<u8>) -> Result<(), Send
 /// channel the tracker entry holds.
 fn host_request(
     router: &Arc<Router>,
-    target: &str,
+    target: Target<'_>,
     payload: Vec<u8>,
     timeout: Option<Duration>,
 ) -> Result<HostRequest, SendError<Vec<u8>>> {
@@ -577,7 +579,7 @@ impl ComponentRef {
     /// # Errors
     /// As [`System::try_send`].
     pub fn try_send(&self, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
-        host_send(&self.router, self.id().as_str(), payload.into())
+        host_send(&self.router, self.id().into(), payload.into())
     }
 
     /// [`System::send`] to this component: waits up to `timeout` for room.
@@ -588,7 +590,7 @@ impl ComponentRef {
     /// # Cancel safety
     /// As [`System::send`].
     pub async fn send(&self, payload: impl Into<Vec<u8>>, timeout: Duration) -> Result<(), SendError<Vec<u8>>> {
-        self.router.host_send_within(self.id().as_str(), payload.into(), timeout).await
+        self.router.host_send_within(self.id(), payload.into(), timeout).await
     }
 
     /// [`System::request`] to this component.
@@ -600,7 +602,7 @@ impl ComponentRef {
         payload: impl Into<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<HostRequest, SendError<Vec<u8>>> {
-        host_request(&self.router, self.id().as_str(), payload.into(), timeout)
+        host_request(&self.router, self.id().into(), payload.into(), timeout)
     }
 
     /// Its mailbox and request counts now.
