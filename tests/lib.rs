@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use wasm_core::{ComponentError, ComponentManifest, CorrelationId, RequestError};
 use wasm_messaging::{AuditEvent, AuditRecord, AuditSink, RouterStats};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
-use wasm_system::{System, SystemBuilder, SystemEvent};
+use wasm_system::{ComponentRef, System, SystemBuilder, SystemEvent};
 
 /// Manifest snippet: may message anyone and send requests.
 pub const REQUESTER: &str = "[capabilities]\nsend = [\"*\"]\nrequest = true";
@@ -390,6 +390,21 @@ impl Harness {
             _ => None,
         })
         .await
+    }
+
+    /// Sends `sleep:MS` to `id` (a `rust:guest-behaviour` component) and
+    /// waits until its actor has taken it: the handler sleeps, nothing more
+    /// is taken from the mailbox for `ms`. Returns the component's handle.
+    ///
+    /// # Panics
+    /// When `id` is not running or refuses the message.
+    pub async fn stall(&self, id: &str, ms: u32) -> ComponentRef {
+        let component = self.system.component(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        component.try_send(raw(format!("sleep:{ms}").as_bytes())).unwrap_or_else(|e| panic!("{id}: {e}"));
+        while component.stats().mailbox_len > 0 {
+            tokio::task::yield_now().await;
+        }
+        component
     }
 
     /// Waits for the system to be quiescent.

@@ -56,12 +56,8 @@ async fn containment_a_handler_error_over_the_payload_cap_is_target_failed() {
 async fn containment_a_stalled_mailbox_is_bounded_in_bytes_as_well_as_in_count() {
     let stalled = "[limits]\ntime_per_call_ms = 60000\n[mailbox]\ncapacity = 1024\nmax_bytes = 65536";
     let h = Harness::start(&[("stalled", GUEST, stalled)]).await;
-    let target = h.system.component("stalled").expect("registered");
     // The guest sleeps in its handler: nothing more is taken from its mailbox.
-    h.system.try_send("stalled", raw(b"sleep:60000")).expect("queued");
-    while target.stats().mailbox_len > 0 {
-        tokio::task::yield_now().await;
-    }
+    let target = h.stall("stalled", 60_000).await;
     let big = raw(&[b'x'; 10 * 1024]);
     let mut accepted = 0;
     let refusal = loop {

@@ -86,12 +86,8 @@ async fn embedding_stopping_a_component_interrupts_its_handler_and_fails_what_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedding_send_waits_for_room_until_its_deadline() {
     let h = Harness::start(&[("stalled", GUEST, "[limits]\ntime_per_call_ms = 60000\n[mailbox]\ncapacity = 1")]).await;
-    let stalled = h.system.component("stalled").expect("running");
     // The handler sleeps; one message fills the one slot behind it.
-    h.system.try_send("stalled", raw(b"sleep:300")).expect("queued");
-    while stalled.stats().mailbox_len > 0 {
-        tokio::task::yield_now().await;
-    }
+    let stalled = h.stall("stalled", 300).await;
     h.system.try_send("stalled", raw(b"echo")).expect("fills the mailbox");
     let full = h.system.try_send("stalled", raw(b"now")).expect_err("try_send refuses at once");
     assert_eq!(full.error(), &MessagingError::QueueFull);
@@ -110,11 +106,7 @@ async fn embedding_send_waits_for_room_until_its_deadline() {
 async fn embedding_send_waits_for_bytes_as_well_as_for_a_slot() {
     let bounds = "[limits]\ntime_per_call_ms = 60000\n[mailbox]\ncapacity = 64\nmax_bytes = 4096";
     let h = Harness::start(&[("stalled", GUEST, bounds)]).await;
-    let stalled = h.system.component("stalled").expect("running");
-    h.system.try_send("stalled", raw(b"sleep:300")).expect("queued");
-    while stalled.stats().mailbox_len > 0 {
-        tokio::task::yield_now().await;
-    }
+    let stalled = h.stall("stalled", 300).await;
     let big = raw(&[b'x'; 3000]);
     h.system.try_send("stalled", big.clone()).expect("3000 of 4096 bytes");
     let refused = h.system.try_send("stalled", big.clone()).expect_err("over the byte bound, with slots free");

@@ -30,7 +30,10 @@
 //! factor between 7/16 and 7/8), one 24-byte heap entry and one slot of its
 //! owner's index (16-byte key + one control byte). At 1,000,000 pending the
 //! map has 2^21 slots: `2^21 * (41 + 17) / 10^6 + 24 * 2^20 / 10^6`, about
-//! 147 bytes per request (the tracker bench measures it).
+//! 147 bytes per request (the tracker bench measures it, with `ComponentId`
+//! owners). The router's owner, [`crate::ReplyTo`], is 16 bytes (a quota
+//! slot or a one-shot sender, and the tag): 8 more per slot, about 164 bytes
+//! per pending request.
 //!
 //! **Per-owner index.** A crash or stop drops the requests pending from one
 //! component ([`PendingRequests::drain_owner`]); the index makes that
@@ -632,6 +635,7 @@ mod tests {
     #[test]
     fn slot_and_timer_entry_sizes_stay_compact() {
         assert_eq!(size_of::<(SlotKey, PendingRequest<ComponentId>)>(), 40);
+        assert_eq!(size_of::<(SlotKey, PendingRequest<crate::ReplyTo>)>(), 48, "the router's owner: 16 bytes");
         assert_eq!(size_of::<TimerEntry>(), 24);
     }
 
