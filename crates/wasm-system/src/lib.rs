@@ -38,9 +38,14 @@ pub use events::SystemEvent;
 pub use guest_build::{GUEST_TARGET, GuestBuildError, build_guest, ensure_guest_target};
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
 pub use system::{ComponentRef, ComponentSource, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
-/// What `System::send` and `System::request` return on refusal: the error and
-/// the payload handed back.
+// The types this crate's public signatures use, so an embedder depends on
+// wasm-system alone.
 pub use wasm_core::{
-    Codec, ComponentId, ComponentManifest, CorrelationId, DecodeError, EncodeError, Limits, Message, MessagePayload,
-    MessagingError, Payload, RequestError, SendError,
+    Codec, ComponentError, ComponentId, ComponentManifest, CorrelationId, DecodeError, EncodeError, Limits, Message,
+    MessagePayload, MessageRouter, MessagingError, Origin, Payload, RequestError, SendError, TraceContext,
+    TrackerStats,
 };
+pub use wasm_messaging::{
+    AuditEvent, AuditRecord, AuditSink, DeadLetter, NoAudit, REFUSALS_IN_FULL_PER_SECOND, RegistryError, RouterStats,
+};
+pub use wasm_runtime::{CompiledComponent, EngineConfig, RuntimeError, WasmEngine};
