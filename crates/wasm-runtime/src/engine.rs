@@ -119,6 +119,9 @@ impl WasmEngine {
     /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::World`]
     /// for an unsatisfied import or a missing or mistyped export.
     pub fn load(&self, origin: &str, bytes: &[u8]) -> Result<CompiledComponent, RuntimeError> {
+        if is_core_module(bytes) {
+            return Err(RuntimeError::Compile { origin: origin.to_owned(), reason: CORE_MODULE_HINT.to_owned() });
+        }
         let component = WasmComponent::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Compile { origin: origin.to_owned(), reason: format!("{e:#}") })?;
         let world_error =
@@ -498,9 +501,37 @@ impl fmt::Debug for EpochTicker {
     }
 }
 
+/// What to do with a core module where a component is expected.
+const CORE_MODULE_HINT: &str = "this is a core wasm module, not a component: componentize it against \
+     `wit/world.wit` first (`wasm-tools component new`; for a `.wat` core module, `wasm-system componentize` \
+     or name the `.wat` file itself as `wasm`; for a Rust crate, build it for wasm32-wasip2 with `wasm-system build`)";
+
+/// True for a core module's binary header: the magic `\0asm` and version 1
+/// (a component's header has layer 1 in the version field instead; WebAssembly
+/// core spec section 5.5.16, component model `Binary.md`).
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm\x01\x00\x00\x00")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_module_is_refused_with_a_hint_to_componentize() {
+        let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+        // The smallest core module: magic and version 1.
+        let Err(error) = engine.load("core.wasm", b"\0asm\x01\x00\x00\x00") else {
+            panic!("a core module loaded as a component");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("core.wasm") && text.contains("core wasm module") && text.contains("componentize"),
+            "{text}"
+        );
+        // A component's header (version 0x0d, layer 1) is not taken for one.
+        assert!(!is_core_module(b"\0asm\x0d\x00\x01\x00"));
+    }
 
     #[test]
     fn an_epoch_ticker_that_cannot_start_is_an_error() {

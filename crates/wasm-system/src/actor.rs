@@ -69,10 +69,10 @@ impl Actor {
         let reason = loop {
             let delivery = tokio::select! {
                 biased;
-                reason = self.stop.wait_for(Option::is_some) => break stop_reason(reason).to_owned(),
+                reason = self.stop.wait_for(Option::is_some) => break Stop::Told(stop_reason(reason).to_owned()),
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => delivery,
-                    None => break "mailbox closed".to_owned(),
+                    None => break Stop::OnItsOwn("mailbox closed".to_owned()),
                 },
             };
             // A panic leaves the delivery inside the dropped future, whose
@@ -83,18 +83,24 @@ impl Actor {
             while let Err(panic) = outcome {
                 outcome = AssertUnwindSafe(self.recover(panic)).catch_unwind().await;
             }
-            if let Ok(Err(reason)) = outcome {
-                break reason;
+            if let Ok(Err(stop)) = outcome {
+                break stop;
             }
         };
         // Stopping because told to is a normal end; anything else is not.
-        let told = self.stop.borrow().is_some();
+        // Decided by why the loop ended, not by the stop signal now: a
+        // shutdown may be signalled just after the component stopped on its
+        // own (its last dead letter made the system quiescent).
+        let (reason, told) = match reason {
+            Stop::Told(reason) => (reason, true),
+            Stop::OnItsOwn(reason) => (reason, false),
+        };
         self.stop_for_good(&mut inbox, &reason);
         if told { Ok(()) } else { Err(reason) }
     }
 
     /// Handles one envelope. `Err` means the component must stop.
-    async fn handle(&mut self, delivery: Delivery<'_>) -> Result<(), String> {
+    async fn handle(&mut self, delivery: Delivery<'_>) -> Result<(), Stop> {
         let envelope = delivery.envelope();
         let parent = *envelope.trace();
         let trace = parent.child();
@@ -150,7 +156,7 @@ impl Actor {
         match failure {
             CallFailure::Stopped(reason) => {
                 self.instance = None;
-                Err(reason.to_owned())
+                Err(Stop::Told(reason.to_owned()))
             }
             CallFailure::Guest(failure) => self.crashed(&failure.to_string()).await,
         }
@@ -159,7 +165,7 @@ impl Actor {
     /// A host panic escaped while handling an envelope (or while recovering
     /// from one; the envelope was settled when its delivery was dropped):
     /// treat the instance as crashed.
-    async fn recover(&mut self, panic: Box<dyn Any + Send>) -> Result<(), String> {
+    async fn recover(&mut self, panic: Box<dyn Any + Send>) -> Result<(), Stop> {
         let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
         tracing::error!(component = %self.id(), %failure, "actor panicked");
         self.crashed(&failure).await
@@ -199,7 +205,7 @@ impl Actor {
     /// The instance failed: discard it, drop the requests it had pending,
     /// and restart it (after a backoff) unless the restart intensity is
     /// exceeded or the system shuts down. `Err` when the component must stop.
-    async fn crashed(&mut self, failure: &str) -> Result<(), String> {
+    async fn crashed(&mut self, failure: &str) -> Result<(), Stop> {
         self.instance = None;
         let router = Arc::clone(&self.shared.router);
         let dropped = router.drop_requests_of(self.id());
@@ -210,7 +216,7 @@ impl Actor {
             self.shared.events.emit(SystemEvent::Crashed { component: self.id().clone(), reason });
         }
         loop {
-            let delay = self.intensity.on_crash(Instant::now())?;
+            let delay = self.intensity.on_crash(Instant::now()).map_err(Stop::OnItsOwn)?;
             // Shutdown cuts a backoff short; an instantiation already under
             // way finishes (it is bounded by the time budget), so a crash
             // just before a shutdown still shows its restart.
@@ -218,7 +224,7 @@ impl Actor {
                 tokio::select! {
                     biased;
                     reason = self.stop.wait_for(Option::is_some) => {
-                        return Err(format!("{} during restart backoff", stop_reason(reason)));
+                        return Err(Stop::Told(format!("{} during restart backoff", stop_reason(reason))));
                     }
                     () = tokio::time::sleep(delay) => {}
                 }
@@ -261,6 +267,15 @@ impl Actor {
             self.shared.events.emit(SystemEvent::Stopped { component: self.id().clone(), reason: reason.to_owned() });
         }
     }
+}
+
+/// Why an actor's loop ends.
+enum Stop {
+    /// It was told to (shutdown, or the host stopping this component): a
+    /// normal end.
+    Told(String),
+    /// It stopped on its own: restart intensity exceeded, mailbox closed.
+    OnItsOwn(String),
 }
 
 /// Why a guest call did not return a result.

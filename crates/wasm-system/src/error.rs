@@ -1,8 +1,9 @@
 //! Errors of the composition root.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+use wasm_core::ComponentId;
 use wasm_messaging::RegistryError;
 use wasm_runtime::RuntimeError;
 
@@ -45,10 +46,12 @@ pub enum SystemError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// A component could not be compiled, checked or instantiated.
-    #[error("component {id}: {source}")]
+    #[error("component {id}{}: {source}", in_manifest(manifest.as_deref()))]
     Runtime {
         /// The component id.
         id: String,
+        /// The manifest file it was loaded from, when it came from one.
+        manifest: Option<PathBuf>,
         /// What the runtime said.
         source: RuntimeError,
     },
@@ -70,4 +73,16 @@ pub enum SystemError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+impl SystemError {
+    /// [`SystemError::Runtime`] for component `id`, loaded from `manifest`.
+    pub(crate) fn runtime(id: &ComponentId, manifest: Option<&Path>, source: RuntimeError) -> Self {
+        SystemError::Runtime { id: id.to_string(), manifest: manifest.map(Path::to_path_buf), source }
+    }
+}
+
+/// ` (manifest <file>)`, or nothing.
+fn in_manifest(manifest: Option<&Path>) -> String {
+    manifest.map(|file| format!(" (manifest {})", file.display())).unwrap_or_default()
 }

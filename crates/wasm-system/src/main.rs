@@ -288,12 +288,24 @@ fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u6
 
 /// The components of an app manifest, or the one of a component manifest
 /// (a file with a `[component]` table).
+///
+/// Decided by the typed parse of each kind, not by a generic TOML table
+/// (which refuses a u64 above i64::MAX, such as `fuel_per_call`): whichever
+/// parses is what the file is. When neither does, the error reported is the
+/// one of the kind the file's tables name (`[component]` or not), so a typo
+/// in a component manifest is not reported as an unknown app key.
 fn load_components(manifest: &Path) -> anyhow::Result<Vec<LoadedComponent>> {
+    let component_error = match load_component(manifest) {
+        Ok(component) => return Ok(vec![component]),
+        Err(error) => error,
+    };
+    let app_error = match load_app(manifest) {
+        Ok(app) => return Ok(app.components),
+        Err(error) => error,
+    };
     let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    // By the table header, not by parsing: a component manifest may hold a
-    // u64 above i64::MAX (`fuel_per_call`), which a generic TOML table refuses.
-    let is_component = text.lines().any(|line| line.trim_start().starts_with("[component]"));
-    Ok(if is_component { vec![load_component(manifest)?] } else { load_app(manifest)?.components })
+    let names_a_component = text.lines().any(|line| line.trim_start().starts_with("[component]"));
+    Err(if names_a_component { component_error } else { app_error }.into())
 }
 
 fn check(manifest: &Path) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -49,7 +49,9 @@ use ComponentSource as Source;
 /// an audit sink, then [`SystemBuilder::start`].
 #[must_use]
 pub struct SystemBuilder {
-    components: Vec<(ComponentManifest, Source)>,
+    /// Each component: its manifest, its code, and the manifest file it was
+    /// loaded from (named in its errors).
+    components: Vec<(ComponentManifest, Source, Option<PathBuf>)>,
     engine: Option<Arc<WasmEngine>>,
     audit: Arc<dyn AuditSink>,
 }
@@ -58,25 +60,27 @@ impl SystemBuilder {
     /// Adds a component whose code is at `wasm_path` (a `.wasm` component or
     /// a `.wat` core module), with the rules of `manifest`.
     pub fn component(mut self, manifest: ComponentManifest, wasm_path: impl Into<PathBuf>) -> Self {
-        self.components.push((manifest, Source::File(wasm_path.into())));
+        self.components.push((manifest, Source::File(wasm_path.into()), None));
         self
     }
 
     /// Adds a component loaded from its manifest file.
-    pub fn loaded(self, component: &LoadedComponent) -> Self {
-        self.component(component.manifest.clone(), component.wasm_path.clone())
+    pub fn loaded(mut self, component: &LoadedComponent) -> Self {
+        let source = Source::File(component.wasm_path.clone());
+        self.components.push((component.manifest.clone(), source, Some(component.file.clone())));
+        self
     }
 
     /// Adds a component from component binary bytes.
     pub fn component_bytes(mut self, manifest: ComponentManifest, bytes: Vec<u8>) -> Self {
-        self.components.push((manifest, Source::Bytes(bytes)));
+        self.components.push((manifest, Source::Bytes(bytes), None));
         self
     }
 
     /// Adds a component compiled beforehand with the engine passed to
     /// [`SystemBuilder::engine`] (compiled code is shared, not copied).
     pub fn compiled(mut self, manifest: ComponentManifest, component: CompiledComponent) -> Self {
-        self.components.push((manifest, Source::Compiled(component)));
+        self.components.push((manifest, Source::Compiled(component), None));
         self
     }
 
@@ -125,19 +129,20 @@ impl SystemBuilder {
         let system = System { shared, actors: Mutex::new(Vec::new()) };
 
         let mut compiled: HashMap<PathBuf, CompiledComponent> = HashMap::new();
-        for (manifest, source) in self.components {
+        for (manifest, source, file) in self.components {
+            let file = file.as_deref();
             let component = match source {
                 Source::File(path) => match compiled.get(&path) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = system.compile(&manifest.component.id, Source::File(path.clone())).await?;
+                        let c = system.compile(&manifest.component.id, Source::File(path.clone()), file).await?;
                         compiled.insert(path, c.clone());
                         c
                     }
                 },
-                source => system.compile(&manifest.component.id, source).await?,
+                source => system.compile(&manifest.component.id, source, file).await?,
             };
-            system.spawn_actor(manifest, component).await?;
+            system.spawn_actor(manifest, component, file).await?;
         }
         Ok(system)
     }
@@ -145,7 +150,7 @@ impl SystemBuilder {
 
 impl fmt::Debug for SystemBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<_> = self.components.iter().map(|(m, _)| m.component.id.clone()).collect();
+        let ids: Vec<_> = self.components.iter().map(|(m, _, _)| m.component.id.clone()).collect();
         f.debug_struct("SystemBuilder").field("components", &ids).finish()
     }
 }
@@ -197,8 +202,14 @@ impl System {
         SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit) }
     }
 
-    /// Compiles `source` for component `id` on tokio's blocking pool.
-    async fn compile(&self, id: &ComponentId, source: Source) -> Result<CompiledComponent, SystemError> {
+    /// Compiles `source` for component `id` (from manifest `file`, if any)
+    /// on tokio's blocking pool.
+    async fn compile(
+        &self,
+        id: &ComponentId,
+        source: Source,
+        file: Option<&Path>,
+    ) -> Result<CompiledComponent, SystemError> {
         let engine = Arc::clone(&self.shared.engine);
         let name = id.to_string();
         let compiled = tokio::task::spawn_blocking(move || match source {
@@ -208,7 +219,7 @@ impl System {
         })
         .await;
         match compiled {
-            Ok(result) => result.map_err(|source| SystemError::Runtime { id: id.to_string(), source }),
+            Ok(result) => result.map_err(|source| SystemError::runtime(id, file, source)),
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
@@ -217,6 +228,7 @@ impl System {
         &self,
         manifest: ComponentManifest,
         compiled: CompiledComponent,
+        file: Option<&Path>,
     ) -> Result<ComponentRef, SystemError> {
         let id = manifest.component.id.clone();
         let policy = Policy::from_manifest(&manifest).map_err(|e| {
@@ -243,7 +255,7 @@ impl System {
             Ok(instance) => instance,
             Err(source) => {
                 router.unregister(&id);
-                return Err(SystemError::Runtime { id: id.to_string(), source });
+                return Err(SystemError::runtime(&id, file, source));
             }
         };
         router.audit_lifecycle(AuditEvent::Start, &id, format!("started from {}", compiled.origin()));
@@ -280,8 +292,8 @@ impl System {
     /// when the half-made instance is dropped only at shutdown (the id stays
     /// taken until then, with no actor taking its mailbox).
     pub async fn add(&self, manifest: ComponentManifest, source: ComponentSource) -> Result<ComponentRef, SystemError> {
-        let compiled = self.compile(&manifest.component.id, source).await?;
-        self.spawn_actor(manifest, compiled).await
+        let compiled = self.compile(&manifest.component.id, source, None).await?;
+        self.spawn_actor(manifest, compiled, None).await
     }
 
     /// Stops component `id` while the rest runs, and waits until it has

@@ -443,6 +443,41 @@ fn cli_check_names_a_typo_in_a_manifest() {
 }
 
 #[test]
+fn cli_check_takes_a_component_manifest_with_a_u64_above_i64_max() {
+    let dir = TempDir::new("u64");
+    let manifest = dir.write(
+        "big.toml",
+        format!(
+            "[component]\nid = \"big\"\nwasm = {:?}\n\n[limits]\nfuel_per_call = 18446744073709551615\n",
+            fixture("echo.wat")
+        ),
+    );
+    let stdout = succeed(&["check", arg(&manifest)]);
+    assert!(stdout.contains("ok    big "), "stdout:\n{stdout}");
+}
+
+#[test]
+fn cli_check_refuses_a_core_module_with_a_hint_to_componentize() {
+    let dir = TempDir::new("core");
+    // The smallest core module: magic and version 1.
+    dir.write("core.wasm", b"\0asm\x01\x00\x00\x00");
+    let manifest = dir.write("core.toml", "[component]\nid = \"core\"\nwasm = \"core.wasm\"\n");
+    let (_, stderr) = fail(&["check", arg(&manifest)]);
+    assert!(stderr.contains("core wasm module") && stderr.contains("componentize"), "no hint:\n{stderr}");
+    assert!(stderr.contains(arg(&manifest)), "stderr does not name the manifest:\n{stderr}");
+}
+
+#[test]
+fn cli_run_names_the_manifest_of_a_missing_wasm_file() {
+    let dir = TempDir::new("missing-wasm");
+    let component = dir.write("gone.toml", "[component]\nid = \"gone\"\nwasm = \"gone.wasm\"\n");
+    let app = dir.write("app.toml", "components = [\"gone.toml\"]\n");
+    let (_, stderr) = fail(&["run", arg(&app)]);
+    assert!(stderr.contains(arg(&component)), "stderr does not name the component's manifest:\n{stderr}");
+    assert!(stderr.contains("gone.wasm"), "stderr does not name the wasm file:\n{stderr}");
+}
+
+#[test]
 fn cli_check_names_an_unknown_codec() {
     let dir = TempDir::new("codec");
     let manifest =
