@@ -153,6 +153,37 @@ async fn requests_a_chain_across_components_is_one_trace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_timeout_stays_in_the_requesters_trace() {
+    // host -> requester (command) -> sleepy (request, 100 ms) -> timeout:
+    // the host makes the outcome, and its callback is the child of the span
+    // that sent the request, in the same trace.
+    let mut h =
+        Harness::start(&[("requester", "requester", REQUESTER), ("sleepy", "rust:guest-behaviour", PATIENT)]).await;
+    let id = h.request_via("requester", 100, "sleepy", &raw(b"sleep:2000")).await;
+    let command = h
+        .wait_for("the command at requester", |e| match e {
+            SystemEvent::Handled { component, trace, .. } if component.as_str() == "requester" => Some(*trace),
+            _ => None,
+        })
+        .await;
+    let (outcome, callback, parent) = h
+        .wait_for("the timeout callback", |e| match e {
+            SystemEvent::Callback { request_id, outcome, trace, parent, .. } if *request_id == id => {
+                Some((outcome.clone(), *trace, *parent))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(outcome, Err(RequestError::Timeout));
+    assert_eq!(parent, command, "the timeout's parent is the span that sent the request");
+    assert_eq!(callback.trace_id, command.trace_id, "the callback stays in the requester's trace");
+    assert_ne!(callback.span_id, command.span_id);
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.timed_out, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_dropping_a_host_request_future_cancels_the_request() {
     let h = Harness::start(&[("slow", "slow", "[limits]\nfuel_per_call = 100000000000")]).await;
     // The first request keeps `slow` busy; the second waits behind it and is

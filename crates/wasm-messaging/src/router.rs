@@ -28,7 +28,7 @@ use crate::error::{MailboxError, RegistryError};
 use crate::mailbox::mailbox;
 use crate::policy::Policy;
 use crate::registry::{ActorRef, ActorRegistry, Actors};
-use crate::reply::{Outcome, ReplyTo};
+use crate::reply::{Outcome, ReplyTo, Requester};
 use crate::sync::unmodelled::{Arc, OnceLock, Weak};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::timer::{TimerDriver, spawn_timer_driver};
@@ -39,8 +39,9 @@ use crate::tracker::PendingRequests;
 pub const DEAD_LETTERS_KEPT: usize = 1024;
 
 /// The tracker type the router uses: each entry owns the way back to its
-/// requester ([`ReplyTo`]); time is monotonic.
-pub type RequestTracker = PendingRequests<ReplyTo, MonotonicClock>;
+/// requester and the sending span's trace context ([`Requester`]); time is
+/// monotonic.
+pub type RequestTracker = PendingRequests<Requester, MonotonicClock>;
 
 /// Called with every dead letter as it is recorded (see
 /// [`Router::on_dead_letter`]).
@@ -188,7 +189,10 @@ impl Router {
             let weak = weak.clone();
             let driver = spawn_timer_driver(Arc::clone(&tracker), move |id, pending| {
                 if let Some(router) = weak.upgrade() {
-                    router.deliver(id, pending, Err(RequestError::Timeout), TraceContext::new_root());
+                    // The timeout is the host's outcome: its parent is the
+                    // span that sent the request, so it stays in that trace.
+                    let trace = pending.owner.trace;
+                    router.deliver(id, pending, Err(RequestError::Timeout), trace);
                 }
             });
             Router {
@@ -274,7 +278,7 @@ impl Router {
                     Err(RequestError::TargetFailed(reason))
                 }
             },
-            Ok(bytes) => match self.check_response(responder, &pending.owner, &bytes) {
+            Ok(bytes) => match self.check_response(responder, &pending.owner.reply, &bytes) {
                 Ok(()) => Ok(bytes),
                 Err(reason) => {
                     self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
@@ -324,8 +328,8 @@ impl Router {
 
     /// Hands `outcome` to the requester the entry names: a host request's
     /// future at once, a component through its callback queue.
-    fn deliver(&self, id: CorrelationId, pending: PendingRequest<ReplyTo>, outcome: Outcome, trace: TraceContext) {
-        let slot = match pending.owner {
+    fn deliver(&self, id: CorrelationId, pending: PendingRequest<Requester>, outcome: Outcome, trace: TraceContext) {
+        let slot = match pending.owner.reply {
             ReplyTo::Host(reply) => {
                 // The future may be gone (dropped after the outcome was
                 // decided); the outcome is counted by the tracker either way.
@@ -817,7 +821,7 @@ impl Router {
         // timeout firing at once) can never settle ahead of it. The slot was
         // reserved, so queueing cannot fail.
         let queued = self.accounting.enqueue(Enqueued::Request, || {
-            let id = self.tracker.register(reply, target_actor.id().clone(), timeout_ms);
+            let id = self.tracker.register(Requester { reply, trace }, target_actor.id().clone(), timeout_ms);
             permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
             Ok::<_, Infallible>(id)
         });

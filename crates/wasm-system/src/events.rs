@@ -43,7 +43,7 @@ pub enum SystemEvent {
         /// The callback handler's span.
         trace: TraceContext,
         /// The span that produced the outcome (the responder's handler, the
-        /// canceller's; a new trace for a timeout).
+        /// canceller's; for a timeout, the span that sent the request).
         parent: TraceContext,
     },
     /// A message, request or callback was dead-lettered.
