@@ -85,17 +85,6 @@ mod model {
         NotOwner,
     }
 
-    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-    pub(super) struct Counters {
-        pub(super) registered: u64,
-        pub(super) completed: u64,
-        pub(super) failed: u64,
-        pub(super) timed_out: u64,
-        pub(super) cancelled: u64,
-        pub(super) dropped: u64,
-        pub(super) orphaned: u64,
-    }
-
     #[derive(Debug, Default)]
     pub(super) struct Model {
         pub(super) now_ms: u64,
@@ -103,7 +92,9 @@ mod model {
         pub(super) pending: HashMap<usize, (Who, u64)>,
         /// Number of outcomes each registered request has had.
         pub(super) outcomes: Vec<u32>,
-        pub(super) counters: Counters,
+        /// The outcome counts the model expects (`pending` unused: it is
+        /// the size of `pending`).
+        pub(super) counters: wasm_core::TrackerStats,
     }
 
     impl Model {
@@ -221,15 +212,7 @@ fn cancel_outcome<T>(result: Result<T, MessagingError>) -> Outcome {
 }
 
 fn expected_stats(model: &Model) -> TrackerStats {
-    let counters = model.counters;
-    let mut stats = TrackerStats::default();
-    stats.registered = counters.registered;
-    stats.completed = counters.completed;
-    stats.failed = counters.failed;
-    stats.timed_out = counters.timed_out;
-    stats.cancelled = counters.cancelled;
-    stats.dropped = counters.dropped;
-    stats.orphaned = counters.orphaned;
+    let mut stats = model.counters;
     stats.pending = model.pending.len() as u64;
     stats
 }
