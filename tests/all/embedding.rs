@@ -166,3 +166,15 @@ async fn embedding_start_compiles_off_the_async_thread() {
     let report = system.shutdown(BOUND).await;
     assert!(report.stats.balanced());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_the_host_cancels_a_request_explicitly() {
+    let h = Harness::start(&[("sleepy", GUEST, PATIENT)]).await;
+    let _busy = h.stall("sleepy", 500).await;
+    let queued = h.system.request("sleepy", raw(b"echo"), Some(Duration::from_secs(60))).expect("queued");
+    h.system.cancel(&queued.id()).expect("pending, so it can be cancelled");
+    assert_eq!(queued.await, Err(RequestError::Cancelled), "the future sees the cancellation");
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!((stats.requests.cancelled, stats.requests.orphaned), (1, 1), "sleepy still answered, to no one");
+}
