@@ -178,3 +178,19 @@ async fn embedding_the_host_cancels_a_request_explicitly() {
     let stats = h.finish().await;
     assert_eq!((stats.requests.cancelled, stats.requests.orphaned), (1, 1), "sleepy still answered, to no one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_an_add_dropped_while_instantiating_frees_the_id() {
+    let h = Harness::start(&[("requester", "requester", REQUESTER)]).await;
+    // Its start function spins: instantiation runs until the budget (a
+    // minute here), so the add is dropped part-way.
+    let spinning = ComponentSource::Compiled(compiled("spinning_start"));
+    let adding = h.system.add(manifest("late", "spinning_start", PATIENT), spinning);
+    assert!(tokio::time::timeout(Duration::from_millis(200), adding).await.is_err(), "still instantiating");
+    let refused = h.system.try_send("late", raw(b"x")).expect_err("never started");
+    assert!(matches!(refused.error(), MessagingError::TargetNotFound(_)), "{refused}");
+    // The id is free again.
+    h.system.add(manifest("late", "echo", ""), ComponentSource::Compiled(compiled("echo"))).await.expect("added");
+    assert_eq!(h.ask("late", raw(b"hi")).await, Ok(raw(b"hi")));
+    h.finish().await;
+}

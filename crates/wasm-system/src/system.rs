@@ -188,6 +188,28 @@ pub struct System {
     actors: Mutex<Vec<ActorHandle>>,
 }
 
+/// A component registered with the router whose actor has not started yet:
+/// dropping it unregisters the id (a failed instantiation, a dropped
+/// `add`); [`Registration::keep`] once the actor runs.
+struct Registration<'a> {
+    router: &'a Router,
+    id: Option<ComponentId>,
+}
+
+impl Registration<'_> {
+    fn keep(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.router.unregister(&id);
+        }
+    }
+}
+
 /// A running actor as the system keeps it.
 struct ActorHandle {
     id: ComponentId,
@@ -240,6 +262,9 @@ impl System {
         })?;
         let router = &self.shared.router;
         let (me, inbox) = router.register(id.clone(), policy, &manifest.mailbox)?;
+        // Undone if the instance fails or this future is dropped before the
+        // actor starts, so the id is free again.
+        let registration = Registration { router, id: Some(id.clone()) };
         let instance = match self
             .shared
             .engine
@@ -253,10 +278,7 @@ impl System {
             .await
         {
             Ok(instance) => instance,
-            Err(source) => {
-                router.unregister(&id);
-                return Err(SystemError::runtime(&id, file, source));
-            }
+            Err(source) => return Err(SystemError::runtime(&id, file, source)),
         };
         router.audit_lifecycle(AuditEvent::Start, &id, format!("started from {}", compiled.origin()));
         tracing::info!(component = %id, origin = compiled.origin(), "component started");
@@ -273,6 +295,7 @@ impl System {
             stop: stop_rx,
         };
         let task = tokio::spawn(actor.run(inbox));
+        registration.keep();
         self.actors.lock().push(ActorHandle { id, stop: stop_tx, task });
         Ok(handle)
     }
@@ -287,10 +310,10 @@ impl System {
     /// or an id that is taken (`SystemError::Registry`).
     ///
     /// # Cancel safety
-    /// Cancel-safe: dropped before it registers the component, nothing
-    /// changed; dropped during instantiation, the registration is undone
-    /// when the half-made instance is dropped only at shutdown (the id stays
-    /// taken until then, with no actor taking its mailbox).
+    /// Cancel-safe: dropped before its actor starts (while compiling or
+    /// instantiating), the half-made instance is dropped and the
+    /// registration undone, so the id is free again; after that, the
+    /// component runs.
     pub async fn add(&self, manifest: ComponentManifest, source: ComponentSource) -> Result<ComponentRef, SystemError> {
         let compiled = self.compile(&manifest.component.id, source, None).await?;
         self.spawn_actor(manifest, compiled, None).await
