@@ -681,33 +681,29 @@ impl Router {
         let target = target.into();
         let origin = Origin { sender: ComponentId::host_ref(), trace: None };
         let deadline = tokio::time::Instant::now() + timeout;
-        let (error, message) = match self.send_message_unaudited(origin, target, message) {
-            Ok(()) => return Ok(()),
-            Err((MessagingError::QueueFull, message)) => match self.registry.get(target.as_str()) {
-                Some(actor) => {
-                    let mut held = Some(message);
-                    let done = actor
-                        .mailbox()
-                        .retry_until_room(deadline, || {
-                            let message = held.take()?;
-                            match self.send_message_unaudited(origin, target, message) {
-                                Err((MessagingError::QueueFull, message)) => {
-                                    held = Some(message);
-                                    None
-                                }
-                                other => Some(other),
-                            }
-                        })
-                        .await;
-                    match done {
-                        Some(Ok(())) => return Ok(()),
-                        Some(Err(refused)) => refused,
-                        None => (MessagingError::QueueFull, held.take().unwrap_or_default()),
+        // No such component (or not a valid id): the plain path refuses it.
+        let Some(actor) = self.registry.get(target.as_str()) else {
+            return self.try_send_message(origin, target, message);
+        };
+        // The first attempt runs before any wait (`retry_until_room`).
+        let mut held = Some(message);
+        let done = actor
+            .mailbox()
+            .retry_until_room(deadline, || {
+                let message = held.take()?;
+                match self.send_message_unaudited(origin, target, message) {
+                    Err((MessagingError::QueueFull, message)) => {
+                        held = Some(message);
+                        None
                     }
+                    other => Some(other),
                 }
-                None => (MessagingError::QueueFull, message),
-            },
-            Err(refused) => refused,
+            })
+            .await;
+        let (error, message) = match done {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(refused)) => refused,
+            None => (MessagingError::QueueFull, held.take().unwrap_or_default()),
         };
         Err(SendError::new(self.refuse(origin, target.as_str(), None, error), message))
     }

@@ -137,8 +137,7 @@ impl Actor {
         let called = match called {
             Ok(called) => called,
             Err(panic) => {
-                let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
-                tracing::error!(component = %self.id(), %failure, "actor panicked");
+                let failure = self.panicked(panic.as_ref());
                 delivery.failed(&failure);
                 return self.crashed(&failure).await;
             }
@@ -166,9 +165,16 @@ impl Actor {
     /// from one; the envelope was settled when its delivery was dropped):
     /// treat the instance as crashed.
     async fn recover(&mut self, panic: Box<dyn Any + Send>) -> Result<(), Stop> {
-        let failure = format!("host panic while handling: {}", panic_message(panic.as_ref()));
-        tracing::error!(component = %self.id(), %failure, "actor panicked");
+        let failure = self.panicked(panic.as_ref());
         self.crashed(&failure).await
+    }
+
+    /// Logs a host panic caught while handling and returns the failure
+    /// text it becomes (`host panic while handling: <message>`).
+    fn panicked(&self, panic: &(dyn Any + Send)) -> String {
+        let failure = format!("host panic while handling: {}", panic_message(panic));
+        tracing::error!(component = %self.id(), %failure, "actor panicked");
+        failure
     }
 
     /// Emits [`SystemEvent::Handled`] or [`SystemEvent::Callback`] if anyone
