@@ -645,7 +645,7 @@ struct Checked<'a> {
 
 impl Router {
     /// [`MessageRouter::send_message`], handing the payload back when the
-    /// send is refused (the host's `System::send` returns it to embedders).
+    /// send is refused (the host's `System::try_send` returns it to embedders).
     ///
     /// # Errors
     /// A [`SendError`] holding the refusal and `message`.
