@@ -20,7 +20,7 @@ use wasm_core::{ComponentError, RequestError, TraceContext};
 use crate::accounting::Settled;
 use crate::envelope::Envelope;
 use crate::mailbox::MailboxReceiver;
-use crate::registry::ActorRef;
+use crate::registry::{ActorRef, DeadLetterCause};
 use crate::router::{DeadLetter, Router};
 use crate::sync::unmodelled::Arc;
 
@@ -129,6 +129,7 @@ impl Delivery<'_> {
     /// a fire-and-forget handler is ignored). `trace` is the handler span's
     /// context, the parent of what the requester sees.
     pub fn handled(mut self, result: Result<Vec<u8>, ComponentError>, trace: TraceContext) {
+        let is_error = result.is_err();
         let how = match &self.envelope {
             Envelope::Message { .. } => Settled::Handled,
             Envelope::Request { id, .. } => {
@@ -137,6 +138,7 @@ impl Delivery<'_> {
             }
             Envelope::Callback { .. } => Settled::CallbackHandled,
         };
+        self.target.count_handled(how == Settled::CallbackHandled, is_error);
         self.settled = true;
         self.router.settle(how);
     }
@@ -156,7 +158,7 @@ impl Delivery<'_> {
         if let Envelope::Request { id, trace, .. } = &self.envelope {
             self.router.fail(id, RequestError::DeliveryFailed(reason.to_owned()), trace.child());
         }
-        self.dead_letter(reason);
+        self.dead_letter(reason, DeadLetterCause::Undelivered);
     }
 
     fn fail(&mut self, reason: &str) {
@@ -164,22 +166,24 @@ impl Delivery<'_> {
             let error = RequestError::TargetFailed(format!("{}: {reason}", self.target.id()));
             self.router.fail(id, error, trace.child());
         }
-        self.dead_letter(reason);
+        self.dead_letter(reason, DeadLetterCause::TargetFailed);
     }
 
-    fn dead_letter(&mut self, reason: &str) {
+    fn dead_letter(&mut self, reason: &str, cause: DeadLetterCause) {
         let (sender, correlation_id) = match &self.envelope {
             Envelope::Message { sender, .. } => (sender.clone(), None),
             Envelope::Request { sender, id, .. } => (sender.clone(), Some(*id)),
             Envelope::Callback { id, .. } => (self.target.id().clone(), Some(*id)),
         };
         self.settled = true;
+        self.target.count_dead_letter(cause);
         self.router.dead_letter(DeadLetter {
             target: self.target.id().clone(),
             sender,
             kind: self.envelope.kind(),
             correlation_id,
             reason: reason.to_owned(),
+            cause,
         });
         self.router.settle(Settled::DeadLettered);
     }

@@ -51,7 +51,7 @@ pub use envelope::Envelope;
 pub use error::{MailboxError, PolicyError, RegistryError};
 pub use mailbox::{Mailbox, MailboxPermit, MailboxReceiver, mailbox};
 pub use policy::{CodecSet, Policy};
-pub use registry::{ActorRef, ActorRegistry, QuotaSlot};
+pub use registry::{ActorRef, ActorRegistry, ActorStats, DeadLetterCause, QuotaSlot};
 pub use reply::{Outcome, ReplyTo, Requester};
 pub use router::{
     DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, RequestTracker, Router,

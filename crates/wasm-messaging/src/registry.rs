@@ -5,13 +5,13 @@
 use std::fmt;
 
 use rustc_hash::FxHashMap;
-use wasm_core::ComponentId;
+use wasm_core::{ComponentId, MessagingError};
 
 use crate::error::RegistryError;
 use crate::mailbox::Mailbox;
 use crate::policy::Policy;
 use crate::sync::unmodelled::Arc;
-use crate::sync::{AtomicUsize, Ordering, RwLock, RwLockReadGuard};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, RwLock, RwLockReadGuard};
 
 /// The registry's map, as seen through a read guard.
 pub(crate) type Actors = FxHashMap<ComponentId, ActorRef>;
@@ -21,6 +21,147 @@ struct ActorCell {
     mailbox: Mailbox,
     policy: Policy,
     pending: AtomicUsize,
+    counters: ActorCounters,
+}
+
+/// The counts kept per component (see [`ActorStats`]). Statistics, not
+/// synchronisation: every update and read is `Relaxed`, one uncontended
+/// atomic add where it happens.
+struct ActorCounters {
+    messages_accepted: AtomicU64,
+    requests_accepted: AtomicU64,
+    handled: AtomicU64,
+    handler_errors: AtomicU64,
+    callbacks_handled: AtomicU64,
+    dead_letters: [AtomicU64; DeadLetterCause::ALL.len()],
+    refused: [AtomicU64; MessagingError::KINDS.len()],
+    crashes: AtomicU64,
+    restarts: AtomicU64,
+}
+
+impl ActorCounters {
+    fn new() -> Self {
+        let zero = || AtomicU64::new(0);
+        Self {
+            messages_accepted: zero(),
+            requests_accepted: zero(),
+            handled: zero(),
+            handler_errors: zero(),
+            callbacks_handled: zero(),
+            dead_letters: std::array::from_fn(|_| zero()),
+            refused: std::array::from_fn(|_| zero()),
+            crashes: zero(),
+            restarts: zero(),
+        }
+    }
+}
+
+/// Adds one to a statistics counter.
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why an envelope was dead-lettered, as a closed set (the label of the
+/// `dead letters by reason` counts; the free text is [`crate::DeadLetter::reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeadLetterCause {
+    /// The handler failed: the instance trapped, ran out of fuel or time, or
+    /// the host panicked while handling it (a request's requester gets
+    /// `target-failed`).
+    TargetFailed,
+    /// It never reached a handler: the component stopped, or had no running
+    /// instance (a request's requester gets `delivery-failed`).
+    Undelivered,
+}
+
+impl DeadLetterCause {
+    /// Every cause, in the order of [`ActorStats::dead_letters`].
+    pub const ALL: [DeadLetterCause; 2] = [DeadLetterCause::TargetFailed, DeadLetterCause::Undelivered];
+
+    /// Its name in kebab-case (`target-failed`, `undelivered`): the metric label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterCause::TargetFailed => "target-failed",
+            DeadLetterCause::Undelivered => "undelivered",
+        }
+    }
+
+    /// Its index in [`DeadLetterCause::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            DeadLetterCause::TargetFailed => 0,
+            DeadLetterCause::Undelivered => 1,
+        }
+    }
+}
+
+impl fmt::Display for DeadLetterCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One component's counts at one moment ([`ActorRef::stats`]). Counters
+/// only grow while the component is registered; the mailbox and request
+/// figures are gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActorStats {
+    /// Envelopes queued in its mailbox now (messages, requests, callbacks,
+    /// with reserved slots).
+    pub mailbox_len: u64,
+    /// Payload bytes queued in its mailbox now (with reserved bytes).
+    pub mailbox_bytes: u64,
+    /// Its pending requests now (sent, callback not yet handled).
+    pub pending_requests: usize,
+    /// Whether it stopped (its mailbox is closed).
+    pub stopped: bool,
+    /// Fire-and-forget messages accepted into its mailbox.
+    pub messages_accepted: u64,
+    /// Requests accepted into its mailbox.
+    pub requests_accepted: u64,
+    /// Messages and requests its `handle-message` returned for, with an
+    /// error or not.
+    pub handled: u64,
+    /// Handlers that returned an error: `handle-message` for a message or a
+    /// request, and `handle-callback`.
+    pub handler_errors: u64,
+    /// Callbacks its `handle-callback` returned for, with an error or not.
+    pub callbacks_handled: u64,
+    /// Envelopes for it that were dead-lettered, indexed by
+    /// [`DeadLetterCause::index`].
+    pub dead_letters: [u64; DeadLetterCause::ALL.len()],
+    /// Its sends refused, indexed by [`MessagingError::kind_index`] (named
+    /// by [`MessagingError::KINDS`]).
+    pub refused: [u64; MessagingError::KINDS.len()],
+    /// Times its instance crashed (counted by the supervisor).
+    pub crashes: u64,
+    /// Times the supervisor started a new instance after a crash.
+    pub restarts: u64,
+}
+
+impl ActorStats {
+    /// Dead letters of every cause.
+    #[must_use]
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.iter().sum()
+    }
+
+    /// Sends refused, every kind.
+    #[must_use]
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
+    /// Messages, requests and callbacks whose handler returned without an
+    /// error.
+    #[must_use]
+    pub fn completed(&self) -> u64 {
+        (self.handled + self.callbacks_handled).saturating_sub(self.handler_errors)
+    }
 }
 
 /// A registered component as the router sees it: its id, the sending side of
@@ -35,7 +176,7 @@ impl ActorRef {
     /// A handle for `id` with `mailbox` and `policy`, not yet registered.
     #[must_use]
     pub fn new(id: ComponentId, mailbox: Mailbox, policy: Policy) -> Self {
-        Self(Arc::new(ActorCell { id, mailbox, policy, pending: AtomicUsize::new(0) }))
+        Self(Arc::new(ActorCell { id, mailbox, policy, pending: AtomicUsize::new(0), counters: ActorCounters::new() }))
     }
 
     /// The component id.
@@ -88,6 +229,63 @@ impl ActorRef {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| QuotaSlot(self.clone()))
+    }
+
+    /// Its counts now.
+    #[must_use]
+    pub fn stats(&self) -> ActorStats {
+        let c = &self.0.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ActorStats {
+            mailbox_len: self.queued(),
+            mailbox_bytes: self.queued_bytes(),
+            pending_requests: self.pending_requests(),
+            stopped: self.is_stopped(),
+            messages_accepted: load(&c.messages_accepted),
+            requests_accepted: load(&c.requests_accepted),
+            handled: load(&c.handled),
+            handler_errors: load(&c.handler_errors),
+            callbacks_handled: load(&c.callbacks_handled),
+            dead_letters: std::array::from_fn(|i| load(&c.dead_letters[i])),
+            refused: std::array::from_fn(|i| load(&c.refused[i])),
+            crashes: load(&c.crashes),
+            restarts: load(&c.restarts),
+        }
+    }
+
+    /// Counts a crash of its instance (for the supervisor that saw it).
+    pub fn count_crash(&self) {
+        bump(&self.0.counters.crashes);
+    }
+
+    /// Counts a restart of its instance (for the supervisor that did it).
+    pub fn count_restart(&self) {
+        bump(&self.0.counters.restarts);
+    }
+
+    /// Counts an accepted message (`request == false`) or request for it.
+    pub(crate) fn count_accepted(&self, request: bool) {
+        let c = &self.0.counters;
+        bump(if request { &c.requests_accepted } else { &c.messages_accepted });
+    }
+
+    /// Counts a handler that returned: `callback` for `handle-callback`.
+    pub(crate) fn count_handled(&self, callback: bool, error: bool) {
+        let c = &self.0.counters;
+        bump(if callback { &c.callbacks_handled } else { &c.handled });
+        if error {
+            bump(&c.handler_errors);
+        }
+    }
+
+    /// Counts a dead letter for it.
+    pub(crate) fn count_dead_letter(&self, cause: DeadLetterCause) {
+        bump(&self.0.counters.dead_letters[cause.index()]);
+    }
+
+    /// Counts one of its sends refused with `error`.
+    pub(crate) fn count_refused(&self, error: &MessagingError) {
+        bump(&self.0.counters.refused[error.kind_index()]);
     }
 
     /// True when both handles are the same registration.

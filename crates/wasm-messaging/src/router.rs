@@ -27,7 +27,7 @@ use crate::envelope::Envelope;
 use crate::error::{MailboxError, RegistryError};
 use crate::mailbox::mailbox;
 use crate::policy::Policy;
-use crate::registry::{ActorRef, ActorRegistry, Actors};
+use crate::registry::{ActorRef, ActorRegistry, Actors, DeadLetterCause};
 use crate::reply::{Outcome, ReplyTo, Requester};
 use crate::sync::unmodelled::{Arc, OnceLock, Weak};
 use crate::sync::{AtomicU64, Mutex, Ordering};
@@ -95,6 +95,8 @@ pub struct DeadLetter {
     pub correlation_id: Option<CorrelationId>,
     /// Why it was not handled.
     pub reason: String,
+    /// The reason's class: the label of the dead-letter counts.
+    pub cause: DeadLetterCause,
 }
 
 /// The router's counters. At quiescence `enqueued == settled`, and
@@ -123,6 +125,10 @@ pub struct RouterStats {
     /// Sends refused, by error variant, in WIT order: indexed by
     /// [`MessagingError::kind_index`], named by [`MessagingError::KINDS`].
     pub refused: [u64; 9],
+    /// The part of `refused` whose sender was the host (the embedding
+    /// application), in the same order. Each component's part is in its
+    /// [`ActorStats::refused`].
+    pub refused_host: [u64; 9],
     /// Envelopes put in mailboxes.
     pub enqueued: u64,
     /// Envelopes that ended (handled or dead-lettered).
@@ -155,6 +161,9 @@ struct Counters {
     callbacks_dropped: AtomicU64,
     responses_refused: AtomicU64,
     refused: [AtomicU64; 9],
+    /// The part of `refused` whose sender was the host (the components'
+    /// parts are in their [`ActorStats`]).
+    host_refused: [AtomicU64; 9],
 }
 
 /// The host's router: registry, tracker, policy step, audit. Implements
@@ -447,6 +456,7 @@ impl Router {
             dead_lettered: load(&a.dead_lettered),
             responses_refused: load(&c.responses_refused),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
+            refused_host: std::array::from_fn(|i| load(&c.host_refused[i])),
             enqueued: a.enqueued(),
             settled,
             requests: self.tracker.stats(),
@@ -514,8 +524,27 @@ impl Router {
         correlation_id: Option<CorrelationId>,
         error: MessagingError,
     ) -> MessagingError {
+        let sender = if origin.sender.is_host() { None } else { self.registry.get(origin.sender.as_str()) };
+        self.refuse_counted(sender.as_ref(), origin, target, correlation_id, error)
+    }
+
+    /// [`Router::refuse`] with the sender's handle (`None`: the host, or a
+    /// sender no longer registered) already looked up.
+    fn refuse_counted(
+        &self,
+        sender: Option<&ActorRef>,
+        origin: Origin<'_>,
+        target: &str,
+        correlation_id: Option<CorrelationId>,
+        error: MessagingError,
+    ) -> MessagingError {
         let (index, outcome) = (error.kind_index(), error.kind());
         self.counters.refused[index].fetch_add(1, Ordering::Relaxed);
+        if origin.sender.is_host() {
+            self.counters.host_refused[index].fetch_add(1, Ordering::Relaxed);
+        } else if let Some(sender) = sender {
+            sender.count_refused(&error);
+        }
         // Decided before the record is built: an aggregated refusal costs a
         // clock read and a map lookup, not the formatting of a record.
         let now = SystemTime::now();
@@ -722,7 +751,11 @@ impl Router {
             Err(error) => return Err((error, message)),
         };
         let envelope = Envelope::Message { sender: origin.sender.clone(), payload: message, trace: checked.trace };
-        self.accounting.enqueue(Enqueued::Message, || checked.target.mailbox().try_send(envelope)).map_err(|e| {
+        let queued = self.accounting.enqueue(Enqueued::Message, || checked.target.mailbox().try_send(envelope));
+        if queued.is_ok() {
+            checked.target.count_accepted(false);
+        }
+        queued.map_err(|e| {
             let error = mailbox_error(&e, target.as_str());
             match e.into_inner() {
                 Envelope::Message { payload, .. } => (error, payload),
@@ -807,11 +840,16 @@ impl Router {
             };
             Ok((checked.target, checked.trace, timeout_ms, permit, reply))
         });
-        // Refusals are audited with the read guard still held: audit sinks
-        // only queue, and the guard blocks nothing but registration.
         let (target_actor, trace, timeout_ms, permit, reply) = match checked {
             Ok(checked) => checked,
-            Err(error) => return Err(SendError::new(self.refuse(origin, target.as_str(), None, error), request)),
+            Err(error) => {
+                // The sender is looked up in the guard this call holds: a
+                // second read lock could wait on a queued writer that waits
+                // on this one.
+                let sender = actors.get(origin.sender.as_str());
+                let error = self.refuse_counted(sender, origin, target.as_str(), None, error);
+                return Err(SendError::new(error, request));
+            }
         };
         // Counted before it exists anywhere, so its callback (even a 1 ms
         // timeout firing at once) can never settle ahead of it. The slot was
@@ -821,6 +859,7 @@ impl Router {
             permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
             Ok::<_, Infallible>(id)
         });
+        target_actor.count_accepted(true);
         let Ok(id) = queued;
         Ok(id)
     }

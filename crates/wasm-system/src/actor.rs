@@ -213,6 +213,7 @@ impl Actor {
     /// exceeded or the system shuts down. `Err` when the component must stop.
     async fn crashed(&mut self, failure: &str) -> Result<(), Stop> {
         self.instance = None;
+        self.me.count_crash();
         let router = Arc::clone(&self.shared.router);
         let dropped = router.drop_requests_of(self.id());
         let reason = format!("{failure}; {dropped} pending requests dropped");
@@ -243,6 +244,7 @@ impl Actor {
             match restarted {
                 Ok(instance) => {
                     self.instance = Some(instance);
+                    self.me.count_restart();
                     let restarts = self.intensity.recent();
                     router.audit_lifecycle(AuditEvent::Restart, self.id(), format!("restart {restarts} in window"));
                     tracing::info!(component = %self.id(), restarts, "instance restarted");

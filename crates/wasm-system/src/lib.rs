@@ -46,6 +46,7 @@ pub use wasm_core::{
     TrackerStats,
 };
 pub use wasm_messaging::{
-    AuditEvent, AuditRecord, AuditSink, DeadLetter, NoAudit, REFUSALS_IN_FULL_PER_SECOND, RegistryError, RouterStats,
+    ActorStats, AuditEvent, AuditRecord, AuditSink, DeadLetter, DeadLetterCause, NoAudit, REFUSALS_IN_FULL_PER_SECOND,
+    RegistryError, RouterStats,
 };
 pub use wasm_runtime::{CompiledComponent, EngineConfig, RuntimeError, WasmEngine};

@@ -213,6 +213,8 @@ impl Drop for Registration<'_> {
 /// A running actor as the system keeps it.
 struct ActorHandle {
     id: ComponentId,
+    /// Its registration: what [`System::component_stats`] reads.
+    actor: ActorRef,
     /// `Some(reason)` tells the actor to stop.
     stop: watch::Sender<Option<&'static str>>,
     task: JoinHandle<Result<(), String>>,
@@ -296,7 +298,7 @@ impl System {
         };
         let task = tokio::spawn(actor.run(inbox));
         registration.keep();
-        self.actors.lock().push(ActorHandle { id, stop: stop_tx, task });
+        self.actors.lock().push(ActorHandle { id, actor: handle.actor.clone(), stop: stop_tx, task });
         Ok(handle)
     }
 
@@ -451,6 +453,17 @@ impl System {
         self.shared.router.dead_letters()
     }
 
+    /// Each component's counts now, sorted by id: those running, and those
+    /// that stopped on their own (restart intensity exceeded) until the
+    /// system shuts down; not those the host stopped
+    /// ([`System::stop_component`]).
+    #[must_use]
+    pub fn component_stats(&self) -> Vec<(ComponentId, ComponentStats)> {
+        let mut stats: Vec<_> = self.actors.lock().iter().map(|h| (h.id.clone(), h.actor.stats())).collect();
+        stats.sort_by(|a, b| a.0.cmp(&b.0));
+        stats
+    }
+
     /// Ids of the running components, sorted.
     #[must_use]
     pub fn components(&self) -> Vec<ComponentId> {
@@ -504,7 +517,9 @@ impl System {
             let _ = handle.stop.send(Some(SHUTDOWN));
         }
         let mut stopped_abnormally = Vec::new();
+        let mut components = Vec::with_capacity(handles.len());
         for handle in handles {
+            components.push((handle.id.clone(), handle.actor.clone()));
             match handle.task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => stopped_abnormally.push((handle.id, reason)),
@@ -518,7 +533,9 @@ impl System {
         router.flush_audit();
         let dropped_host_requests = router.drop_requests_of(ComponentId::host_ref());
         router.stop_timers().await;
-        ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats() }
+        let mut components: Vec<_> = components.into_iter().map(|(id, actor)| (id, actor.stats())).collect();
+        components.sort_by(|a, b| a.0.cmp(&b.0));
+        ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats(), components }
     }
 }
 
@@ -560,6 +577,9 @@ pub struct ShutdownReport {
     pub stopped_abnormally: Vec<(ComponentId, String)>,
     /// The final counters.
     pub stats: RouterStats,
+    /// Each component's final counts, sorted by id (as
+    /// [`System::component_stats`] before the stop, after it).
+    pub components: Vec<(ComponentId, ComponentStats)>,
 }
 
 /// Sends a message as the host to `target`.
@@ -588,19 +608,10 @@ pub struct ComponentRef {
     router: Arc<Router>,
 }
 
-/// What a [`ComponentRef`] reads of its component at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ComponentStats {
-    /// Envelopes queued in its mailbox (messages, requests, callbacks).
-    pub mailbox_len: u64,
-    /// Payload bytes queued in its mailbox.
-    pub mailbox_bytes: u64,
-    /// Its pending requests (sent, callback not yet handled).
-    pub pending_requests: usize,
-    /// Whether it stopped (its mailbox is closed).
-    pub stopped: bool,
-}
+/// What a [`ComponentRef`] reads of its component at one moment: mailbox
+/// and request gauges, and the counts of what it accepted, handled, failed,
+/// dead-lettered and was refused ([`wasm_messaging::ActorStats`]).
+pub type ComponentStats = wasm_messaging::ActorStats;
 
 impl ComponentRef {
     /// The component's id.
@@ -643,12 +654,7 @@ impl ComponentRef {
     /// Its mailbox and request counts now.
     #[must_use]
     pub fn stats(&self) -> ComponentStats {
-        ComponentStats {
-            mailbox_len: self.actor.queued(),
-            mailbox_bytes: self.actor.queued_bytes(),
-            pending_requests: self.actor.pending_requests(),
-            stopped: self.actor.is_stopped(),
-        }
+        self.actor.stats()
     }
 }
 
