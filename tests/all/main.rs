@@ -7,6 +7,7 @@ mod containment;
 mod embedding;
 mod execution;
 mod messaging;
+mod observability;
 mod policy;
 mod requests;
 mod sdk;

@@ -97,6 +97,30 @@ impl AuditRecord {
 pub trait AuditSink: Send + Sync {
     /// Takes one record.
     fn record(&self, record: AuditRecord);
+
+    /// Records written and dropped so far, for metrics; `None` (the
+    /// default) for a sink that does not count.
+    fn counts(&self) -> Option<AuditCounts> {
+        None
+    }
+}
+
+/// What an [`AuditSink`] did with the records it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditCounts {
+    /// Records written to the sink's destination.
+    pub written: u64,
+    /// Records dropped (the sink's queue was full, or it was closed).
+    pub dropped: u64,
+}
+
+impl AuditCounts {
+    /// Counts of `written` and `dropped` records.
+    #[must_use]
+    pub fn new(written: u64, dropped: u64) -> Self {
+        Self { written, dropped }
+    }
 }
 
 /// Discards records (for embeddings that audit nothing).

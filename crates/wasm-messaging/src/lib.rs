@@ -44,7 +44,7 @@ mod tracker;
 #[cfg(test)]
 mod tests;
 
-pub use audit::{AuditEvent, AuditRecord, AuditSink, NoAudit};
+pub use audit::{AuditCounts, AuditEvent, AuditRecord, AuditSink, NoAudit};
 pub use clock::{ManualClock, MonotonicClock};
 pub use delivery::{DROPPED_UNSETTLED, Delivery, Inbox};
 pub use envelope::Envelope;

@@ -20,7 +20,7 @@ use wasm_core::{
 };
 
 use crate::accounting::{Accounting, Enqueued, Settled};
-use crate::audit::{AuditEvent, AuditRecord, AuditSink};
+use crate::audit::{AuditCounts, AuditEvent, AuditRecord, AuditSink};
 use crate::clock::MonotonicClock;
 use crate::delivery::Inbox;
 use crate::envelope::Envelope;
@@ -437,6 +437,13 @@ impl Router {
             target: Some(component.to_string()),
             ..AuditRecord::now(event, outcome, reason)
         });
+    }
+
+    /// What the audit sink wrote and dropped, if it counts
+    /// ([`AuditSink::counts`]).
+    #[must_use]
+    pub fn audit_counts(&self) -> Option<AuditCounts> {
+        self.audit.counts()
     }
 
     /// A snapshot of every counter.

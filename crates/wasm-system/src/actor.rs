@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Arc<WasmEngine>,
     pub(crate) router: Arc<Router>,
     pub(crate) events: Arc<EventHub>,
+    /// Whether actors measure each handler's duration (metrics are on).
+    pub(crate) measure_handlers: bool,
 }
 
 pub(crate) struct Actor {
@@ -52,6 +54,8 @@ pub(crate) struct Actor {
     /// `Some(reason)` once the actor must stop (shutdown, or the host
     /// stopping this component).
     pub(crate) stop: watch::Receiver<Option<&'static str>>,
+    /// Where each handler's duration goes, when metrics are on.
+    pub(crate) handler_duration: Option<metrics::Histogram>,
 }
 
 impl Actor {
@@ -104,39 +108,37 @@ impl Actor {
         let envelope = delivery.envelope();
         let parent = *envelope.trace();
         let trace = parent.child();
-        let span = tracing::debug_span!(
-            "handle",
-            component = %self.me.id(),
-            kind = envelope.kind(),
-            trace_id = %trace.trace_id_hex(),
-            span_id = %trace.span_id_hex(),
-            parent_span_id = %parent.span_id_hex(),
-        );
+        let span = handler_span(self.me.id(), envelope, trace, parent);
         let Some(instance) = self.instance.as_mut() else {
             delivery.undelivered(&format!("{} has no running instance", self.me.id()));
             return Ok(());
         };
         let stop = &mut self.stop;
+        let started = self.handler_duration.is_some().then(Instant::now);
         // A host panic inside the call (a host function, the router, an
         // audit sink) is caught here, while the delivery is still at hand,
         // so the requester's `target-failed` names the panic.
         let called = AssertUnwindSafe(async {
             match envelope {
                 Envelope::Message { sender, payload, .. } | Envelope::Request { sender, payload, .. } => {
-                    let call = instance.handle_message(sender, payload, Some(trace)).instrument(span);
+                    let call = instance.handle_message(sender, payload, Some(trace)).instrument(span.clone());
                     unless_stopped(stop, call).await
                 }
                 Envelope::Callback { id, outcome, .. } => {
-                    let call = instance.handle_callback(id, outcome, Some(trace)).instrument(span);
+                    let call = instance.handle_callback(id, outcome, Some(trace)).instrument(span.clone());
                     unless_stopped(stop, call).await.map(|handled| handled.map(|()| Vec::new()))
                 }
             }
         })
         .catch_unwind()
         .await;
+        if let (Some(histogram), Some(started)) = (&self.handler_duration, started) {
+            histogram.record(started.elapsed());
+        }
         let called = match called {
             Ok(called) => called,
             Err(panic) => {
+                span.record("outcome", "target-failed");
                 let failure = self.panicked(panic.as_ref());
                 delivery.failed(&failure);
                 return self.crashed(&failure).await;
@@ -144,6 +146,7 @@ impl Actor {
         };
         let failure = match called {
             Ok(result) => {
+                span.record("outcome", if result.is_ok() { "ok" } else { "handler-error" });
                 self.emit(&delivery, (trace, parent), &result);
                 delivery.handled(result, trace);
                 self.intensity.on_success();
@@ -151,6 +154,7 @@ impl Actor {
             }
             Err(failure) => failure,
         };
+        span.record("outcome", if matches!(failure, CallFailure::Stopped(_)) { "stopped" } else { "target-failed" });
         delivery.failed(&failure.to_string());
         match failure {
             CallFailure::Stopped(reason) => {
@@ -351,4 +355,62 @@ fn handled_event(
 /// that is a shutdown too).
 fn stop_reason(signal: Result<watch::Ref<'_, Option<&'static str>>, watch::error::RecvError>) -> &'static str {
     signal.ok().and_then(|reason| *reason).unwrap_or(SHUTDOWN)
+}
+
+/// The span of one handler call (`debug`, target `wasm_system::actor`; off
+/// unless a subscriber wants it, so its fields cost nothing then). Its ids
+/// are the host's own W3C ids: `trace_id` and `span_id` of this handler,
+/// `parent_span_id` of the span that sent the envelope (for a callback: the
+/// span that ended the request; for a timeout, the requester's span that sent
+/// it). An envelope the host sent with no trace of its own starts the trace:
+/// then there is no parent span to name, and the field stays empty. An
+/// OpenTelemetry layer (see `wasm_system::otlp`) exports the span with
+/// exactly these ids, so a chain of requests is one trace. `outcome` is
+/// recorded when the call ends: `ok`, `handler-error`, `target-failed`
+/// (trap, limit, host panic) or `stopped`; a callback also records
+/// `request_outcome`: `response` or the `request-error` case.
+fn handler_span(
+    component: &ComponentId,
+    envelope: &Envelope,
+    trace: TraceContext,
+    parent: TraceContext,
+) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "handle",
+        otel.name = envelope.kind(),
+        component = %component,
+        kind = envelope.kind(),
+        sender = tracing::field::Empty,
+        correlation_id = tracing::field::Empty,
+        request_outcome = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        parent_span_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let (sender, id) = match envelope {
+        Envelope::Message { sender, .. } => (Some(sender), None),
+        Envelope::Request { sender, id, .. } => (Some(sender), Some(id)),
+        Envelope::Callback { id, outcome, .. } => {
+            let outcome = match outcome {
+                Ok(_) => "response",
+                Err(error) => error.kind(),
+            };
+            span.record("request_outcome", outcome);
+            (None, Some(id))
+        }
+    };
+    if let Some(sender) = sender {
+        span.record("sender", sender.as_str());
+    }
+    if let Some(id) = id {
+        span.record("correlation_id", id.as_str());
+    }
+    if !sender.is_some_and(ComponentId::is_host) {
+        span.record("parent_span_id", parent.span_id_hex());
+    }
+    span
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
-use wasm_messaging::{AuditRecord, AuditSink};
+use wasm_messaging::{AuditCounts, AuditRecord, AuditSink};
 
 /// Records waiting for the writer, all tenants together, before the longest
 /// tenant queue drops its oldest.
@@ -220,6 +220,10 @@ impl AuditSink for AuditLog {
     fn record(&self, record: AuditRecord) {
         self.queue.state.lock().push(record);
         self.queue.ready.notify_one();
+    }
+
+    fn counts(&self) -> Option<AuditCounts> {
+        Some(AuditCounts::new(self.written(), self.dropped()))
     }
 }
 

@@ -32,6 +32,10 @@ mod manifest;
 mod supervisor;
 mod system;
 
+pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
 pub use audit_log::{AUDIT_QUEUE_RECORDS, AuditLog, to_json};
 pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;

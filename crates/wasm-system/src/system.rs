@@ -54,6 +54,7 @@ pub struct SystemBuilder {
     components: Vec<(ComponentManifest, Source, Option<PathBuf>)>,
     engine: Option<Arc<WasmEngine>>,
     audit: Arc<dyn AuditSink>,
+    metrics_interval: Option<Duration>,
 }
 
 impl SystemBuilder {
@@ -96,6 +97,18 @@ impl SystemBuilder {
         self
     }
 
+    /// Publishes the system's metrics to the process's `metrics` recorder
+    /// every `interval` (see [`System::record_metrics`] for what), and
+    /// measures each handler's duration into the histogram
+    /// `airssys_handler_duration_seconds`. Install the recorder before
+    /// [`SystemBuilder::start`]: each actor registers its histogram when it
+    /// starts. Default: off (then nothing is measured per envelope, and
+    /// [`System::record_metrics`] still publishes on demand).
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = Some(interval);
+        self
+    }
+
     /// Compiles every component (each distinct file once, on tokio's
     /// blocking pool, so compiling never stalls the async workers), checks
     /// it against the world, registers its mailbox, instantiates it and
@@ -125,8 +138,10 @@ impl SystemBuilder {
                 observer.emit(SystemEvent::DeadLettered(letter.clone()));
             }
         }));
-        let shared = Arc::new(Shared { engine, router, events });
-        let system = System { shared, actors: Mutex::new(Vec::new()) };
+        let shared = Arc::new(Shared { engine, router, events, measure_handlers: self.metrics_interval.is_some() });
+        let actors = Arc::new(Mutex::new(Vec::new()));
+        let metrics = self.metrics_interval.map(|interval| spawn_metrics(interval, &actors, &shared.router));
+        let system = System { shared, actors, metrics };
 
         let mut compiled: HashMap<PathBuf, CompiledComponent> = HashMap::new();
         for (manifest, source, file) in self.components {
@@ -185,7 +200,9 @@ impl fmt::Debug for SystemBuilder {
 /// ```
 pub struct System {
     shared: Arc<Shared>,
-    actors: Mutex<Vec<ActorHandle>>,
+    actors: Arc<Mutex<Vec<ActorHandle>>>,
+    /// The task publishing metrics ([`SystemBuilder::metrics_interval`]).
+    metrics: Option<JoinHandle<()>>,
 }
 
 /// A component registered with the router whose actor has not started yet:
@@ -223,7 +240,7 @@ struct ActorHandle {
 impl System {
     /// A builder with no components.
     pub fn builder() -> SystemBuilder {
-        SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit) }
+        SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit), metrics_interval: None }
     }
 
     /// Compiles `source` for component `id` (from manifest `file`, if any)
@@ -295,6 +312,10 @@ impl System {
             intensity: RestartIntensity::new(manifest.restart),
             shared: Arc::clone(&self.shared),
             stop: stop_rx,
+            handler_duration: self
+                .shared
+                .measure_handlers
+                .then(|| metrics::histogram!(crate::metrics::HANDLER_DURATION, "component" => id.to_string())),
         };
         let task = tokio::spawn(actor.run(inbox));
         registration.keep();
@@ -459,9 +480,21 @@ impl System {
     /// ([`System::stop_component`]).
     #[must_use]
     pub fn component_stats(&self) -> Vec<(ComponentId, ComponentStats)> {
-        let mut stats: Vec<_> = self.actors.lock().iter().map(|h| (h.id.clone(), h.actor.stats())).collect();
-        stats.sort_by(|a, b| a.0.cmp(&b.0));
-        stats
+        component_stats(&self.actors)
+    }
+
+    /// Publishes every count to the process's current `metrics` recorder
+    /// (global, or local with `metrics::with_local_recorder`): per component
+    /// (label `component`) messages and requests accepted, handled, handler
+    /// errors, callbacks handled, dead letters by reason, refusals by
+    /// `messaging-error` kind, mailbox depth and bytes, pending requests,
+    /// crashes and restarts; per system the tracker's pending requests,
+    /// requests ended by outcome, orphaned responses, and the audit sink's
+    /// records written and dropped. Names and units: the constants of
+    /// [`crate::metrics`]. Counters are set to the host's own counts
+    /// (`absolute`), so publishing twice counts nothing twice.
+    pub fn record_metrics(&self) {
+        publish_metrics(&self.actors, &self.shared.router);
     }
 
     /// Ids of the running components, sorted.
@@ -533,6 +566,12 @@ impl System {
         router.flush_audit();
         let dropped_host_requests = router.drop_requests_of(ComponentId::host_ref());
         router.stop_timers().await;
+        if let Some(task) = &self.metrics {
+            // The last values, so a final scrape sees how the run ended.
+            task.abort();
+            let final_stats: Vec<_> = components.iter().map(|(id, actor)| (id.clone(), actor.stats())).collect();
+            crate::metrics::publish(&final_stats, &router.stats(), router.audit_counts());
+        }
         let mut components: Vec<_> = components.into_iter().map(|(id, actor)| (id, actor.stats())).collect();
         components.sort_by(|a, b| a.0.cmp(&b.0));
         ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats(), components }
@@ -554,7 +593,10 @@ impl Drop for System {
     /// Stops without draining (see the type's docs). After
     /// [`System::shutdown`] there is nothing left to do.
     fn drop(&mut self) {
-        for handle in self.actors.get_mut().iter() {
+        if let Some(task) = &self.metrics {
+            task.abort();
+        }
+        for handle in self.actors.lock().iter() {
             let _ = handle.stop.send(Some(SHUTDOWN));
         }
         let router = &self.shared.router;
@@ -580,6 +622,32 @@ pub struct ShutdownReport {
     /// Each component's final counts, sorted by id (as
     /// [`System::component_stats`] before the stop, after it).
     pub components: Vec<(ComponentId, ComponentStats)>,
+}
+
+/// Each component's counts now, sorted by id.
+fn component_stats(actors: &Mutex<Vec<ActorHandle>>) -> Vec<(ComponentId, ComponentStats)> {
+    let mut stats: Vec<_> = actors.lock().iter().map(|h| (h.id.clone(), h.actor.stats())).collect();
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    stats
+}
+
+/// [`System::record_metrics`].
+fn publish_metrics(actors: &Mutex<Vec<ActorHandle>>, router: &Router) {
+    crate::metrics::publish(&component_stats(actors), &router.stats(), router.audit_counts());
+}
+
+/// Publishes metrics every `interval` until aborted (or the system is gone).
+fn spawn_metrics(interval: Duration, actors: &Arc<Mutex<Vec<ActorHandle>>>, router: &Arc<Router>) -> JoinHandle<()> {
+    let (actors, router) = (Arc::downgrade(actors), Arc::downgrade(router));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (Some(actors), Some(router)) = (actors.upgrade(), router.upgrade()) else { return };
+            publish_metrics(&actors, &router);
+        }
+    })
 }
 
 /// Sends a message as the host to `target`.
