@@ -42,7 +42,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start an app, inject its messages, run until quiescent (or the
+    /// Start an app, inject its messages on their schedule, run until every
+    /// injection is sent and answered and the app is quiescent (or the
     /// duration passes, or Ctrl-C), then print a summary.
     Run(RunArgs),
     /// Create a component crate that uses the guest SDK: Cargo.toml,
