@@ -527,7 +527,7 @@ mod tests {
     /// dependencies are checked.)
     #[test]
     fn embedding_wasm_system_without_default_features_names_no_cli_library() {
-        const CLI: [&str; 3] = ["clap", "anyhow", "tracing-subscriber"];
+        const CLI: [&str; 5] = ["clap", "anyhow", "tracing-subscriber", "comfy-table", "indicatif"];
         let embedded = system_direct_deps(&["--no-default-features"]);
         assert!(embedded.iter().any(|d| d == "wasm-runtime"), "{embedded:?}");
         assert!(!embedded.iter().any(|d| CLI.contains(&d.as_str())), "{embedded:?}");
@@ -535,14 +535,14 @@ mod tests {
         assert!(CLI.iter().all(|c| cli.iter().any(|d| d == c)), "the default build has the CLI: {cli:?}");
     }
 
-    /// The embedding example's whole normal dependency tree holds neither
-    /// clap nor tracing-subscriber. (anyhow is there, through wasmtime; that
-    /// wasm-system does not name it is checked above.)
+    /// The embedding example's whole normal dependency tree holds none of
+    /// clap, tracing-subscriber, comfy-table and indicatif. (anyhow is there,
+    /// through wasmtime; that wasm-system does not name it is checked above.)
     #[test]
     fn the_embedding_example_pulls_in_no_cli_library() {
         let names = tree_names("example-embed", &[]);
         assert!(names.iter().any(|n| n == "wasm-system") && names.iter().any(|n| n == "wasmtime"), "{names:?}");
-        for cli in ["clap", "tracing-subscriber"] {
+        for cli in ["clap", "tracing-subscriber", "comfy-table", "indicatif"] {
             assert!(!names.iter().any(|n| n == cli), "{cli} in the embedding example's tree: {names:?}");
         }
     }

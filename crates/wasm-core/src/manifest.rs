@@ -473,7 +473,29 @@ pub struct AppSection {
     pub name: String,
 }
 
-/// One `[[inject]]` message.
+/// One `[[inject]]` entry: a message (or, with `request = true`, a request)
+/// the host sends, `repeat` times, starting `after_ms` after the components
+/// run and `every_ms` apart.
+///
+/// ```
+/// let app: wasm_core::AppManifest = toml::from_str(r#"
+///     components = ["service.toml"]
+///     [[inject]]
+///     to = "service"
+///     text = "tick"
+///     after_ms = 500
+///     every_ms = 100
+///     repeat = 3
+///     [[inject]]
+///     to = "service"
+///     text = "hello"
+///     request = true
+///     timeout_ms = 250
+/// "#).unwrap();
+/// let (tick, hello) = (&app.injections[0], &app.injections[1]);
+/// assert_eq!((tick.after_ms, tick.every_ms, tick.repeat, tick.request), (500, 100, 3, false));
+/// assert_eq!((hello.after_ms, hello.request, hello.timeout_ms), (0, true, Some(250)));
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Injection {
@@ -491,6 +513,23 @@ pub struct Injection {
     /// How many times to send it.
     #[serde(default = "one")]
     pub repeat: u32,
+    /// Delay before the first send, in ms from when the components run
+    /// (default 0: at once).
+    #[serde(default)]
+    pub after_ms: u64,
+    /// Delay between one send and the next of its `repeat`, in ms (default
+    /// 0: back to back).
+    #[serde(default)]
+    pub every_ms: u64,
+    /// Send a request (the host's `send-request`) instead of a
+    /// fire-and-forget message; its outcome goes to the host, which reports
+    /// it (default false).
+    #[serde(default)]
+    pub request: bool,
+    /// The request's timeout, in ms (only with `request = true`; default:
+    /// the host's default request timeout, 5,000 ms).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 fn default_codec() -> String {

@@ -284,6 +284,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_error_answering_a_request_is_counted_apart_from_responses() {
+        let (router, _a, mut b) = two();
+        let (_, answered) = router.host_request("b", raw(b"1"), 1_000).expect("accepted");
+        let (_, rejected) = router.host_request("b", raw(b"2"), 1_000).expect("accepted");
+        b.recv().await.expect("the first").handled(Ok(raw(b"yes")), TraceContext::new_root());
+        let error = ComponentError { code: 7, message: "no".into() };
+        b.recv().await.expect("the second").handled(Err(error.clone()), TraceContext::new_root());
+        assert_eq!(answered.await.expect("an outcome"), Ok(raw(b"yes")));
+        assert_eq!(rejected.await.expect("an outcome"), Err(RequestError::HandlerError(error)));
+        let stats = router.stats();
+        assert_eq!((stats.requests.completed, stats.request_handler_errors), (2, 1), "{stats:?}");
+        assert_eq!(b.owner().stats().handler_errors, 1);
+        assert!(stats.balanced(), "{stats:?}");
+    }
+
+    #[tokio::test]
     async fn closing_an_inbox_dead_letters_what_is_queued_and_answers_requests_delivery_failed() {
         let (router, _a, mut b) = two();
         router.send_message(from(ComponentId::host_ref()), "b", raw(b"m")).expect("queued");

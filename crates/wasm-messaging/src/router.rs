@@ -122,6 +122,10 @@ pub struct RouterStats {
     /// Responses refused (bad prefix, over the cap, codec not accepted, a
     /// handler error's message over the cap) and delivered as `target-failed`.
     pub responses_refused: u64,
+    /// Requests whose target's `handle-message` returned an error that
+    /// reached the requester as `handler-error`: the part of
+    /// `requests.completed` that is not a response.
+    pub request_handler_errors: u64,
     /// Sends refused, by error variant, in WIT order: indexed by
     /// [`MessagingError::kind_index`], named by [`MessagingError::KINDS`].
     pub refused: [u64; 9],
@@ -160,6 +164,7 @@ impl RouterStats {
 struct Counters {
     callbacks_dropped: AtomicU64,
     responses_refused: AtomicU64,
+    request_handler_errors: AtomicU64,
     refused: [AtomicU64; 9],
     /// The part of `refused` whose sender was the host (the components'
     /// parts are in their [`ActorStats`]).
@@ -281,7 +286,10 @@ impl Router {
         };
         let outcome = match result {
             Err(error) => match check_handler_error(responder, &error) {
-                Ok(()) => Err(RequestError::HandlerError(error)),
+                Ok(()) => {
+                    self.counters.request_handler_errors.fetch_add(1, Ordering::Relaxed);
+                    Err(RequestError::HandlerError(error))
+                }
                 Err(reason) => {
                     self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
                     Err(RequestError::TargetFailed(reason))
@@ -462,6 +470,7 @@ impl Router {
             callbacks_handled: load(&a.callbacks_handled),
             dead_lettered: load(&a.dead_lettered),
             responses_refused: load(&c.responses_refused),
+            request_handler_errors: load(&c.request_handler_errors),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
             refused_host: std::array::from_fn(|i| load(&c.host_refused[i])),
             enqueued: a.enqueued(),

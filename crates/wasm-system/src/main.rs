@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! wasm-system run examples/request-reply/app.toml [--duration 10s] [--audit-log audit.jsonl]
+//! wasm-system run examples/request-reply/app.toml --json report.json --events events.jsonl
 //! wasm-system run --build examples/shop/app.toml
 //! wasm-system new my-component
 //! wasm-system build my-component/app.toml
@@ -10,7 +11,8 @@
 //! wasm-system componentize --out-dir target/fixtures tests/fixtures/echo.wat
 //! ```
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,16 +21,16 @@ use std::time::{Duration, Instant};
 mod cli;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc::UnboundedReceiver;
-use wasm_core::MessagingError;
 use wasm_messaging::AuditSink;
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
-use wasm_system::{
-    AuditLog, LoadedApp, LoadedComponent, ShutdownReport, System, SystemEvent, injection_payload, load_app,
-    load_component,
-};
+use wasm_system::{AuditLog, LoadedApp, LoadedComponent, System, load_app, load_component};
+
+use crate::cli::console::{Console, Progress};
+use crate::cli::events_file::EventsFile;
+use crate::cli::inject::Injector;
+use crate::cli::report::{self, AuditCounts, JsonReport, RunOutcome};
 
 /// Runs WebAssembly components as isolated actors that talk only through the host.
 #[derive(Debug, Parser)]
@@ -40,28 +42,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start an app, inject its messages, run until quiescent (or the
+    /// Start an app, inject its messages on their schedule, run until every
+    /// injection is sent and answered and the app is quiescent (or the
     /// duration passes, or Ctrl-C), then print a summary.
-    Run {
-        /// The app manifest (`app.toml`).
-        app: PathBuf,
-        /// Stop after this long even if still busy (e.g. `10s`, `500ms`).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
-        /// Keep running this long after quiescence (e.g. `2s`): for apps
-        /// driven from outside. Default: stop once quiescent.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
-        linger: Duration,
-        /// Write one JSON line per refusal and lifecycle event to this file.
-        #[arg(long)]
-        audit_log: Option<PathBuf>,
-        /// How long shutdown may drain mailboxes.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
-        drain: Duration,
-        /// First build the Rust crates the manifests name (as `build` does).
-        #[arg(long)]
-        build: bool,
-    },
+    Run(RunArgs),
     /// Create a component crate that uses the guest SDK: Cargo.toml,
     /// src/lib.rs, Component.toml and a one-component app.toml.
     New {
@@ -96,17 +80,83 @@ enum Command {
     },
 }
 
+/// `wasm-system run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The app manifest (`app.toml`).
+    app: PathBuf,
+    /// Stop after this long even if still busy (e.g. `10s`, `500ms`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Keep running this long after quiescence (e.g. `2s`): for apps
+    /// driven from outside. Default: stop once quiescent.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    linger: Duration,
+    /// Write one JSON line per refusal and lifecycle event to this file.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// How long shutdown may drain mailboxes.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    drain: Duration,
+    /// First build the Rust crates the manifests name (as `build` does).
+    #[arg(long)]
+    build: bool,
+    /// Write the final report as one JSON object to this file (`-`: to
+    /// stdout, and the summary for people to stderr).
+    ///
+    /// Keys: `app` (name), `file`, `elapsed_ms`, `drained` (quiescent before
+    /// the stop), `balanced` (every message and request accounted for),
+    /// `totals` (the router's counters: `messages_accepted`,
+    /// `requests_accepted`, `callbacks_queued`, `callbacks_dropped`, `handled`,
+    /// `callbacks_handled`, `dead_lettered`, `responses_refused`,
+    /// `request_handler_errors`, `refused` and `refused_host` as objects by
+    /// kind (`rate-limited`, ...), `refused_total`, `enqueued`, `settled`, and
+    /// `requests`: `registered`, `completed` (handler errors included),
+    /// `failed`, `timed_out`, `cancelled`, `dropped`, `orphaned`, `pending`),
+    /// `components` (one object per component, by id: `id`,
+    /// `messages_accepted`, `requests_accepted`, `handled`, `handler_errors`,
+    /// `callbacks_handled`, `completed`, `dead_letters` by cause
+    /// (`target-failed`, `undelivered`), `dead_letters_total`, `refused` by
+    /// kind, `refused_total`, `crashes`, `restarts`, `mailbox_len`,
+    /// `mailbox_bytes`, `pending_requests`, `stopped`), `lifecycle`
+    /// (`crashes`, `restarts`, `stops`), `stopped_abnormally` (`component`,
+    /// `reason`), `dropped_host_requests`, `audit` (`written`, `dropped`, or
+    /// null) and `events_written` (or null). Counts are numbers of messages,
+    /// requests, callbacks or records.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write one JSON line per handled message, request and callback, dead
+    /// letter, crash, restart and stop to this file.
+    ///
+    /// Keys (null where they do not apply): `event` (`handled`, `callback`,
+    /// `dead-letter`, `crash`, `restart`, `stop`), `component`, `sender`,
+    /// `kind` (`message`, `request`, `callback`), `correlation_id`,
+    /// `outcome` (`ok` or `handler-error(<code>)` for a handled message or
+    /// request; `response` or the request error's kind for a callback; the
+    /// cause for a dead letter), `reason`, `codec`, `bytes` and `preview` of
+    /// the payload (the first 64 bytes of the body as text, or `hex:...`),
+    /// `response_codec`, `response_bytes` and `response_preview` of a
+    /// request's response, `callback_result` (what `handle-callback`
+    /// returned), `restarts` and `trace_id`. Each line costs a copy of the
+    /// payload while the run lasts.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// No live progress line (shown on stderr only when it is a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasm_system=info,guest=info"));
-    // Colours only on a terminal: a redirected log stays plain text.
+    // Colours only on a terminal: a redirected log stays plain text. The log
+    // is written around the live progress line, when one shows.
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let progress = Progress::hidden();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress.log_writer()).with_ansi(ansi).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { app, duration, linger, audit_log, drain, build } => {
-            run(&app, duration, linger, audit_log.as_deref(), drain, build)
-        }
+        Command::Run(args) => run(&args, progress),
         Command::New { dir, sdk } => cli::new::new_component(&dir, sdk.as_deref()),
         Command::Build { manifest } => {
             load_components(&manifest).and_then(|c| cli::build::build_components(&c)).map(drop)
@@ -127,65 +177,63 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-#[derive(Default, Debug)]
-struct Lifecycle {
-    crashes: u64,
-    restarts: u64,
-    stops: u64,
-}
-
-fn run(
-    app_file: &Path,
-    duration: Option<Duration>,
-    linger: Duration,
-    audit_file: Option<&Path>,
-    drain: Duration,
-    build: bool,
-) -> anyhow::Result<()> {
-    let app = load_app(app_file)?;
-    if build {
+fn run(args: &RunArgs, progress: Progress) -> anyhow::Result<()> {
+    let app = load_app(&args.app)?;
+    if args.build {
         cli::build::build_components(&app.components)?;
     }
-    let audit = match audit_file {
+    let audit = match &args.audit_log {
         Some(path) => {
             Some(Arc::new(AuditLog::create(path).with_context(|| format!("creating audit log {}", path.display()))?))
         }
         None => None,
     };
+    // Created before anything runs, so a bad path fails at once.
+    let events = match &args.events {
+        Some(path) => Some(File::create(path).with_context(|| format!("creating events file {}", path.display()))?),
+        None => None,
+    };
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let console = Console::new(progress, json_to_stdout);
     let runtime = runtime()?;
-    let outcome = runtime.block_on(run_app(&app, audit.clone(), duration, linger, drain))?;
-    let (written, dropped) = match &audit {
+    let outcome = runtime.block_on(run_app(&app, audit.clone(), events, args, &console))?;
+    let audit = match &audit {
         Some(log) => {
             log.close().context("writing the audit log")?;
-            (Some(log.written()), log.dropped())
+            Some(AuditCounts { written: log.written(), dropped: log.dropped() })
         }
-        None => (None, 0),
+        None => None,
     };
-    print_summary(&app, &outcome, written, dropped);
-    if !outcome.report.stats.balanced() {
+    let summary = report::summary(&app, &outcome, audit);
+    console.line(summary.trim_end());
+    if let Some(path) = &args.json {
+        let mut json = serde_json::to_string_pretty(&JsonReport::new(&app, &outcome, audit))
+            .context("serializing the JSON report")?;
+        json.push('\n');
+        if json_to_stdout {
+            std::io::stdout().lock().write_all(json.as_bytes()).context("writing the JSON report to stdout")?;
+        } else {
+            std::fs::write(path, json).with_context(|| format!("writing the JSON report {}", path.display()))?;
+        }
+    }
+    let report = &outcome.report;
+    if !report.stats.balanced() {
         bail!("accounting did not balance: some message or request is unaccounted for");
     }
-    if !outcome.report.stopped_abnormally.is_empty() {
+    if !report.stopped_abnormally.is_empty() {
         let stopped: Vec<String> =
-            outcome.report.stopped_abnormally.iter().map(|(id, reason)| format!("{id} ({reason})")).collect();
+            report.stopped_abnormally.iter().map(|(id, reason)| format!("{id} ({reason})")).collect();
         bail!("{} component(s) stopped abnormally: {}", stopped.len(), stopped.join("; "));
     }
     Ok(())
 }
 
-/// What a run of an app ended with.
-struct RunOutcome {
-    report: ShutdownReport,
-    lifecycle: Lifecycle,
-    elapsed: Duration,
-}
-
 async fn run_app(
     app: &LoadedApp,
     audit: Option<Arc<AuditLog>>,
-    duration: Option<Duration>,
-    linger: Duration,
-    drain: Duration,
+    events: Option<File>,
+    args: &RunArgs,
+    console: &Console,
 ) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     // Installed before the components start, so a SIGTERM at any point is a
@@ -199,91 +247,47 @@ async fn run_app(
         builder = builder.loaded(component);
     }
     let system = builder.start().await.with_context(|| format!("starting {}", app.file.display()))?;
-    // Lifecycle events are counted as they come, so nothing piles up in memory.
-    let lifecycle = tokio::spawn(count_lifecycle(system.subscribe()));
-    for injection in &app.manifest.injections {
-        let payload = injection_payload(injection);
-        for _ in 0..injection.repeat {
-            if let Err(error) = system.try_send(injection.to.as_str(), payload.clone()) {
-                tracing::warn!(target_id = %injection.to, %error, "injected message refused");
-            }
-        }
+    // Only `--events` subscribes: an event costs a copy of its payload. The
+    // summary's counts come from the counters.
+    let events = events.map(|file| EventsFile::start(file, system.subscribe()));
+    let mut injector = Injector::start(&system, &app.manifest.injections, console)?;
+    let progress = console.progress();
+    if !args.no_progress {
+        progress.show();
     }
-    let limit = duration.unwrap_or(Duration::from_secs(24 * 3600));
+    let limit = args.duration.unwrap_or(Duration::from_secs(24 * 3600));
+    // Finished: every injection sent and every injected request answered,
+    // then nothing queued, running or pending.
+    let finished = tokio::time::timeout(limit, async {
+        injector.finished().await;
+        system.wait_quiescent(limit).await
+    });
     tokio::select! {
-        quiet = system.wait_quiescent(limit) => {
-            if quiet && !linger.is_zero() {
+        quiet = finished => {
+            if quiet == Ok(true) && !args.linger.is_zero() {
                 tokio::select! {
-                    () = tokio::time::sleep(linger) => {}
+                    () = tokio::time::sleep(args.linger) => {}
+                    never = progress.follow(&system, started) => match never {},
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted (SIGINT)"),
                     _ = terminate.recv() => tracing::info!("terminated (SIGTERM)"),
                 }
             }
         }
+        never = progress.follow(&system, started) => match never {},
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted (SIGINT)"),
         _ = terminate.recv() => tracing::info!("terminated (SIGTERM)"),
     }
-    let report = system.shutdown(drain).await;
-    let lifecycle = lifecycle.await.context("counting lifecycle events")?;
-    Ok(RunOutcome { report, lifecycle, elapsed: started.elapsed() })
-}
-
-/// Counts crashes, restarts and stops until the system's event stream ends.
-async fn count_lifecycle(mut events: UnboundedReceiver<SystemEvent>) -> Lifecycle {
-    let mut lifecycle = Lifecycle::default();
-    while let Some(event) = events.recv().await {
-        match event {
-            SystemEvent::Crashed { .. } => lifecycle.crashes += 1,
-            SystemEvent::Restarted { .. } => lifecycle.restarts += 1,
-            SystemEvent::Stopped { .. } => lifecycle.stops += 1,
-            _ => {}
-        }
-    }
-    lifecycle
-}
-
-fn print_summary(app: &LoadedApp, outcome: &RunOutcome, audit_written: Option<u64>, audit_dropped: u64) {
-    let RunOutcome { report, lifecycle, elapsed } = outcome;
-    let (stats, drained) = (&report.stats, report.drained);
-    let name =
-        if app.manifest.app.name.is_empty() { app.file.display().to_string() } else { app.manifest.app.name.clone() };
-    let r = &stats.requests;
-    println!("== {name}: {} components, {:.3}s ==", app.components.len(), elapsed.as_secs_f64());
-    println!(
-        "messages   sent {:>8}  requests sent {:>6}  handled {:>8} (both)  dead-lettered {:>6}",
-        stats.messages_accepted, stats.requests_accepted, stats.handled, stats.dead_lettered
-    );
-    println!(
-        "requests   sent {:>8}  completed {:>6}  timed out {:>4}  cancelled {:>4}  failed {:>4}  dropped {:>4}  orphaned {:>4}  pending {}",
-        r.registered, r.completed, r.timed_out, r.cancelled, r.failed, r.dropped, r.orphaned, r.pending
-    );
-    println!(
-        "callbacks  delivered {:>5}  handled {:>8}  dropped {:>4}  bad responses {}",
-        stats.callbacks_queued, stats.callbacks_handled, stats.callbacks_dropped, stats.responses_refused
-    );
-    let refusals: Vec<String> = MessagingError::KINDS
-        .iter()
-        .zip(stats.refused)
-        .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
-    println!(
-        "refused    {:>8}{}",
-        stats.refused_total(),
-        if refusals.is_empty() { String::new() } else { format!("  ({})", refusals.join(", ")) }
-    );
-    println!("lifecycle  crashes {}  restarts {}  stops {}", lifecycle.crashes, lifecycle.restarts, lifecycle.stops);
-    for (id, reason) in &report.stopped_abnormally {
-        println!("stopped    {id}: {reason}");
-    }
-    if let Some(written) = audit_written {
-        println!("audit      written {written}  dropped {audit_dropped}");
-    }
-    println!(
-        "accounting {}{}",
-        if stats.balanced() { "balanced" } else { "NOT balanced" },
-        if drained { "" } else { " (stopped before quiescence)" }
-    );
+    injector.stop_sending().await;
+    progress.shutting_down(args.drain);
+    let report = system.shutdown(args.drain).await;
+    // Requests still pending were ended by the shutdown: their outcomes print now.
+    injector.finished().await;
+    let events_written = match events {
+        Some(events) => Some(events.finish().await?),
+        None => None,
+    };
+    progress.clear();
+    Ok(RunOutcome { report, elapsed: started.elapsed(), events_written })
 }
 
 /// The components of an app manifest, or the one of a component manifest

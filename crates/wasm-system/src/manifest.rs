@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use wasm_core::{AppManifest, Codec, ComponentManifest, Injection};
+use wasm_core::{AppManifest, Codec, ComponentManifest, DEFAULT_MAX_TIMEOUT_MS, Injection};
 use wasm_messaging::Policy;
 
 use crate::error::ManifestError;
@@ -64,7 +64,8 @@ pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
 
 /// Reads an app manifest and every component manifest it lists, and checks
 /// its injections (known codec, exactly one of `text` and `bytes`, a target
-/// that the app defines).
+/// that the app defines, `timeout_ms` only with `request = true` and within
+/// 1..=[`DEFAULT_MAX_TIMEOUT_MS`], the host's maximum).
 ///
 /// # Errors
 /// The first [`ManifestError`], naming its file and key.
@@ -84,6 +85,17 @@ pub fn load_app(file: &Path) -> Result<LoadedApp, ManifestError> {
         if !components.iter().any(|c| c.manifest.component.id == injection.to) {
             return Err(invalid(format!("inject[{i}].to"), format!("no component `{}` in this app", injection.to)));
         }
+        match injection.timeout_ms {
+            Some(_) if !injection.request => {
+                let problem = "is only for requests: add `request = true` or remove it";
+                return Err(invalid(format!("inject[{i}].timeout_ms"), problem.into()));
+            }
+            Some(ms) if ms == 0 || ms > DEFAULT_MAX_TIMEOUT_MS => {
+                let problem = format!("{ms} ms is outside 1..={DEFAULT_MAX_TIMEOUT_MS} ms (the host's maximum)");
+                return Err(invalid(format!("inject[{i}].timeout_ms"), problem));
+            }
+            _ => {}
+        }
     }
     Ok(LoadedApp { file: file.to_owned(), manifest, components })
 }
@@ -98,4 +110,59 @@ pub fn injection_payload(injection: &Injection) -> Vec<u8> {
         (None, None) => Vec::new(),
     };
     wasm_core::MessagePayload::encode(codec, &body).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a one-component app whose `[[inject]]` is `inject`, in a fresh
+    /// directory, and loads it.
+    fn load_with(test: &str, inject: &str) -> Result<LoadedApp, ManifestError> {
+        let dir = std::env::temp_dir().join(format!("wasm-system-manifest-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::write(dir.join("echo.toml"), "[component]\nid = \"echo\"\nwasm = \"echo.wat\"\n").expect("written");
+        let app = format!("components = [\"echo.toml\"]\n\n[[inject]]\nto = \"echo\"\ntext = \"hi\"\n{inject}\n");
+        std::fs::write(dir.join("app.toml"), app).expect("written");
+        let loaded = load_app(&dir.join("app.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
+    }
+
+    fn refusal(test: &str, inject: &str) -> (String, String) {
+        match load_with(test, inject) {
+            Err(ManifestError::Invalid { key, problem, .. }) => (key, problem),
+            other => panic!("expected an invalid key for {inject:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn injections_take_timing_and_requests() {
+        let app = load_with("timing", "after_ms = 300\nevery_ms = 50\nrepeat = 4\nrequest = true\ntimeout_ms = 900")
+            .expect("a valid app");
+        let injection = &app.manifest.injections[0];
+        assert_eq!((injection.after_ms, injection.every_ms, injection.repeat), (300, 50, 4));
+        assert_eq!((injection.request, injection.timeout_ms), (true, Some(900)));
+        let plain = load_with("plain", "").expect("a valid app");
+        let injection = &plain.manifest.injections[0];
+        assert_eq!(
+            (injection.after_ms, injection.every_ms, injection.request, injection.timeout_ms),
+            (0, 0, false, None)
+        );
+        // every_ms without a repeat has nothing to space, and is allowed.
+        load_with("every-once", "every_ms = 10").expect("a valid app");
+    }
+
+    #[test]
+    fn injection_timeout_needs_a_request_and_a_bound() {
+        let (key, problem) = refusal("timeout-message", "timeout_ms = 100");
+        assert_eq!(key, "inject[0].timeout_ms");
+        assert!(problem.contains("request = true"), "{problem}");
+        let (key, problem) = refusal("timeout-zero", "request = true\ntimeout_ms = 0");
+        assert_eq!(key, "inject[0].timeout_ms");
+        assert!(problem.contains("outside 1..=300000"), "{problem}");
+        let (_, problem) = refusal("timeout-big", "request = true\ntimeout_ms = 300001");
+        assert!(problem.contains("300001 ms"), "{problem}");
+        assert!(matches!(load_with("typo", "after = 5"), Err(ManifestError::Parse { .. })), "unknown keys are refused");
+    }
 }

@@ -10,6 +10,7 @@
 //! running these tests holds the lock of the default one. Temporary files go to a
 //! fresh directory under [`std::env::temp_dir`], removed when the test passes.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -151,14 +152,15 @@ const SHOP: &str = "examples/shop/app.toml";
 fn cli_run_request_reply_summary_shows_completed_timed_out_and_cancelled() {
     let summary = succeed(&["run", "--build", REQUEST_REPLY]);
     let requests = summary_line(&summary, "requests");
-    assert_eq!(count(requests, "sent"), 3, "summary:\n{summary}");
+    assert_eq!(count(requests, "accepted"), 3, "summary:\n{summary}");
     assert!(count(requests, "completed") >= 1, "summary:\n{summary}");
+    assert_eq!(count(requests, "handler errors"), 0, "summary:\n{summary}");
     assert_eq!(count(requests, "timed out"), 1, "summary:\n{summary}");
     assert_eq!(count(requests, "cancelled"), 1, "summary:\n{summary}");
     assert_eq!(count(requests, "pending"), 0, "summary:\n{summary}");
     // Every request gets exactly one callback.
     let callbacks = summary_line(&summary, "callbacks");
-    assert_eq!(count(callbacks, "delivered"), 3, "summary:\n{summary}");
+    assert_eq!(count(callbacks, "queued"), 3, "summary:\n{summary}");
     assert_eq!(count(callbacks, "handled"), 3, "summary:\n{summary}");
     // sleepy's endless loop: trapped by its time budget, dead-lettered,
     // restarted by the supervisor.
@@ -178,10 +180,10 @@ fn cli_run_ping_pong_handles_every_message() {
     const EXPECTED: u64 = 3 + 3 * 1001;
     let summary = succeed(&["run", "--build", PING_PONG]);
     let messages = summary_line(&summary, "messages");
-    assert_eq!(count(messages, "sent"), EXPECTED, "summary:\n{summary}");
+    assert_eq!(count(messages, "accepted"), EXPECTED, "summary:\n{summary}");
     assert_eq!(count(messages, "handled"), EXPECTED, "summary:\n{summary}");
     assert_eq!(count(messages, "dead-lettered"), 0, "summary:\n{summary}");
-    assert_eq!(count(summary_line(&summary, "requests"), "sent"), 0, "summary:\n{summary}");
+    assert_eq!(count(summary_line(&summary, "requests"), "accepted"), 0, "summary:\n{summary}");
     assert_eq!(count(summary_line(&summary, "refused"), "refused"), 0, "summary:\n{summary}");
     let lifecycle = summary_line(&summary, "lifecycle");
     assert_eq!(count(lifecycle, "crashes"), 0, "summary:\n{summary}");
@@ -229,8 +231,9 @@ fn cli_run_build_shop_example_shows_every_ending_a_crash_and_the_rate_limit() {
     assert!(output.status.success(), "shop failed ({})\nstdout:\n{summary}\nstderr:\n{log}", output.status);
     // 6 orders and 1 cancel from the shopper; 6 reservations; 3 charges.
     let requests = summary_line(&summary, "requests");
-    assert_eq!(count(requests, "sent"), 16, "summary:\n{summary}");
+    assert_eq!(count(requests, "accepted"), 16, "summary:\n{summary}");
     assert_eq!(count(requests, "completed"), 13, "summary:\n{summary}");
+    assert_eq!(count(requests, "handler errors"), 0, "summary:\n{summary}");
     assert_eq!(count(requests, "timed out"), 1, "the gold order, summary:\n{summary}");
     assert_eq!(count(requests, "cancelled"), 1, "order 3, summary:\n{summary}");
     assert_eq!(count(requests, "failed"), 1, "billing's panic, summary:\n{summary}");
@@ -414,6 +417,275 @@ fn cli_run_sigterm_drains_writes_the_audit_log_and_the_summary() {
     let audit = std::fs::read_to_string(&log).expect("the audit log was written");
     assert!(audit.lines().any(|l| l.contains("\"event\":\"start\"")), "audit log:\n{audit}");
     assert!(audit.lines().any(|l| l.contains("\"event\":\"stop\"")), "audit log:\n{audit}");
+}
+
+// ---------------------------------------------------------------------------
+// run: the table, the JSON report, the events file, timed and request injections
+// ---------------------------------------------------------------------------
+
+/// The per-component table of a summary: one map per row, from header to
+/// cell, keyed by the `component` cell.
+fn table(summary: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let cells = |line: &str| -> Vec<String> {
+        line.trim().trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
+    };
+    let mut lines = summary.lines().filter(|line| line.starts_with('|'));
+    let header = cells(lines.next().unwrap_or_else(|| panic!("no table in the summary:\n{summary}")));
+    lines
+        .filter(|line| !line.starts_with("|-"))
+        .map(|line| {
+            let row: BTreeMap<String, String> = header.iter().cloned().zip(cells(line)).collect();
+            (row["component"].clone(), row)
+        })
+        .collect()
+}
+
+/// The number in column `column` of `component`'s row of the table.
+fn cell(table: &BTreeMap<String, BTreeMap<String, String>>, component: &str, column: &str) -> u64 {
+    let row = table.get(component).unwrap_or_else(|| panic!("no row for {component} in {table:?}"));
+    let value = row.get(column).unwrap_or_else(|| panic!("no column {column:?} in {row:?}"));
+    value.parse().unwrap_or_else(|e| panic!("{component}'s {column} is {value:?}: {e}"))
+}
+
+/// A JSON number as u64, with the path in the message if it is not one.
+fn number(value: &Value, path: &str) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("{path} is not a count: {value}"))
+}
+
+/// Asserts that output written for a pipe holds no terminal control: no
+/// escape sequence (colours, cursor moves, a progress line) and no carriage
+/// return (a redrawn line).
+fn assert_plain(what: &str, text: &str) {
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{what} holds terminal control codes:\n{text:?}");
+    assert!(!text.contains("msg/s"), "{what} holds the progress line:\n{text}");
+}
+
+#[test]
+fn cli_run_json_report_to_stdout_has_every_component_and_balances() {
+    // ping-pong is deterministic: each of the 3 rallies is 1001 messages,
+    // pong gets 1000, 998, ..., 0 (501 of them) and ping the 500 odd ones
+    // after the host's start message.
+    let output = wasm_system(&["run", "--build", PING_PONG, "--json", "-"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_plain("stdout", &stdout);
+    assert_plain("stderr", &stderr);
+    // With `--json -` the summary goes to stderr and stdout is the report alone.
+    assert_balanced(&stderr);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    assert_eq!(report["app"], "ping-pong");
+    assert_eq!((&report["balanced"], &report["drained"]), (&Value::Bool(true), &Value::Bool(true)), "{report:#}");
+    assert!(report["stopped_abnormally"].as_array().is_some_and(Vec::is_empty), "{report:#}");
+    let components = report["components"].as_array().expect("components");
+    let ids: Vec<&str> = components.iter().map(|c| c["id"].as_str().expect("an id")).collect();
+    assert_eq!(ids, ["ping", "pong"]);
+    for (component, handled) in [(&components[0], 3 + 3 * 500), (&components[1], 3 * 501)] {
+        for key in ["messages_accepted", "handled", "completed"] {
+            assert_eq!(number(&component[key], key), handled, "{key} of {component:#}");
+        }
+        for key in ["requests_accepted", "handler_errors", "callbacks_handled", "dead_letters_total", "refused_total"] {
+            assert_eq!(number(&component[key], key), 0, "{key} of {component:#}");
+        }
+        assert_eq!(component["dead_letters"], serde_json::json!({"target-failed": 0, "undelivered": 0}));
+        assert_eq!(component["refused"].as_object().map(serde_json::Map::len), Some(9), "every kind: {component:#}");
+        assert_eq!((number(&component["mailbox_len"], "mailbox_len"), &component["stopped"]), (0, &Value::Bool(true)));
+    }
+    let totals = &report["totals"];
+    for key in ["messages_accepted", "handled", "dead_lettered", "requests_accepted", "callbacks_handled"] {
+        let sum: u64 =
+            components.iter().map(|c| number(&c[key.replace("dead_lettered", "dead_letters_total")], key)).sum();
+        assert_eq!(number(&totals[key], key), sum, "totals.{key} against the components");
+    }
+    assert_eq!(number(&totals["messages_accepted"], "messages_accepted"), 3 + 3 * 1001);
+    assert_eq!(totals["requests"]["registered"], 0);
+    assert_eq!(totals["refused"]["rate-limited"], 0);
+    assert_eq!(report["lifecycle"], serde_json::json!({"crashes": 0, "restarts": 0, "stops": 2}));
+    assert_eq!((&report["audit"], &report["events_written"]), (&Value::Null, &Value::Null));
+}
+
+/// An app of `echo` (echo.wat) and `rejecter` (rejecting.wat, which answers
+/// every message with error 42), with the `[[inject]]` entries `injections`.
+fn echo_and_rejecter_app(dir: &TempDir, injections: &str) -> PathBuf {
+    dir.write("echo.toml", format!("[component]\nid = \"echo\"\nwasm = {:?}\n", fixture("echo.wat")));
+    dir.write("rejecter.toml", format!("[component]\nid = \"rejecter\"\nwasm = {:?}\n", fixture("rejecting.wat")));
+    dir.write(
+        "app.toml",
+        format!("components = [\"echo.toml\", \"rejecter.toml\"]\n\n[app]\nname = \"rejections\"\n\n{injections}"),
+    )
+}
+
+#[test]
+fn cli_run_injected_requests_print_their_outcomes_and_handler_errors_count_apart() {
+    let dir = TempDir::new("requests");
+    let app = echo_and_rejecter_app(
+        &dir,
+        "[[inject]]\nto = \"echo\"\ntext = \"hello\"\nrequest = true\ntimeout_ms = 10000\n\n\
+         [[inject]]\nto = \"rejecter\"\ntext = \"please\"\nrequest = true\n\n\
+         [[inject]]\nto = \"rejecter\"\ntext = \"note\"\n",
+    );
+    let json = dir.path("report.json");
+    let output = wasm_system(&["run", arg(&app), "--json", arg(&json)]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_plain("stdout", &stdout);
+    assert_plain("stderr", &stderr);
+    // One line per injected request, when its outcome arrives.
+    let response = stdout.lines().find(|l| l.starts_with("response from echo (")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(response.ends_with("): raw hello"), "{response}");
+    let id = &response["response from echo (".len()..][..36];
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'), "a correlation id: {response}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("request to rejecter (")
+            && l.ends_with(") failed: handler error: component error 42: rejected")),
+        "stdout:\n{stdout}"
+    );
+    // The summary: one request completed with a response, one with a handler error.
+    let requests = summary_line(&stdout, "requests");
+    assert_eq!((count(requests, "accepted"), count(requests, "completed")), (2, 1), "{stdout}");
+    assert_eq!(count(requests, "handler errors"), 1, "{stdout}");
+    let handlers = summary_line(&stdout, "handlers");
+    assert_eq!((count(handlers, "ok"), count(handlers, "handler errors")), (1, 2), "{stdout}");
+    assert_balanced(&stdout);
+    // The table: a row per component.
+    let table = table(&stdout);
+    assert_eq!(table.keys().collect::<Vec<_>>(), ["echo", "rejecter"], "{stdout}");
+    for (column, echo, rejecter) in [
+        ("accepted", 1, 2),
+        ("handled", 1, 2),
+        ("completed", 1, 0),
+        ("handler errors", 0, 2),
+        ("callbacks", 0, 0),
+        ("dead letters", 0, 0),
+        ("refused", 0, 0),
+        ("crashes", 0, 0),
+        ("restarts", 0, 0),
+    ] {
+        assert_eq!(
+            (cell(&table, "echo", column), cell(&table, "rejecter", column)),
+            (echo, rejecter),
+            "{column}:\n{stdout}"
+        );
+    }
+    // The JSON report says the same.
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("JSON");
+    let totals = &report["totals"];
+    assert_eq!(
+        (number(&totals["requests"]["completed"], "completed"), number(&totals["request_handler_errors"], "e")),
+        (2, 1)
+    );
+    let rejecter = &report["components"][1];
+    assert_eq!(rejecter["id"], "rejecter");
+    assert_eq!(
+        (number(&rejecter["handler_errors"], "handler_errors"), number(&rejecter["completed"], "completed")),
+        (2, 0)
+    );
+    assert_eq!((number(&rejecter["messages_accepted"], "m"), number(&rejecter["requests_accepted"], "r")), (1, 1));
+    assert_eq!(report["balanced"], true);
+}
+
+#[test]
+fn cli_run_events_file_has_a_line_per_handled_message_and_callback() {
+    let dir = TempDir::new("events");
+    let events = dir.path("events.jsonl");
+    let summary = succeed(&["run", "--build", REQUEST_REPLY, "--events", arg(&events)]);
+    assert_balanced(&summary);
+    let text = std::fs::read_to_string(&events).expect("the events file");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("event line {line:?} is not JSON: {e}")))
+        .collect();
+    assert_eq!(count(summary_line(&summary, "events"), "written"), u64::try_from(lines.len()).expect("a count"));
+    for line in &lines {
+        let object = line.as_object().unwrap_or_else(|| panic!("{line} is not an object"));
+        for key in [
+            "event",
+            "component",
+            "sender",
+            "kind",
+            "correlation_id",
+            "outcome",
+            "reason",
+            "codec",
+            "bytes",
+            "preview",
+            "response_codec",
+            "response_preview",
+            "callback_result",
+            "trace_id",
+        ] {
+            assert!(object.contains_key(key), "{line} lacks `{key}`");
+        }
+    }
+    let of = |event: &'static str| lines.iter().filter(move |l| l["event"] == event);
+    // The host's "go" to the client.
+    assert!(
+        of("handled").any(|l| l["component"] == "client"
+            && l["sender"] == "host"
+            && l["preview"] == "go"
+            && l["kind"] == "message"
+            && l["codec"] == "raw"),
+        "{text}"
+    );
+    // The client's request to the service, answered: its handled line and
+    // the client's callback share the correlation id.
+    let hello = of("handled")
+        .find(|l| l["component"] == "service" && l["kind"] == "request")
+        .unwrap_or_else(|| panic!("no request handled by service:\n{text}"));
+    assert_eq!(
+        (&hello["sender"], &hello["preview"], &hello["outcome"]),
+        (&"client".into(), &"hello".into(), &"ok".into())
+    );
+    assert_eq!((&hello["response_codec"], &hello["response_preview"]), (&"raw".into(), &"hello".into()));
+    let answered = of("callback")
+        .find(|l| l["correlation_id"] == hello["correlation_id"])
+        .unwrap_or_else(|| panic!("no callback for {}:\n{text}", hello["correlation_id"]));
+    assert_eq!(
+        (&answered["component"], &answered["outcome"], &answered["preview"]),
+        (&"client".into(), &"response".into(), &"hello".into())
+    );
+    assert_eq!(answered["callback_result"], "ok");
+    // The other two endings, the dead letter, the crash and the restart.
+    let outcomes: Vec<&Value> = of("callback").map(|l| &l["outcome"]).collect();
+    assert!(outcomes.contains(&&"timeout".into()) && outcomes.contains(&&"cancelled".into()), "{text}");
+    assert_eq!(of("dead-letter").filter(|l| l["component"] == "sleepy" && l["outcome"] == "target-failed").count(), 1);
+    assert_eq!(of("crash").filter(|l| l["component"] == "sleepy").count(), 1, "{text}");
+    assert_eq!(of("restart").filter(|l| l["component"] == "sleepy").count(), 1, "{text}");
+    assert_eq!(of("stop").count(), 3, "{text}");
+}
+
+#[test]
+fn cli_run_sends_timed_injections_in_time_order_and_waits_for_them() {
+    let dir = TempDir::new("timed");
+    // Due at: early 0, tick 0, tick 200, late 300, mid 300, tick 400 ms.
+    // `late` is listed first and `mid` last: ties go in manifest order.
+    let app = echo_and_rejecter_app(
+        &dir,
+        "[[inject]]\nto = \"echo\"\ntext = \"late\"\nafter_ms = 300\n\n\
+         [[inject]]\nto = \"echo\"\ntext = \"early\"\n\n\
+         [[inject]]\nto = \"echo\"\ntext = \"tick\"\nrepeat = 3\nevery_ms = 200\n\n\
+         [[inject]]\nto = \"echo\"\ntext = \"mid\"\nafter_ms = 300\n",
+    );
+    let events = dir.path("events.jsonl");
+    let summary = succeed(&["run", arg(&app), "--events", arg(&events)]);
+    assert_balanced(&summary);
+    // The run did not end at the first quiescence: every send was made.
+    assert_eq!(count(summary_line(&summary, "messages"), "accepted"), 6, "{summary}");
+    let text = std::fs::read_to_string(&events).expect("the events file");
+    let handled: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .filter(|l| l["event"] == "handled" && l["component"] == "echo")
+        .map(|l| l["preview"].as_str().expect("a text preview").to_owned())
+        .collect();
+    assert_eq!(handled, ["early", "tick", "tick", "late", "mid", "tick"], "events:\n{text}");
+}
+
+#[test]
+fn cli_check_refuses_a_timeout_on_an_injected_message() {
+    let dir = TempDir::new("inject-timeout");
+    let app = echo_and_rejecter_app(&dir, "[[inject]]\nto = \"echo\"\ntext = \"x\"\ntimeout_ms = 100\n");
+    let (_, stderr) = fail(&["check", arg(&app)]);
+    assert!(stderr.contains("inject[0].timeout_ms") && stderr.contains("request = true"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------
