@@ -25,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use wasm_messaging::AuditSink;
 use wasm_runtime::{EngineConfig, WasmEngine, componentize_wat};
+use wasm_system::otlp::OtlpTracing;
 use wasm_system::{AuditLog, LoadedApp, LoadedComponent, System, load_app, load_component};
 
 use crate::cli::console::{Console, Progress};
@@ -144,17 +145,34 @@ struct RunArgs {
     /// No live progress line (shown on stderr only when it is a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` while the app runs
+    /// (e.g. `127.0.0.1:9464`): per-component counts, gauges and the handler
+    /// duration histogram (names in `wasm_system::metrics`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// How often the counts are published to `/metrics`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", requires = "metrics_addr")]
+    metrics_interval: Duration,
+    /// Export a span per handled message, request and callback over
+    /// OTLP/HTTP (protobuf) to this collector, e.g. `http://localhost:4318`
+    /// (`/v1/traces` is appended unless the URL ends with it). Without it,
+    /// the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns export on.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasm_system=info,guest=info"));
-    // Colours only on a terminal: a redirected log stays plain text. The log
-    // is written around the live progress line, when one shows.
-    let ansi = std::io::stderr().is_terminal();
-    let progress = Progress::hidden();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(progress.log_writer()).with_ansi(ansi).init();
     let cli = Cli::parse();
+    let progress = Progress::hidden();
+    // Kept to the end of `main`: dropping it flushes the spans still queued.
+    let otlp = match init_tracing(&cli, &progress) {
+        Ok(otlp) => otlp,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Run(args) => run(&args, progress),
         Command::New { dir, sdk } => cli::new::new_component(&dir, sdk.as_deref()),
@@ -164,6 +182,7 @@ fn main() -> ExitCode {
         Command::Check { manifest } => check(&manifest),
         Command::Componentize { out_dir, files } => componentize(&out_dir, &files),
     };
+    drop(otlp);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -171,6 +190,66 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Installs the log (stderr, filtered by `RUST_LOG`, written around the
+/// progress line; colours only on a terminal) and, for `run` with an OTLP
+/// endpoint (flag or standard variable), the span exporter, each layer with
+/// its own filter: the log's filter does not decide what is exported.
+fn init_tracing(cli: &Cli, progress: &Progress) -> anyhow::Result<Option<OtlpTracing>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasm_system=info,guest=info"));
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(progress.log_writer())
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    let otlp = match &cli.command {
+        Command::Run(args) => otlp_exporter(args.otlp_endpoint.as_deref())?,
+        _ => None,
+    };
+    let registry = tracing_subscriber::registry().with(log);
+    match &otlp {
+        Some(otlp) => registry.with(otlp.layer()).init(),
+        None => registry.init(),
+    }
+    Ok(otlp)
+}
+
+/// The OTLP exporter `run` asked for: `--otlp-endpoint`, else the standard
+/// variables, else none.
+fn otlp_exporter(endpoint: Option<&str>) -> anyhow::Result<Option<OtlpTracing>> {
+    let from_env = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let url = match endpoint {
+        Some(base) if base.trim_end_matches('/').ends_with("/v1/traces") => Some(base.to_owned()),
+        Some(base) => Some(format!("{}/v1/traces", base.trim_end_matches('/'))),
+        None if from_env => None,
+        None => return Ok(None),
+    };
+    let otlp = OtlpTracing::new(url.as_deref(), "wasm-system").context("starting OTLP trace export")?;
+    Ok(Some(otlp))
+}
+
+/// Serves `/metrics` at `addr` with the handler duration histogram's
+/// buckets, as the process's metrics recorder.
+fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            Matcher::Full(wasm_system::metrics::HANDLER_DURATION.to_owned()),
+            &wasm_system::metrics::HANDLER_DURATION_BUCKETS,
+        )
+        .context("the handler duration buckets")?
+        .install()
+        .with_context(|| format!("serving metrics at {addr}"))?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -240,6 +319,10 @@ async fn run_app(
     // graceful stop (drain, audit flushed, summary) and not the default kill.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut builder = System::builder();
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr)?;
+        builder = builder.metrics_interval(args.metrics_interval);
+    }
     if let Some(log) = audit {
         builder = builder.audit(log as Arc<dyn AuditSink>);
     }

@@ -784,3 +784,164 @@ fn cli_check_names_a_missing_handle_callback() {
     );
     assert!(stderr.contains("error no-callback:"), "stderr does not name the component:\n{stderr}");
 }
+
+// ---------------------------------------------------------------------------
+// Metrics and trace export
+// ---------------------------------------------------------------------------
+
+#[path = "../../../tests/otlp_receiver.rs"]
+mod otlp_receiver;
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
+}
+
+/// `GET /metrics` from `127.0.0.1:port` with plain HTTP/1.0; `None` when
+/// nothing answers.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.lines().next()?;
+    (status.starts_with("HTTP/1.") && status.contains(" 200")).then(|| body.to_owned())
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn series(scrape: &str, name: &str, labels: &str) -> Option<u64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    scrape.lines().find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
+#[test]
+fn cli_run_serves_metrics_that_promtool_accepts_and_that_equal_the_report() {
+    let dir = TempDir::new("metrics");
+    let app = echo_and_rejecter_app(
+        &dir,
+        "[[inject]]\nto = \"echo\"\ntext = \"hello\"\nrepeat = 3\n\n\
+         [[inject]]\nto = \"rejecter\"\ntext = \"please\"\nrequest = true\n",
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = wasm_system_command()
+        .args(["run", arg(&app), "--metrics-addr", &addr, "--metrics-interval", "50ms"])
+        .args(["--linger", "1500ms", "--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting wasm-system");
+    // Scrape until the endpoint goes away with the process: the last scrape
+    // is from the linger after quiescence, or from the shutdown, which
+    // publishes the final counts.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        match scrape(port) {
+            Some(text) => {
+                answered += 1;
+                last = Some(text);
+            }
+            None if last.is_some() => break,
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let output = wait_bounded(child, "metrics run");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let last = last.unwrap_or_else(|| panic!("/metrics never answered\nstderr:\n{stderr}"));
+    assert!(answered >= 2, "scraped {answered} times during the run");
+
+    let file = dir.write("scrape.txt", &last);
+    let checked = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).expect("the scrape"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool not runnable ({e}): install Debian's `prometheus` package (.ci/run does)")
+        });
+    assert!(checked.status.success(), "promtool check metrics:\n{}\n{last}", String::from_utf8_lossy(&checked.stdout));
+
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
+    for component in report["components"].as_array().expect("components") {
+        let id = component["id"].as_str().expect("an id");
+        let label = format!("component=\"{id}\"");
+        for (metric, key) in [
+            ("airssys_messages_accepted_total", "messages_accepted"),
+            ("airssys_requests_accepted_total", "requests_accepted"),
+            ("airssys_handled_total", "handled"),
+            ("airssys_handler_errors_total", "handler_errors"),
+            ("airssys_callbacks_handled_total", "callbacks_handled"),
+            ("airssys_crashes_total", "crashes"),
+            ("airssys_restarts_total", "restarts"),
+        ] {
+            let reported = number(&component[key], key);
+            assert_eq!(series(&last, metric, &label), Some(reported), "{metric} of {id}\n{last}");
+        }
+        let handled = number(&component["handled"], "handled");
+        assert_eq!(series(&last, "airssys_handler_duration_seconds_count", &label), Some(handled), "{id}\n{last}");
+    }
+    // Known values, so the comparison above is not of two zeros.
+    assert_eq!(series(&last, "airssys_messages_accepted_total", "component=\"echo\""), Some(3));
+    assert_eq!(series(&last, "airssys_handler_errors_total", "component=\"rejecter\""), Some(1));
+    let completed = number(&report["totals"]["requests"]["completed"], "completed");
+    assert_eq!(series(&last, "airssys_requests_ended_total", "outcome=\"completed\""), Some(completed));
+}
+
+#[test]
+fn cli_run_exports_a_span_per_handled_message_over_otlp() {
+    let dir = TempDir::new("otlp");
+    let app = echo_and_rejecter_app(
+        &dir,
+        "[[inject]]\nto = \"echo\"\ntext = \"hello\"\nrepeat = 3\n\n\
+         [[inject]]\nto = \"rejecter\"\ntext = \"please\"\nrequest = true\n",
+    );
+    // Once with the flag, once with the standard variable alone.
+    for by_variable in [false, true] {
+        let (url, spans) = otlp_receiver::receiver();
+        let base = url.trim_end_matches("/v1/traces");
+        let mut command = wasm_system_command();
+        command.args(["run", arg(&app)]).env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        if by_variable {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", base);
+        } else {
+            command.args(["--otlp-endpoint", base]).env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        }
+        let output = command.output().expect("running wasm-system");
+        assert_exported_spans(&output, &spans);
+    }
+}
+
+/// The spans of the echo/rejecter run: three messages at `echo`, one
+/// request at `rejecter`, nothing else.
+fn assert_exported_spans(output: &Output, spans: &std::sync::mpsc::Receiver<otlp_receiver::Exported>) {
+    let (stdout, stderr) = text(output);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The exporter flushed before the process exited.
+    let got: Vec<_> = spans.try_iter().collect();
+    let of = |component: &str| -> Vec<&otlp_receiver::Exported> {
+        got.iter().filter(|s| s.attributes.get("component").map(String::as_str) == Some(component)).collect()
+    };
+    let (echo, rejecter) = (of("echo"), of("rejecter"));
+    assert_eq!((echo.len(), rejecter.len(), got.len()), (3, 1, 4), "{got:#?}\nstderr:\n{stderr}");
+    for span in &echo {
+        assert_eq!((span.attributes["kind"].as_str(), span.attributes["outcome"].as_str()), ("message", "ok"));
+        assert_eq!((span.attributes["sender"].as_str(), span.parent_span_id.as_str()), ("host", ""), "a root span");
+    }
+    let rejected = rejecter[0];
+    assert_eq!(
+        (rejected.attributes["kind"].as_str(), rejected.attributes["outcome"].as_str()),
+        ("request", "handler-error")
+    );
+    assert_eq!(rejected.attributes["correlation_id"].len(), 36, "{rejected:?}");
+    assert_eq!(rejected.span_id.len(), 16, "the host's span id, in hex: {rejected:?}");
+    // Each host message starts its own trace.
+    let mut traces: Vec<&str> = got.iter().map(|s| s.trace_id.as_str()).collect();
+    traces.sort_unstable();
+    traces.dedup();
+    assert_eq!(traces.len(), 4);
+}
