@@ -427,3 +427,100 @@ impl Harness {
         report.stats
     }
 }
+
+/// An in-process lattice for the cluster tests that need no broker: each
+/// node's [`MemoryTransport`] delivers to the others' routers on a spawned
+/// task (a hop, as over a network), and the directory is one shared map.
+/// The NATS transport's own tests and the two-host tests against a real
+/// `nats-server` cover the wire; this covers the routers' semantics.
+#[derive(Debug, Default)]
+pub struct MemoryLattice {
+    nodes: Mutex<HashMap<String, MemoryNode>>,
+}
+
+#[derive(Default)]
+struct MemoryNode {
+    components: Vec<wasm_core::LocalComponent>,
+    inbound: Option<std::sync::Weak<dyn wasm_core::RemoteInbound>>,
+}
+
+impl std::fmt::Debug for MemoryNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryNode").field("components", &self.components).finish_non_exhaustive()
+    }
+}
+
+impl MemoryLattice {
+    /// A transport for `node` on this lattice.
+    #[must_use]
+    pub fn transport(self: &Arc<Self>, node: &str) -> Arc<MemoryTransport> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner).entry(node.to_owned()).or_default();
+        Arc::new(MemoryTransport { lattice: Arc::clone(self), node: node.to_owned() })
+    }
+
+    fn inbound_of(&self, node: &str) -> Option<Arc<dyn wasm_core::RemoteInbound>> {
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes.get(node)?.inbound.as_ref()?.upgrade()
+    }
+}
+
+/// One node's view of a [`MemoryLattice`].
+#[derive(Debug)]
+pub struct MemoryTransport {
+    lattice: Arc<MemoryLattice>,
+    node: String,
+}
+
+impl MemoryTransport {
+    /// Connects this node to its system's router (what other nodes send
+    /// goes there).
+    pub fn attach(&self, system: &System) {
+        let inbound = Arc::downgrade(&system.remote_inbound());
+        let mut nodes = self.lattice.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes.entry(self.node.clone()).or_default().inbound = Some(inbound);
+    }
+}
+
+impl wasm_core::RemoteTransport for MemoryTransport {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn accepts(&self, target: &wasm_core::ComponentId, codec: wasm_core::Codec) -> Option<bool> {
+        let nodes = self.lattice.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        let component = nodes.get(target.node()?)?.components.iter().find(|c| c.name == target.name())?;
+        Some(component.accepts.is_empty() || component.accepts.contains(&codec))
+    }
+
+    fn send(&self, envelope: wasm_core::RemoteEnvelope) -> Result<(), wasm_core::MessagingError> {
+        let node = envelope.target.node().unwrap_or_default().to_owned();
+        let Some(inbound) = self.lattice.inbound_of(&node) else {
+            return Err(wasm_core::MessagingError::DeliveryFailed(format!("node {node} is not attached")));
+        };
+        let back = Arc::clone(&self.lattice);
+        tokio::spawn(async move {
+            let request = match envelope.kind {
+                wasm_core::RemoteKind::Request { id, .. } => Some((envelope.sender.clone(), id, envelope.trace)),
+                wasm_core::RemoteKind::Message => None,
+            };
+            if let Err(error) = inbound.deliver(envelope)
+                && let Some((requester, id, trace)) = request
+                && let Some(home) = requester.node().and_then(|n| back.inbound_of(n))
+            {
+                let outcome = Err(RequestError::DeliveryFailed(error.to_string()));
+                home.complete(wasm_core::RemoteOutcome { requester, id, outcome, trace });
+            }
+        });
+        Ok(())
+    }
+
+    fn respond(&self, outcome: wasm_core::RemoteOutcome) {
+        let Some(home) = outcome.requester.node().and_then(|n| self.lattice.inbound_of(n)) else { return };
+        tokio::spawn(async move { home.complete(outcome) });
+    }
+
+    fn announce(&self, components: Vec<wasm_core::LocalComponent>) {
+        let mut nodes = self.lattice.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes.entry(self.node.clone()).or_default().components = components;
+    }
+}

@@ -32,6 +32,16 @@ impl CodecSet {
         Self(codecs.iter().fold(0, |bits, c| bits | Self::bit(*c)))
     }
 
+    /// The codecs in the set, in [`Codec::ALL`] order; empty for the set of
+    /// all codecs (how manifests and the cluster directory say "any").
+    #[must_use]
+    pub fn codecs(self) -> Vec<Codec> {
+        if self == Self::ALL {
+            return Vec::new();
+        }
+        Codec::ALL.iter().copied().filter(|c| self.contains(*c)).collect()
+    }
+
     /// True when `codec` is in the set.
     #[must_use]
     pub fn contains(self, codec: Codec) -> bool {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use tokio::sync::oneshot;
-use wasm_core::{ComponentId, RequestError, RequestOwner, TraceContext};
+use wasm_core::{ComponentId, CorrelationId, RequestError, RequestOwner, TraceContext};
 
 use crate::registry::QuotaSlot;
 
@@ -17,7 +17,6 @@ pub type Outcome = Result<Vec<u8>, RequestError>;
 /// stop) is the only one who can answer, and dropping the entry answers no
 /// one twice.
 ///
-/// A third kind, a remote host, comes with the NATS transport.
 pub enum ReplyTo {
     /// A component: the outcome is queued as a callback in its mailbox. The
     /// slot is the requester's pending-request slot; it travels on with the
@@ -28,6 +27,21 @@ pub enum ReplyTo {
     /// no task in between. Dropping the entry drops the sender, which the
     /// future sees as the system having stopped.
     Host(oneshot::Sender<Outcome>),
+    /// A component on another host (SPEC section 5): the outcome goes back
+    /// through the transport, under the id the requester's host registered.
+    /// That host owns the request's timer: this entry only expires with it,
+    /// and its timeout is sent nowhere. Boxed, so the other two (every local
+    /// entry) stay 16 bytes.
+    Remote(Box<RemoteRequester>),
+}
+
+/// The requester of a request from another node.
+#[derive(Debug)]
+pub struct RemoteRequester {
+    /// The requester, `name@node`.
+    pub requester: ComponentId,
+    /// The id at the requester's host.
+    pub id: CorrelationId,
 }
 
 /// The owner of a tracker entry: the way back to the requester, and the
@@ -54,6 +68,7 @@ impl RequestOwner for ReplyTo {
         match self {
             ReplyTo::Actor(slot) => slot.owner().id(),
             ReplyTo::Host(_) => ComponentId::host_ref(),
+            ReplyTo::Remote(remote) => &remote.requester,
         }
     }
 }
@@ -63,6 +78,7 @@ impl fmt::Debug for ReplyTo {
         match self {
             ReplyTo::Actor(slot) => f.debug_tuple("Actor").field(slot.owner().id()).finish(),
             ReplyTo::Host(_) => f.write_str("Host"),
+            ReplyTo::Remote(remote) => remote.fmt(f),
         }
     }
 }

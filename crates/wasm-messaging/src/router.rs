@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, oneshot};
 use wasm_core::{
-    ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter, MessagingError,
-    Origin, PendingRequest, RequestError, SendError, TraceContext, TrackerStats, decode_prefix,
+    Codec, ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter,
+    MessagingError, Origin, PendingRequest, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome, RemoteTransport,
+    RequestError, SendError, TraceContext, TrackerStats, decode_prefix,
 };
 
 use crate::accounting::{Accounting, Enqueued, Settled};
@@ -28,7 +29,7 @@ use crate::error::{MailboxError, RegistryError};
 use crate::mailbox::mailbox;
 use crate::policy::Policy;
 use crate::registry::{ActorRef, ActorRegistry, Actors, DeadLetterCause};
-use crate::reply::{Outcome, ReplyTo, Requester};
+use crate::reply::{Outcome, RemoteRequester, ReplyTo, Requester};
 use crate::sync::unmodelled::{Arc, OnceLock, Weak};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::timer::{TimerDriver, spawn_timer_driver};
@@ -133,6 +134,13 @@ pub struct RouterStats {
     /// application), in the same order. Each component's part is in its
     /// [`ActorStats::refused`].
     pub refused_host: [u64; 9],
+    /// Messages handed to the transport for components on other nodes.
+    pub remote_messages_sent: u64,
+    /// Requests handed to the transport (their outcomes are in `requests`,
+    /// as this host owns them).
+    pub remote_requests_sent: u64,
+    /// Outcomes of other hosts' requests sent back to them.
+    pub remote_outcomes_sent: u64,
     /// Envelopes put in mailboxes.
     pub enqueued: u64,
     /// Envelopes that ended (handled or dead-lettered).
@@ -169,6 +177,9 @@ struct Counters {
     /// The part of `refused` whose sender was the host (the components'
     /// parts are in their [`ActorStats`]).
     host_refused: [AtomicU64; 9],
+    remote_messages_sent: AtomicU64,
+    remote_requests_sent: AtomicU64,
+    remote_outcomes_sent: AtomicU64,
 }
 
 /// The host's router: registry, tracker, policy step, audit. Implements
@@ -185,6 +196,9 @@ pub struct Router {
     counters: Counters,
     dead_letters: Mutex<VecDeque<DeadLetter>>,
     dead_letter_observer: OnceLock<DeadLetterObserver>,
+    /// The way to components on other nodes (SPEC section 5), when the
+    /// host joined a cluster.
+    remote: OnceLock<Arc<dyn RemoteTransport>>,
     quiet: Notify,
     timer: Mutex<Option<TimerDriver>>,
     /// Aggregation of repeated refusals, per sender and kind (see `refuse`).
@@ -218,6 +232,7 @@ impl Router {
                 counters: Counters::default(),
                 dead_letters: Mutex::new(VecDeque::new()),
                 dead_letter_observer: OnceLock::new(),
+                remote: OnceLock::new(),
                 quiet: Notify::new(),
                 timer: Mutex::new(Some(driver)),
                 refusal_windows: Mutex::new(FxHashMap::default()),
@@ -248,6 +263,27 @@ impl Router {
     /// keeps the first, when one is already set.
     pub fn on_dead_letter(&self, observer: DeadLetterObserver) -> bool {
         self.dead_letter_observer.set(observer).is_ok()
+    }
+
+    /// Joins the router to other nodes: ids `name@node` of another node are
+    /// sent through `transport`, and `name@<its node>` is local. Returns
+    /// false, and keeps the first, when one is already set. The transport
+    /// hands what other hosts send to this router as its
+    /// [`RemoteInbound`].
+    pub fn set_remote(&self, transport: Arc<dyn RemoteTransport>) -> bool {
+        self.remote.set(transport).is_ok()
+    }
+
+    /// The transport to other nodes, when the host joined a cluster.
+    #[must_use]
+    pub fn remote(&self) -> Option<&Arc<dyn RemoteTransport>> {
+        self.remote.get()
+    }
+
+    /// The node name of this host, when it joined a cluster.
+    #[must_use]
+    pub fn node(&self) -> Option<&str> {
+        self.remote.get().map(|t| t.node())
     }
 
     /// Removes a component: later sends to it get `target-not-found`.
@@ -311,16 +347,7 @@ impl Router {
         if bytes.len() > max {
             return Err(format!("response of {} bytes exceeds the cap of {max} bytes", bytes.len()));
         }
-        let (codec, _) = decode_prefix(bytes).map_err(|e| format!("malformed response: {e}"))?;
-        let (policy, id) = match requester {
-            ReplyTo::Actor(slot) => (slot.owner().policy(), slot.owner().id()),
-            ReplyTo::Host(_) => (&self.host_policy, ComponentId::host_ref()),
-        };
-        let accepts = policy.accepts();
-        if !accepts.contains(codec) {
-            return Err(format!("response codec {codec} is not accepted by {id} (accepts: {accepts})"));
-        }
-        Ok(())
+        self.check_response_codec(requester, bytes)
     }
 
     /// Request `id` failed at its target (`target-failed`, `delivery-failed`):
@@ -354,6 +381,18 @@ impl Router {
                 return;
             }
             ReplyTo::Actor(slot) => slot,
+            ReplyTo::Remote(remote) => {
+                let RemoteRequester { requester, id } = *remote;
+                // The requester's host owns the timer; this entry's own
+                // timeout only ends it here.
+                if outcome != Err(RequestError::Timeout)
+                    && let Some(transport) = self.remote.get()
+                {
+                    transport.respond(RemoteOutcome { requester, id, outcome, trace });
+                    self.counters.remote_outcomes_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
         };
         // The slot moves into the callback: the quota bounds the callbacks
         // queued as well as the requests in flight.
@@ -473,6 +512,9 @@ impl Router {
             request_handler_errors: load(&c.request_handler_errors),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
             refused_host: std::array::from_fn(|i| load(&c.host_refused[i])),
+            remote_messages_sent: load(&c.remote_messages_sent),
+            remote_requests_sent: load(&c.remote_requests_sent),
+            remote_outcomes_sent: load(&c.remote_outcomes_sent),
             enqueued: a.enqueued(),
             settled,
             requests: self.tracker.stats(),
@@ -636,6 +678,35 @@ impl Router {
                 "target `host` is reserved: the host answers through handle-message's return".into(),
             ));
         }
+        let (sender, policy, codec) = self.check_sender(actors, origin, target, payload, request)?;
+        let Some(target_actor) = actors.get(target) else {
+            return Err(match target.split_once('@') {
+                Some((_, node)) => MessagingError::TargetNotFound(format!("{target}: no route to node {node}")),
+                None => MessagingError::TargetNotFound(target.to_owned()),
+            });
+        };
+        let accepts = target_actor.policy().accepts();
+        if !accepts.contains(codec) {
+            return Err(MessagingError::InvalidMessage(format!(
+                "codec {codec} is not accepted by {target} (accepts: {accepts})"
+            )));
+        }
+        let trace = origin.trace.copied().unwrap_or_else(TraceContext::new_root);
+        Ok(Checked { sender, policy, target: target_actor, trace })
+    }
+
+    /// The sender's part of the policy step, the same for local and remote
+    /// targets: the sender is running, the payload within its cap with a
+    /// valid multicodec prefix (whose codec is returned), the capability to
+    /// message `target` (and to send requests), the rate limit.
+    fn check_sender<'a>(
+        &'a self,
+        actors: &'a Actors,
+        origin: Origin<'_>,
+        target: &str,
+        payload: &[u8],
+        request: bool,
+    ) -> Result<(Option<&'a ActorRef>, &'a Policy, Codec), MessagingError> {
         let sender =
             if origin.sender.is_host() {
                 None
@@ -662,20 +733,190 @@ impl Router {
         if !policy.admit() {
             return Err(MessagingError::RateLimited(format!("{} exceeded its message rate", origin.sender)));
         }
-        let Some(target_actor) = actors.get(target) else {
-            return Err(match target.split_once('@') {
-                Some((_, node)) => MessagingError::TargetNotFound(format!("{target}: no route to node {node}")),
-                None => MessagingError::TargetNotFound(target.to_owned()),
-            });
+        Ok((sender, policy, codec))
+    }
+
+    /// Where `target` lives: a `name@node` id of another node goes through
+    /// the transport (when there is one); `name@<this node>` is the local
+    /// `name`; anything else is local.
+    fn route<'t>(&self, target: Target<'t>) -> Route<'t> {
+        let Some(transport) = self.remote.get() else { return Route::Local(target) };
+        let text: &'t str = match target {
+            Target::Text(text) => text,
+            Target::Id(id) => id.as_str(),
         };
-        let accepts = target_actor.policy().accepts();
-        if !accepts.contains(codec) {
-            return Err(MessagingError::InvalidMessage(format!(
-                "codec {codec} is not accepted by {target} (accepts: {accepts})"
-            )));
+        match text.split_once('@') {
+            Some((name, node)) if node == transport.node() => Route::Local(Target::Text(name)),
+            Some(_) => Route::Remote(text),
+            None => Route::Local(target),
+        }
+    }
+
+    /// The policy step for a target on another node: the sender's part, then
+    /// the directory (`target-not-found` for a component no live host
+    /// announced, `invalid-message` for a codec it does not accept).
+    fn check_remote<'a>(
+        &'a self,
+        actors: &'a Actors,
+        origin: Origin<'_>,
+        target: &str,
+        payload: &[u8],
+        request: bool,
+    ) -> Result<RemoteChecked<'a>, MessagingError> {
+        let id = ComponentId::parse(target)
+            .map_err(|e| MessagingError::InvalidMessage(format!("invalid target id: {e}")))?;
+        let (sender, policy, codec) = self.check_sender(actors, origin, target, payload, request)?;
+        let transport = self.remote.get().ok_or_else(|| MessagingError::TargetNotFound(target.to_owned()))?;
+        match transport.accepts(&id, codec) {
+            None => {
+                let node = id.node().unwrap_or_default();
+                return Err(MessagingError::TargetNotFound(format!(
+                    "{target}: no live host of node {node} announced it"
+                )));
+            }
+            Some(false) => {
+                return Err(MessagingError::InvalidMessage(format!("codec {codec} is not accepted by {target}")));
+            }
+            Some(true) => {}
         }
         let trace = origin.trace.copied().unwrap_or_else(TraceContext::new_root);
-        Ok(Checked { sender, policy, target: target_actor, trace })
+        let qualified = qualify(origin.sender, transport.node());
+        Ok(RemoteChecked { sender, policy, target: id, qualified, trace, transport })
+    }
+
+    /// A message to a component on another node.
+    fn send_remote_message(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        message: Vec<u8>,
+    ) -> Result<(), (MessagingError, Vec<u8>)> {
+        let actors = self.registry.read();
+        let checked = match self.check_remote(&actors, origin, target, &message, false) {
+            Ok(checked) => checked,
+            Err(error) => return Err((error, message)),
+        };
+        let envelope = RemoteEnvelope {
+            sender: checked.qualified,
+            target: checked.target,
+            kind: RemoteKind::Message,
+            // Kept for the refusal: a send refused hands its message back.
+            payload: message.clone(),
+            trace: checked.trace,
+        };
+        match checked.transport.send(envelope) {
+            Ok(()) => {
+                self.counters.remote_messages_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => Err((error, message)),
+        }
+    }
+
+    /// A request to a component on another node. This host owns the
+    /// request: its tracker entry, timer and the requester's slot; the
+    /// outcome comes back through [`RemoteInbound::complete`].
+    fn send_remote_request(
+        &self,
+        origin: Origin<'_>,
+        target: &str,
+        request: Vec<u8>,
+        timeout_ms: u64,
+        host_reply: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<CorrelationId, SendError<Vec<u8>>> {
+        let actors = self.registry.read();
+        let checked = self.check_remote(&actors, origin, target, &request, true).and_then(|checked| {
+            let quotas = checked.policy.requests();
+            let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
+            if timeout_ms > quotas.max_timeout_ms {
+                return Err(MessagingError::InvalidMessage(format!(
+                    "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
+                    quotas.max_timeout_ms
+                )));
+            }
+            let reply = requester_reply(checked.sender, host_reply, quotas.max_pending, origin.sender)?;
+            Ok((checked, timeout_ms, reply))
+        });
+        let (checked, timeout_ms, reply) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                let sender = actors.get(origin.sender.as_str());
+                let error = self.refuse_counted(sender, origin, target, None, error);
+                return Err(SendError::new(error, request));
+            }
+        };
+        let trace = checked.trace;
+        let id = self.tracker.register(Requester { reply, trace }, checked.target.clone(), timeout_ms);
+        let envelope = RemoteEnvelope {
+            sender: checked.qualified,
+            target: checked.target,
+            kind: RemoteKind::Request { id, timeout_ms },
+            payload: request.clone(),
+            trace,
+        };
+        match checked.transport.send(envelope) {
+            Ok(()) => {
+                self.counters.remote_requests_sent.fetch_add(1, Ordering::Relaxed);
+                Ok(id)
+            }
+            Err(error) => {
+                // Never sent: the registration is taken back uncounted (its
+                // slot is given back as the entry drops).
+                drop(self.tracker.withdraw(&id));
+                let sender = actors.get(origin.sender.as_str());
+                let error = self.refuse_counted(sender, origin, target, None, error);
+                Err(SendError::new(error, request))
+            }
+        }
+    }
+}
+
+/// Where a send goes.
+enum Route<'t> {
+    /// A component of this host.
+    Local(Target<'t>),
+    /// `name@node` on another node.
+    Remote(&'t str),
+}
+
+/// What the policy step found for a remote target.
+struct RemoteChecked<'a> {
+    sender: Option<&'a ActorRef>,
+    policy: &'a Policy,
+    target: ComponentId,
+    /// The sender as the other host sees it: `name@<this node>`.
+    qualified: ComponentId,
+    trace: TraceContext,
+    transport: &'a Arc<dyn RemoteTransport>,
+}
+
+/// `sender` as other nodes name it: `name@node` (`host@node` for the host).
+fn qualify(sender: &ComponentId, node: &str) -> ComponentId {
+    if sender.node().is_some() {
+        return sender.clone();
+    }
+    ComponentId::parse(&format!("{sender}@{node}")).unwrap_or_else(|_| sender.clone())
+}
+
+/// The way back for a request: the requesting component's pending-request
+/// slot (refused over its quota), or the host's channel.
+fn requester_reply(
+    sender: Option<&ActorRef>,
+    host_reply: Option<oneshot::Sender<Outcome>>,
+    max_pending: usize,
+    sender_id: &ComponentId,
+) -> Result<ReplyTo, MessagingError> {
+    match (sender, host_reply) {
+        (Some(sender), _) => Ok(ReplyTo::Actor(sender.try_acquire_slot(max_pending).ok_or_else(|| {
+            MessagingError::TooManyPending(format!(
+                "{sender_id} already has {} pending requests (quota {max_pending})",
+                sender.pending_requests(),
+            ))
+        })?)),
+        (None, Some(reply)) => Ok(ReplyTo::Host(reply)),
+        (None, None) => {
+            Err(MessagingError::InvalidMessage("the host's requests go through Router::host_request".into()))
+        }
     }
 }
 
@@ -761,6 +1002,10 @@ impl Router {
         target: Target<'_>,
         message: Vec<u8>,
     ) -> Result<(), (MessagingError, Vec<u8>)> {
+        let target = match self.route(target) {
+            Route::Local(target) => target,
+            Route::Remote(target) => return self.send_remote_message(origin, target, message),
+        };
         let actors = self.registry.read();
         let checked = match self.check(&actors, origin, target, &message, false) {
             Ok(checked) => checked,
@@ -826,6 +1071,10 @@ impl Router {
         timeout_ms: u64,
         host_reply: Option<oneshot::Sender<Outcome>>,
     ) -> Result<CorrelationId, SendError<Vec<u8>>> {
+        let target = match self.route(target) {
+            Route::Local(target) => target,
+            Route::Remote(target) => return self.send_remote_request(origin, target, request, timeout_ms, host_reply),
+        };
         let actors = self.registry.read();
         let checked = self.check(&actors, origin, target, &request, true).and_then(|checked| {
             let quotas = checked.policy.requests();
@@ -838,22 +1087,7 @@ impl Router {
             }
             let permit =
                 checked.target.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target.as_str()))?;
-            let reply = match (checked.sender, host_reply) {
-                (Some(sender), _) => ReplyTo::Actor(sender.try_acquire_slot(quotas.max_pending).ok_or_else(|| {
-                    MessagingError::TooManyPending(format!(
-                        "{} already has {} pending requests (quota {})",
-                        origin.sender,
-                        sender.pending_requests(),
-                        quotas.max_pending
-                    ))
-                })?),
-                (None, Some(reply)) => ReplyTo::Host(reply),
-                (None, None) => {
-                    return Err(MessagingError::InvalidMessage(
-                        "the host's requests go through Router::host_request".into(),
-                    ));
-                }
-            };
+            let reply = requester_reply(checked.sender, host_reply, quotas.max_pending, origin.sender)?;
             Ok((checked.target, checked.trace, timeout_ms, permit, reply))
         });
         let (target_actor, trace, timeout_ms, permit, reply) = match checked {
@@ -907,6 +1141,108 @@ impl MessageRouter for Router {
             }
             Err(error) => Err(self.refuse(origin, "", Some(id), error)),
         }
+    }
+}
+
+/// How long a request from another node is kept past its timeout on the
+/// responder's host, ms: a response that late still goes back, and the
+/// requester's host (which owns the timer) counts it as orphaned.
+pub const REMOTE_RESPONSE_GRACE_MS: u64 = 5_000;
+
+/// What other hosts send to this one (through its transport). The sending
+/// host ran the policy step; this one checks only what is its own: the
+/// target is one of its components, accepts the codec, and its mailbox has
+/// room (by count and bytes).
+impl RemoteInbound for Router {
+    fn deliver(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError> {
+        let RemoteEnvelope { sender, target, kind, payload, trace } = envelope;
+        let local = self.remote.get().is_some_and(|t| target.node() == Some(t.node()));
+        if !local {
+            return Err(MessagingError::TargetNotFound(format!("{target}: not a component of this node")));
+        }
+        let actors = self.registry.read();
+        let Some(actor) = actors.get(target.name()) else {
+            return Err(MessagingError::TargetNotFound(target.to_string()));
+        };
+        let (codec, _) = decode_prefix(&payload)?;
+        let accepts = actor.policy().accepts();
+        if !accepts.contains(codec) {
+            return Err(MessagingError::InvalidMessage(format!(
+                "codec {codec} is not accepted by {target} (accepts: {accepts})"
+            )));
+        }
+        match kind {
+            RemoteKind::Message => {
+                let envelope = Envelope::Message { sender, payload, trace };
+                self.accounting
+                    .enqueue(Enqueued::Message, || actor.mailbox().try_send(envelope))
+                    .map_err(|e| mailbox_error(&e, target.as_str()))?;
+                actor.count_accepted(false);
+            }
+            RemoteKind::Request { id, timeout_ms } => {
+                let permit =
+                    actor.mailbox().try_reserve(payload.len()).map_err(|e| mailbox_error(&e, target.as_str()))?;
+                // This host's own entry, under its own id, answers the
+                // requester's host. It outlives the request by a grace
+                // period, so a late response still goes back and is counted
+                // orphaned where the request was made.
+                let reply = ReplyTo::Remote(Box::new(RemoteRequester { requester: sender.clone(), id }));
+                let keep_ms = timeout_ms.saturating_add(REMOTE_RESPONSE_GRACE_MS);
+                let queued = self.accounting.enqueue(Enqueued::Request, || {
+                    let local_id = self.tracker.register(Requester { reply, trace }, actor.id().clone(), keep_ms);
+                    permit.send(Envelope::Request { sender, id: local_id, payload, trace });
+                    Ok::<_, Infallible>(())
+                });
+                let Ok(()) = queued;
+                actor.count_accepted(true);
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&self, outcome: RemoteOutcome) {
+        let RemoteOutcome { id, outcome, trace, .. } = outcome;
+        // A response or a handler's error completes the request, as locally;
+        // the other errors fail it. An id no longer pending (timed out,
+        // cancelled, dropped) counts as orphaned.
+        let pending = match &outcome {
+            Ok(_) | Err(RequestError::HandlerError(_)) => self.tracker.complete(&id),
+            Err(_) => self.tracker.fail(&id),
+        };
+        let Some(pending) = pending else { return };
+        let outcome = match outcome {
+            Ok(bytes) => match self.check_response_codec(&pending.owner.reply, &bytes) {
+                Ok(()) => Ok(bytes),
+                Err(reason) => {
+                    self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
+                    Err(RequestError::TargetFailed(reason))
+                }
+            },
+            Err(RequestError::HandlerError(e)) => {
+                self.counters.request_handler_errors.fetch_add(1, Ordering::Relaxed);
+                Err(RequestError::HandlerError(e))
+            }
+            other => other,
+        };
+        self.deliver(id, pending, outcome, trace);
+    }
+}
+
+impl Router {
+    /// A response meets the requester's rules: a valid multicodec prefix in
+    /// a codec it accepts (a remote requester's host checks its own).
+    fn check_response_codec(&self, requester: &ReplyTo, bytes: &[u8]) -> Result<(), String> {
+        let (codec, _) = decode_prefix(bytes).map_err(|e| format!("malformed response: {e}"))?;
+        let (policy, id) = match requester {
+            ReplyTo::Actor(slot) => (slot.owner().policy(), slot.owner().id()),
+            ReplyTo::Host(_) => (&self.host_policy, ComponentId::host_ref()),
+            ReplyTo::Remote(_) => return Ok(()),
+        };
+        let accepts = policy.accepts();
+        if !accepts.contains(codec) {
+            return Err(format!("response codec {codec} is not accepted by {id} (accepts: {accepts})"));
+        }
+        Ok(())
     }
 }
 

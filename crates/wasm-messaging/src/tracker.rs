@@ -306,6 +306,19 @@ impl<O: RequestOwner, C: Clock> PendingRequests<O, C> {
         Ok(())
     }
 
+    /// Takes back a registration that never took effect (the request could
+    /// not be sent after all): the entry is removed and uncounted, as if it
+    /// had never been registered. `None` when `id` is not pending.
+    pub fn withdraw(&self, id: &CorrelationId) -> Option<PendingRequest<O>> {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let taken = state.take(SlotKey(id.key().0));
+        if taken.is_some() {
+            state.counts.registered -= 1;
+        }
+        taken
+    }
+
     /// The earliest deadline of a pending request, in ms on the tracker's
     /// clock; `None` when nothing is pending. Stale heap entries of ended
     /// requests met on the way are discarded (so this takes the write lock).

@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
-    ComponentId, ComponentManifest, CorrelationId, MessageRouter, MessagingError, Origin, RequestError, SendError,
-    timeout_ms,
+    ComponentId, ComponentManifest, CorrelationId, LocalComponent, MessageRouter, MessagingError, Origin,
+    RemoteInbound, RemoteTransport, RequestError, SendError, timeout_ms,
 };
 use wasm_messaging::{
     ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats, Target,
@@ -55,6 +55,7 @@ pub struct SystemBuilder {
     engine: Option<Arc<WasmEngine>>,
     audit: Arc<dyn AuditSink>,
     metrics_interval: Option<Duration>,
+    cluster: Option<Arc<dyn RemoteTransport>>,
 }
 
 impl SystemBuilder {
@@ -109,6 +110,18 @@ impl SystemBuilder {
         self
     }
 
+    /// Joins the system to other hosts (SPEC section 5): component ids
+    /// `name@node` of other nodes are reached through `transport` (the NATS
+    /// transport of `wasm-cluster`), with the same policy step, errors,
+    /// timeouts and cancellation as local ids; this host's components are
+    /// announced to the others as they start and stop. Give the transport
+    /// [`System::remote_inbound`] once the system runs, so what other hosts
+    /// send reaches it.
+    pub fn cluster(mut self, transport: Arc<dyn RemoteTransport>) -> Self {
+        self.cluster = Some(transport);
+        self
+    }
+
     /// Compiles every component (each distinct file once, on tokio's
     /// blocking pool, so compiling never stalls the async workers), checks
     /// it against the world, registers its mailbox, instantiates it and
@@ -131,6 +144,9 @@ impl SystemBuilder {
             None => Arc::new(WasmEngine::new(EngineConfig::default()).map_err(SystemError::Engine)?),
         };
         let router = Router::start(self.audit);
+        if let Some(transport) = self.cluster {
+            router.set_remote(transport);
+        }
         let events = Arc::new(EventHub::default());
         let observer = Arc::clone(&events);
         router.on_dead_letter(Box::new(move |letter| {
@@ -159,6 +175,7 @@ impl SystemBuilder {
             };
             system.spawn_actor(manifest, component, file).await?;
         }
+        system.announce();
         Ok(system)
     }
 }
@@ -240,7 +257,13 @@ struct ActorHandle {
 impl System {
     /// A builder with no components.
     pub fn builder() -> SystemBuilder {
-        SystemBuilder { components: Vec::new(), engine: None, audit: Arc::new(NoAudit), metrics_interval: None }
+        SystemBuilder {
+            components: Vec::new(),
+            engine: None,
+            audit: Arc::new(NoAudit),
+            metrics_interval: None,
+            cluster: None,
+        }
     }
 
     /// Compiles `source` for component `id` (from manifest `file`, if any)
@@ -339,7 +362,29 @@ impl System {
     /// component runs.
     pub async fn add(&self, manifest: ComponentManifest, source: ComponentSource) -> Result<ComponentRef, SystemError> {
         let compiled = self.compile(&manifest.component.id, source, None).await?;
-        self.spawn_actor(manifest, compiled, None).await
+        let added = self.spawn_actor(manifest, compiled, None).await?;
+        self.announce();
+        Ok(added)
+    }
+
+    /// The router as the receiving end of other hosts' messages: hand it to
+    /// the cluster transport (see [`SystemBuilder::cluster`]).
+    #[must_use]
+    pub fn remote_inbound(&self) -> Arc<dyn RemoteInbound> {
+        Arc::clone(&self.shared.router) as Arc<dyn RemoteInbound>
+    }
+
+    /// Tells the other hosts which components run here (when in a cluster).
+    fn announce(&self) {
+        let Some(transport) = self.shared.router.remote() else { return };
+        let components = self
+            .actors
+            .lock()
+            .iter()
+            .filter(|h| !h.actor.is_stopped())
+            .map(|h| LocalComponent { name: h.id.to_string(), accepts: h.actor.policy().accepts().codecs() })
+            .collect();
+        transport.announce(components);
     }
 
     /// Stops component `id` while the rest runs, and waits until it has
@@ -367,6 +412,7 @@ impl System {
                 .ok_or_else(|| SystemError::NotRunning(format!("{id}: not started by this system")))?;
             actors.swap_remove(index)
         };
+        self.announce();
         let _ = handle.stop.send(Some(STOPPED_BY_HOST));
         match handle.task.await {
             Ok(Ok(())) => Ok(()),
