@@ -1,40 +1,84 @@
-//! Components on two hosts (two systems in one process, joined by an
-//! in-process lattice) message each other by `name@node` with the semantics
-//! of a local send: SPEC sections 3 and 5.
+//! Components on two hosts (two systems in one process) message each other
+//! by `name@node` with the semantics of a local send: SPEC sections 3 and 5.
+//! Each scenario runs twice: over an in-process lattice (the routers'
+//! semantics alone) and over NATS with a real `nats-server` on loopback
+//! (the wire, the directory, a broker restart).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use wasm_core::{MessagingError, RequestError};
-use wasm_system::{System, SystemEvent};
+use wasm_cluster::{ClusterConfig, NatsTransport};
+use wasm_core::{Codec, ComponentId, MessagingError, RemoteTransport, RequestError};
+use wasm_system::{System, SystemBuilder, SystemEvent};
 use wasm_tests::{
-    Harness, MemoryLattice, PATIENT, cmd_request, cmd_send, code_of, compiled, engine, manifest, raw, spin,
+    BOUND, Harness, MemoryLattice, NatsServer, PATIENT, cmd_cancel, cmd_request, cmd_send, code_of, compiled, engine,
+    manifest, raw, spin,
 };
 
-/// Node `a` runs `requester` (may message and ask anyone on `b`); node `b`
-/// runs `echo`, `rejecting` and `slow`.
-async fn two_nodes() -> (Harness, Harness) {
-    let lattice = Arc::new(MemoryLattice::default());
-    let (ta, tb) = (lattice.transport("a"), lattice.transport("b"));
-    let a = System::builder().engine(engine()).cluster(Arc::clone(&ta) as _).compiled(
-        manifest("requester", "requester", "[capabilities]\nsend = [\"*@b\"]\nrequest = true"),
-        compiled("requester"),
-    );
+/// Node `a` runs `requester` and `other` (requesters that may message and
+/// ask anyone on `b`); node `b` runs `echo` (may answer anyone on `a`),
+/// `rejecting` (accepts raw only) and `slow`.
+fn builders() -> (SystemBuilder, SystemBuilder) {
+    let requester = "[capabilities]\nsend = [\"*@b\"]\nrequest = true";
+    let a = System::builder()
+        .engine(engine())
+        .compiled(manifest("requester", "requester", requester), compiled("requester"))
+        .compiled(manifest("other", "requester", requester), compiled("requester"));
     let b = System::builder()
         .engine(engine())
-        .cluster(Arc::clone(&tb) as _)
         .compiled(manifest("echo", "echo", "[capabilities]\nsend = [\"*@a\"]"), compiled("echo"))
         .compiled(manifest("rejecting", "rejecting", "[codecs]\naccept = [\"raw\"]"), compiled("rejecting"))
         .compiled(manifest("slow", "slow", PATIENT), compiled("slow"));
-    let (a, b) = (Harness::from_builder(a).await, Harness::from_builder(b).await);
+    (a, b)
+}
+
+/// Two nodes joined by an in-process lattice.
+async fn memory_nodes() -> (Harness, Harness) {
+    let lattice = Arc::new(MemoryLattice::default());
+    let (ta, tb) = (lattice.transport("a"), lattice.transport("b"));
+    let (a, b) = builders();
+    let a = Harness::from_builder(a.cluster(Arc::clone(&ta) as _)).await;
+    let b = Harness::from_builder(b.cluster(Arc::clone(&tb) as _)).await;
     ta.attach(&a.system);
     tb.attach(&b.system);
     (a, b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_messages_and_requests_cross_nodes_with_local_semantics() {
-    let (mut a, mut b) = two_nodes().await;
-    // Fire-and-forget: the receiver sees the sender qualified with its node.
+/// Two nodes joined over NATS (heartbeat 100 ms), once each sees the
+/// other's components in its directory.
+async fn nats_nodes(url: &str) -> (Harness, Harness, Arc<NatsTransport>, Arc<NatsTransport>) {
+    let connect = |node: &str| {
+        let mut config = ClusterConfig::new(url, node);
+        config.heartbeat = Duration::from_millis(100);
+        NatsTransport::connect(config)
+    };
+    let (ta, tb) = (connect("a").await.expect("a connects"), connect("b").await.expect("b connects"));
+    let (a, b) = builders();
+    let a = Harness::from_builder(a.cluster(Arc::clone(&ta) as _)).await;
+    let b = Harness::from_builder(b.cluster(Arc::clone(&tb) as _)).await;
+    ta.start(Arc::downgrade(&a.system.remote_inbound())).await.expect("a starts");
+    tb.start(Arc::downgrade(&b.system.remote_inbound())).await.expect("b starts");
+    wait_until("a's directory has b and b's has a", || {
+        let id = |text: &str| ComponentId::parse(text).expect("id");
+        ta.accepts(&id("slow@b"), Codec::Raw) == Some(true) && tb.accepts(&id("requester@a"), Codec::Raw).is_some()
+    })
+    .await;
+    (a, b, ta, tb)
+}
+
+/// Polls `done` until it holds, within [`BOUND`].
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(BOUND, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    waited.await.unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"));
+}
+
+/// Fire-and-forget, request/response, handler error, the host's own remote
+/// request, trace continuity, and a local name qualified with the local node.
+async fn messages_and_requests(a: &mut Harness, b: &mut Harness) {
     assert_eq!(a.command("requester", cmd_send(2, "echo@b", &raw(b"hi"))).await, Ok(raw(&2u32.to_le_bytes())));
     for _ in 0..2 {
         let sender = b
@@ -45,22 +89,35 @@ async fn cluster_messages_and_requests_cross_nodes_with_local_semantics() {
                 _ => None,
             })
             .await;
-        assert_eq!(sender, "requester@a");
+        assert_eq!(sender, "requester@a", "the receiver sees the sender qualified with its node");
     }
-    // Request and response.
     let id = a.request_via("requester", 5_000, "echo@b", &raw(b"ping")).await;
     assert_eq!(a.callback("requester", id).await, Ok(raw(b"ping")));
-    // Handler error, as a local one.
+    // The request's trace continues on b: echo's handler is a child of the
+    // requester's span, and the callback on a is a child of echo's.
+    let (echo_trace, echo_parent) = b
+        .wait_for("echo handles the request", |e| match e {
+            SystemEvent::Handled { component, request_id: Some(_), trace, parent, .. } if component.as_str() == "echo" => {
+                Some((*trace, *parent))
+            }
+            _ => None,
+        })
+        .await;
+    let requester_span = a
+        .wait_for("the requester's command span", |e| match e {
+            SystemEvent::Handled { component, trace, .. } if component.as_str() == "requester" && trace.trace_id == echo_trace.trace_id => Some(*trace),
+            _ => None,
+        })
+        .await;
+    assert_eq!(echo_parent.span_id, requester_span.span_id, "one trace across hosts");
     let id = a.request_via("requester", 5_000, "rejecting@b", &raw(b"x")).await;
     match a.callback("requester", id).await {
         Err(RequestError::HandlerError(e)) => assert_eq!((e.code, e.message.as_str()), (42, "rejected")),
         other => panic!("expected handler-error, got {other:?}"),
     }
-    // The host asks a remote component too.
     let answer = a.system.request("echo@b", raw(b"from the host"), None).expect("accepted");
     assert_eq!(answer.await, Ok(raw(b"from the host")));
-    // The local name qualified with the local node is local.
-    assert_eq!(a.ask("requester@a", raw(b"plain")).await, Ok(raw(b"plain")));
+    assert_eq!(a.ask("requester@a", raw(b"plain")).await, Ok(raw(b"plain")), "requester@a is local on a");
     a.settle().await;
     b.settle().await;
     let (sa, sb) = (a.system.stats(), b.system.stats());
@@ -69,50 +126,82 @@ async fn cluster_messages_and_requests_cross_nodes_with_local_semantics() {
     // 5 host requests (commands, the remote one, the local one) and the
     // requester's 2 remote requests: every one completed, none pending.
     assert_eq!((sa.requests.completed, sa.requests.pending), (7, 0), "{sa:?}");
-    a.finish().await;
-    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_timeout_is_the_requesters_and_a_late_response_is_orphaned() {
-    let (mut a, b) = two_nodes().await;
+/// The requester's host owns the timer; a response after the timeout is
+/// orphaned there. Cancel keeps its ownership check.
+async fn timeout_and_cancel(a: &mut Harness, b: &mut Harness) {
     let id = a.request_via("requester", 20, "slow@b", &spin(30_000_000)).await;
     assert_eq!(a.callback("requester", id).await, Err(RequestError::Timeout));
-    // slow answers later: its outcome reaches a, whose entry is gone.
     b.settle().await;
-    let orphaned = async {
-        while a.system.stats().requests.orphaned == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(wasm_tests::BOUND, orphaned).await.expect("the late response reaches a");
+    wait_until("the late response reaches a", || a.system.stats().requests.orphaned == 1).await;
+    // Cancel: only the owner may; the owner's cancel ends it at once.
+    let id = a.request_via("requester", 60_000, "slow@b", &spin(30_000_000)).await;
+    let not_owner = a.command("other", cmd_cancel(&id)).await.expect_err("not the owner");
+    assert_eq!(not_owner.code, code_of(7), "not-owner: {not_owner:?}");
+    a.command("requester", cmd_cancel(&id)).await.expect("the owner cancels");
+    assert_eq!(a.callback("requester", id).await, Err(RequestError::Cancelled));
+    b.settle().await;
+    wait_until("the cancelled request's response is orphaned", || a.system.stats().requests.orphaned == 2).await;
     a.settle().await;
     let (sa, sb) = (a.system.stats(), b.system.stats());
-    assert_eq!((sa.requests.timed_out, sa.requests.orphaned), (1, 1), "{sa:?}");
-    assert_eq!(sb.requests.completed, 1, "b's own entry ended with the response: {sb:?}");
+    assert_eq!((sa.requests.timed_out, sa.requests.cancelled), (1, 1), "{sa:?}");
+    assert_eq!(sb.requests.completed, 2, "b answered both: {sb:?}");
+}
+
+/// Refusals for remote ids are decided at send time, as for local ones.
+async fn refusals(a: &mut Harness, b: &mut Harness) {
+    let not_found = a.command("requester", cmd_send(1, "nobody@b", &raw(b"?"))).await.expect_err("no such component");
+    assert_eq!(not_found.code, code_of(0), "target-not-found: {not_found:?}");
+    let denied = a.command("requester", cmd_request(1_000, "echo@c", &raw(b"?"))).await.expect_err("only *@b");
+    assert_eq!(denied.code, code_of(1), "permission-denied: {denied:?}");
+    let json = vec![0x80, 0x04, b'{', b'}'];
+    let refused = a.system.try_send("rejecting@b", json).expect_err("rejecting accepts raw only");
+    assert!(matches!(refused.error(), MessagingError::InvalidMessage(m) if m.contains("not accepted")), "{refused:?}");
+    let sent_before = a.system.stats().remote_messages_sent;
+    b.system.stop_component("echo").await.expect("stopped");
+    let a_ref = &a.system;
+    wait_until("echo@b leaves a's directory", || {
+        a_ref.try_send("echo@b", raw(b"x")).is_err_and(|e| matches!(e.error(), MessagingError::TargetNotFound(_)))
+    })
+    .await;
+    let stats = a.system.stats();
+    assert!(stats.remote_messages_sent <= sent_before + 1, "at most one send raced the announcement: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_in_process_messages_and_requests_cross_nodes_with_local_semantics() {
+    let (mut a, mut b) = memory_nodes().await;
+    messages_and_requests(&mut a, &mut b).await;
     a.finish().await;
     b.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_refusals_for_remote_ids_are_the_local_ones() {
-    let (a, b) = two_nodes().await;
-    let refused = |cmd| async { a.command("requester", cmd).await.expect_err("refused") };
-    let not_found = refused(cmd_send(1, "nobody@b", &raw(b"?"))).await;
-    assert_eq!(not_found.code, code_of(0), "target-not-found: {not_found:?}");
-    let unknown_node = refused(cmd_request(1_000, "echo@c", &raw(b"?"))).await;
-    assert_eq!(unknown_node.code, code_of(1), "permission-denied (only *@b): {unknown_node:?}");
-    // A codec the remote target does not accept is refused at send time,
-    // from the directory: `rejecting` on b accepts raw only.
-    let json = vec![0x80, 0x04, b'{', b'}'];
-    let refused = a.system.try_send("rejecting@b", json).expect_err("json is not accepted");
-    assert!(matches!(refused.error(), MessagingError::InvalidMessage(m) if m.contains("not accepted")), "{refused:?}");
-    // A stopped remote component leaves the directory: target-not-found.
-    b.system.stop_component("echo").await.expect("stopped");
-    let gone = a.system.try_send("echo@b", raw(b"x")).expect_err("echo@b stopped");
-    assert!(matches!(gone.error(), MessagingError::TargetNotFound(_)), "{gone:?}");
-    let stats = a.system.stats();
-    assert_eq!(stats.remote_messages_sent, 0, "nothing refused was sent: {stats:?}");
+async fn cluster_in_process_timeout_and_cancel_are_the_requesters() {
+    let (mut a, mut b) = memory_nodes().await;
+    timeout_and_cancel(&mut a, &mut b).await;
     a.finish().await;
     b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_in_process_refusals_for_remote_ids_are_the_local_ones() {
+    let (mut a, mut b) = memory_nodes().await;
+    refusals(&mut a, &mut b).await;
+    a.finish().await;
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nats_messages_requests_timeouts_cancel_and_refusals() {
+    let broker = NatsServer::start();
+    let (mut a, mut b, ta, tb) = nats_nodes(&broker.url()).await;
+    messages_and_requests(&mut a, &mut b).await;
+    timeout_and_cancel(&mut a, &mut b).await;
+    refusals(&mut a, &mut b).await;
+    a.finish().await;
+    b.finish().await;
+    ta.shutdown().await.expect("a leaves");
+    tb.shutdown().await.expect("b leaves");
 }

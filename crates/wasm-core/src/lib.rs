@@ -42,7 +42,7 @@ pub use error::{
 };
 pub use id::{ComponentId, HOST_ID, MAX_COMPONENT_ID_BYTES};
 pub use manifest::{
-    AppManifest, AppSection, CapabilitySection, CodecSection, ComponentManifest, ComponentSection,
+    AppManifest, AppSection, CapabilitySection, ClusterSection, CodecSection, ComponentManifest, ComponentSection,
     DEFAULT_FUEL_PER_CALL, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_INSTANCES,
     DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PENDING, DEFAULT_MAX_TABLES, DEFAULT_MAX_TIMEOUT_MS, DEFAULT_MEMORY_BYTES,
     DEFAULT_TABLE_ELEMENTS, DEFAULT_TIME_PER_CALL_MS, DEFAULT_TIMEOUT_MS, DirGrant, Injection, Limits, MailboxSection,

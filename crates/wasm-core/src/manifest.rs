@@ -462,6 +462,57 @@ pub struct AppManifest {
     /// Messages injected by the host (sender `host`) once all components run.
     #[serde(default, rename = "inject")]
     pub injections: Vec<Injection>,
+    /// `[cluster]`: join other hosts over NATS (SPEC section 5).
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]` of an app manifest: this host's node and the NATS broker the
+/// hosts of the lattice share (`wasm-system run --node NAME --nats URL`
+/// overrides the first two). Credentials: at most one of `token`,
+/// `user`/`password`, `creds_file`.
+///
+/// ```
+/// let app: wasm_core::AppManifest = toml::from_str(r#"
+///     components = ["echo.toml"]
+///     [cluster]
+///     node = "b"
+///     nats = "nats://127.0.0.1:4222"
+///     heartbeat_ms = 500
+/// "#).unwrap();
+/// let cluster = app.cluster.unwrap();
+/// assert_eq!((cluster.node.as_deref(), cluster.heartbeat_ms), (Some("b"), Some(500)));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This host's node name: its components are `name@<node>` to others.
+    pub node: Option<String>,
+    /// The broker's URL(s), `nats://host:4222` (comma-separated for several).
+    pub nats: Option<String>,
+    /// The subject prefix the lattice shares (default `airssys`).
+    pub prefix: Option<String>,
+    /// How often this host announces its components, ms (default 1000).
+    pub heartbeat_ms: Option<u64>,
+    /// A token the broker asks for.
+    pub token: Option<String>,
+    /// A user name the broker asks for (with `password`).
+    pub user: Option<String>,
+    /// The user's password.
+    pub password: Option<String>,
+    /// A NATS `.creds` file (JWT and NKey seed), relative to the app manifest.
+    pub creds_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the broker with; setting it
+    /// requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Components of other nodes (`name@node`) this app needs: `run` waits
+    /// until the directory knows each before injecting anything.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// `[app]`.

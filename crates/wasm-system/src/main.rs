@@ -111,7 +111,8 @@ struct RunArgs {
     /// `requests_accepted`, `callbacks_queued`, `callbacks_dropped`, `handled`,
     /// `callbacks_handled`, `dead_lettered`, `responses_refused`,
     /// `request_handler_errors`, `refused` and `refused_host` as objects by
-    /// kind (`rate-limited`, ...), `refused_total`, `enqueued`, `settled`, and
+    /// kind (`rate-limited`, ...), `refused_total`, `enqueued`, `settled`, `remote_messages_sent`,
+    /// `remote_requests_sent`, `remote_outcomes_sent`, and
     /// `requests`: `registered`, `completed` (handler errors included),
     /// `failed`, `timed_out`, `cancelled`, `dropped`, `orphaned`, `pending`),
     /// `components` (one object per component, by id: `id`,
@@ -160,6 +161,15 @@ struct RunArgs {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns export on.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Join a cluster as this node: this host's components are
+    /// `name@NODE` to the other hosts, and `name@other` reaches theirs
+    /// (overrides `[cluster] node`).
+    #[arg(long, value_name = "NODE")]
+    node: Option<String>,
+    /// The NATS broker the hosts share, e.g. `nats://127.0.0.1:4222`
+    /// (overrides `[cluster] nats`; default `nats://127.0.0.1:4222`).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -318,7 +328,15 @@ async fn run_app(
     // Installed before the components start, so a SIGTERM at any point is a
     // graceful stop (drain, audit flushed, summary) and not the default kill.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let base = app.file.parent().unwrap_or(Path::new("."));
+    let cluster = match cli::cluster::config(app.manifest.cluster.as_ref(), args.node.as_deref(), args.nats.as_deref(), base)? {
+        Some(config) => Some(cli::cluster::connect(config).await?),
+        None => None,
+    };
     let mut builder = System::builder();
+    if let Some(transport) = &cluster {
+        builder = builder.cluster(Arc::clone(transport) as Arc<dyn wasm_core::RemoteTransport>);
+    }
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr)?;
         builder = builder.metrics_interval(args.metrics_interval);
@@ -330,6 +348,13 @@ async fn run_app(
         builder = builder.loaded(component);
     }
     let system = builder.start().await.with_context(|| format!("starting {}", app.file.display()))?;
+    if let Some(transport) = &cluster {
+        transport.start(Arc::downgrade(&system.remote_inbound())).await.context("starting the cluster transport")?;
+        tracing::info!(node = %wasm_core::RemoteTransport::node(transport.as_ref()), "joined the cluster");
+        let requires = app.manifest.cluster.as_ref().map_or(&[][..], |c| &c.requires[..]);
+        let limit = args.duration.unwrap_or(cli::cluster::REQUIRES_WAIT);
+        cli::cluster::await_components(transport.as_ref(), requires, limit).await?;
+    }
     // Only `--events` subscribes: an event costs a copy of its payload. The
     // summary's counts come from the counters.
     let events = events.map(|file| EventsFile::start(file, system.subscribe()));
@@ -363,6 +388,12 @@ async fn run_app(
     injector.stop_sending().await;
     progress.shutting_down(args.drain);
     let report = system.shutdown(args.drain).await;
+    if let Some(transport) = &cluster {
+        // The others forget this node's components at once.
+        if let Err(error) = transport.shutdown().await {
+            tracing::warn!(%error, "leaving the cluster");
+        }
+    }
     // Requests still pending were ended by the shutdown: their outcomes print now.
     injector.finished().await;
     let events_written = match events {

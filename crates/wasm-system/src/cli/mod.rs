@@ -2,6 +2,7 @@
 //! component crates, and what `run` shows and writes around a running app.
 
 pub(crate) mod build;
+pub(crate) mod cluster;
 pub(crate) mod console;
 pub(crate) mod events_file;
 pub(crate) mod inject;

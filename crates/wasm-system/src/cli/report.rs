@@ -106,6 +106,12 @@ pub(crate) fn summary(app: &LoadedApp, outcome: &RunOutcome, audit: Option<Audit
         stats.refused_total(),
         if refusals.is_empty() { String::new() } else { format!("  ({})", refusals.join(", ")) }
     ));
+    if stats.remote_messages_sent + stats.remote_requests_sent + stats.remote_outcomes_sent > 0 {
+        line(format!(
+            "cluster    sent to other nodes: messages {}  requests {}  outcomes {}",
+            stats.remote_messages_sent, stats.remote_requests_sent, stats.remote_outcomes_sent
+        ));
+    }
     let lifecycle = Lifecycle::of(&report.components);
     line(format!(
         "lifecycle  crashes {}  restarts {}  stops {}",
@@ -253,6 +259,9 @@ struct Totals {
     refused_host: ByKind,
     enqueued: u64,
     settled: u64,
+    remote_messages_sent: u64,
+    remote_requests_sent: u64,
+    remote_outcomes_sent: u64,
     requests: Requests,
 }
 
@@ -273,6 +282,9 @@ impl From<&RouterStats> for Totals {
             refused_host: ByKind::new(MessagingError::KINDS, &s.refused_host),
             enqueued: s.enqueued,
             settled: s.settled,
+            remote_messages_sent: s.remote_messages_sent,
+            remote_requests_sent: s.remote_requests_sent,
+            remote_outcomes_sent: s.remote_outcomes_sent,
             requests: Requests::from(&s.requests),
         }
     }
