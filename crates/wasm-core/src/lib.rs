@@ -30,6 +30,7 @@ mod error;
 mod id;
 mod manifest;
 mod payload;
+mod remote;
 mod trace;
 mod traits;
 mod typed;
@@ -48,6 +49,7 @@ pub use manifest::{
     RateSection, RequestsSection, RestartSection, SocketGrant, WasiSection, timeout_ms,
 };
 pub use payload::{Codec, DEFAULT_MAX_MESSAGE_BYTES, MessagePayload, decode_prefix};
+pub use remote::{LocalComponent, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome, RemoteTransport};
 pub use trace::TraceContext;
 pub use traits::{Clock, CorrelationTracker, MessageRouter, Origin, PendingRequest, RequestOwner, TrackerStats};
 pub use typed::{DecodeError, EncodeError, Message, Payload};
