@@ -92,6 +92,15 @@ const RULES: &[LayerRule] = &[
         dev_banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
     },
     LayerRule { krate: "wasm-runtime", deps: &["wasm-core"], dev_deps: &["wasm-core"], banned: &[], dev_banned: &[] },
+    // The NATS transport behind wasm-core's `RemoteTransport` (SPEC sections 4
+    // and 5): wasm-core only, and no wasmtime anywhere below it.
+    LayerRule {
+        krate: "wasm-cluster",
+        deps: &["wasm-core"],
+        dev_deps: &["wasm-core"],
+        banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
+        dev_banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
+    },
     LayerRule {
         krate: "wasm-system",
         deps: &["wasm-core", "wasm-messaging", "wasm-runtime"],

@@ -1,0 +1,572 @@
+//! [`NatsTransport`]: [`RemoteTransport`] over NATS.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use async_nats::client::RequestErrorKind;
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use wasm_core::{
+    Codec, ComponentId, LocalComponent, MessagingError, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome,
+    RemoteTransport, RequestError,
+};
+
+use crate::config::{ClusterAuth, ClusterConfig};
+use crate::directory::{Announcement, Directory, local_accepts};
+use crate::error::ClusterError;
+use crate::stats::{ClusterStats, Counters};
+use crate::wire::{self, Malformed, Subjects};
+
+/// How long `start` waits for its round trip to the broker.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The NATS transport of one host: implements [`RemoteTransport`] for its
+/// router and hands what other hosts send to its [`RemoteInbound`].
+///
+/// Lifecycle: [`NatsTransport::connect`], give the `Arc` to the router (as
+/// `Arc<dyn RemoteTransport>`), [`NatsTransport::start`] with a `Weak` of
+/// the router (no cycle: the router owns the transport), and
+/// [`NatsTransport::shutdown`] at the end. Dropping the last `Arc` without
+/// `shutdown` stops the tasks at once; the others then forget this node
+/// after 3 heartbeats.
+///
+/// The sending methods never block and never await: they encode and push
+/// onto a bounded queue that a publisher task drains into the NATS client.
+/// The client reconnects by itself, forever; what is published while the
+/// broker is away waits in the client's and this queue's buffers, and the
+/// queue refuses with `queue-full` once it is full.
+pub struct NatsTransport {
+    shared: Arc<Shared>,
+    /// The outgoing queue's receiving end, until `start` hands it to the
+    /// publisher task.
+    outgoing: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// The tasks `start` spawned.
+    tasks: Mutex<Tasks>,
+}
+
+/// The tasks of a started transport.
+#[derive(Default)]
+struct Tasks {
+    /// Drains the outgoing queue; awaited by `shutdown`.
+    publisher: Option<JoinHandle<()>>,
+    /// The heartbeat and the hello answers: stopped first by `shutdown`.
+    announcing: Vec<JoinHandle<()>>,
+    /// Envelopes, outcomes, announcements: they end when the connection
+    /// is drained.
+    receiving: Vec<JoinHandle<()>>,
+}
+
+/// What the tasks and the sending methods share.
+struct Shared {
+    node: String,
+    heartbeat: Duration,
+    subjects: Subjects,
+    client: Client,
+    outgoing: mpsc::Sender<Outgoing>,
+    /// Set by `shutdown`: sends are refused, the publisher drains and ends.
+    closing: watch::Sender<bool>,
+    closed: AtomicBool,
+    directory: Directory,
+    /// This host's components, as last announced.
+    local: Mutex<Vec<LocalComponent>>,
+    counters: Counters,
+}
+
+/// One item of the outgoing queue.
+enum Outgoing {
+    /// An envelope, encoded.
+    Envelope { subject: String, headers: HeaderMap, body: Bytes },
+    /// An outcome, encoded.
+    Outcome { subject: String, headers: HeaderMap, body: Bytes },
+    /// This host's directory entry, as it is when published.
+    Announce,
+}
+
+impl NatsTransport {
+    /// Connects to the broker as `config.node`. Nothing is subscribed or
+    /// sent until [`NatsTransport::start`].
+    ///
+    /// The client reconnects by itself after the first connection, without
+    /// limit (exponential backoff up to 4 s between attempts).
+    ///
+    /// # Errors
+    /// [`ClusterError::InvalidConfig`] for an unusable `config`,
+    /// [`ClusterError::Credentials`] when the creds file cannot be read,
+    /// [`ClusterError::Connect`] when the first connection fails (broker
+    /// unreachable, authorization or TLS refused).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled connect leaves nothing behind.
+    pub async fn connect(config: ClusterConfig) -> Result<Arc<Self>, ClusterError> {
+        config.validate()?;
+        let mut options = match &config.auth {
+            ClusterAuth::None => ConnectOptions::new(),
+            ClusterAuth::Token(token) => ConnectOptions::with_token(token.clone()),
+            ClusterAuth::UserPassword { user, password } => {
+                ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            ClusterAuth::CredsFile(path) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|source| ClusterError::Credentials { path: path.clone(), source })?,
+        };
+        if let Some(tls) = &config.tls {
+            if let Some(ca) = &tls.ca_file {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            options = options.require_tls(tls.require);
+        }
+        let node = config.node.clone();
+        let options = options
+            .name(format!("airssys-{}", config.node))
+            // A host never needs what it publishes itself.
+            .no_echo()
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let node = node.clone();
+                async move { log_event(&node, &event) }
+            });
+        let urls: Vec<&str> = config.url.split(',').map(str::trim).collect();
+        let client = options
+            .connect(urls)
+            .await
+            .map_err(|source| ClusterError::Connect { url: config.url.clone(), source: Box::new(source) })?;
+
+        let (outgoing, receiver) = mpsc::channel(config.outgoing_queue);
+        let shared = Arc::new(Shared {
+            subjects: Subjects::new(&config.prefix, &config.node),
+            node: config.node,
+            heartbeat: config.heartbeat,
+            client,
+            outgoing,
+            closing: watch::Sender::new(false),
+            closed: AtomicBool::new(false),
+            directory: Directory::default(),
+            local: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
+        Ok(Arc::new(Self { shared, outgoing: Mutex::new(Some(receiver)), tasks: Mutex::new(Tasks::default()) }))
+    }
+
+    /// Subscribes to this host's subjects, starts the publisher, the
+    /// heartbeat and the receiving tasks on the current tokio runtime, asks
+    /// the other hosts to announce themselves, and makes a round trip to the
+    /// broker, so that when it returns the broker routes this host's
+    /// subjects here.
+    ///
+    /// `inbound` (the router) receives envelopes and outcomes; once it is
+    /// gone, envelopes are refused (a request with `delivery-failed`) and
+    /// outcomes dropped.
+    ///
+    /// # Errors
+    /// [`ClusterError::AlreadyStarted`] on a second call;
+    /// [`ClusterError::Subscribe`] when a subscription fails (then nothing
+    /// is started and `start` may be called again); [`ClusterError::Connection`]
+    /// when the final round trip fails (the tasks run anyway).
+    ///
+    /// # Cancel safety
+    /// Cancelled before its subscriptions are made, nothing is started and
+    /// `start` may be called again; cancelled after, the tasks run and only
+    /// the first hello and round trip may be missing (heartbeats announce anyway).
+    pub async fn start(&self, inbound: Weak<dyn RemoteInbound>) -> Result<(), ClusterError> {
+        let taken = Taken::new(&self.outgoing).ok_or(ClusterError::AlreadyStarted)?;
+        let shared = &self.shared;
+        let subjects = &shared.subjects;
+        let envelopes = shared.subscribe(&subjects.envelopes).await?;
+        let outcomes = shared.subscribe(&subjects.outcomes).await?;
+        let directory = shared.subscribe(&subjects.directory).await?;
+        let hello = shared.subscribe(&subjects.hello).await?;
+
+        let receiver = taken.into_inner().ok_or(ClusterError::AlreadyStarted)?;
+        *lock(&self.tasks) = Tasks {
+            publisher: Some(tokio::spawn(Arc::clone(shared).publish_loop(receiver))),
+            announcing: vec![
+                tokio::spawn(Arc::clone(shared).hello_loop(hello)),
+                tokio::spawn(Arc::clone(shared).heartbeat_loop()),
+            ],
+            receiving: vec![
+                tokio::spawn(Arc::clone(shared).envelope_loop(envelopes, inbound.clone())),
+                tokio::spawn(Arc::clone(shared).outcome_loop(outcomes, inbound)),
+                tokio::spawn(Arc::clone(shared).directory_loop(directory)),
+            ],
+        };
+
+        let greeting = Bytes::from(shared.node.clone());
+        if let Err(error) = shared.client.publish(subjects.hello.clone(), greeting).await {
+            tracing::warn!(node = %shared.node, %error, "cannot ask the other hosts to announce");
+        }
+        shared.round_trip().await
+    }
+
+    /// Leaves the lattice: refuses further sends, publishes an empty
+    /// announcement (the other hosts forget this node at once), publishes
+    /// what is still queued, flushes, and closes the connection (draining
+    /// the subscriptions). Calling it again does nothing more.
+    ///
+    /// # Errors
+    /// [`ClusterError::Connection`] when the final flush or close fails (what
+    /// was queued may be lost).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: cancelled midway, the transport refuses sends but
+    /// may keep its tasks until dropped; queued envelopes may be lost.
+    pub async fn shutdown(&self) -> Result<(), ClusterError> {
+        let shared = &self.shared;
+        if shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        shared.closing.send_replace(true);
+        // No more heartbeats or hello answers; the receiving tasks end when
+        // the connection is drained below.
+        let publisher = {
+            let mut tasks = lock(&self.tasks);
+            tasks.announcing.drain(..).for_each(|task| task.abort());
+            tasks.publisher.take()
+        };
+        lock(&shared.local).clear();
+        shared.publish_announcement().await;
+        if let Some(publisher) = publisher {
+            // The publisher ends after the queue is empty; it never panics.
+            let _ = publisher.await;
+        }
+        let flushed = shared.client.flush().await.map_err(|e| ClusterError::Connection(Box::new(e)));
+        let drained = shared.client.drain().await.map_err(|e| ClusterError::Connection(Box::new(e)));
+        flushed.and(drained)
+    }
+
+    /// The counters since [`NatsTransport::connect`].
+    #[must_use]
+    pub fn stats(&self) -> ClusterStats {
+        let shared = &self.shared;
+        let connects = shared.client.statistics().connects.load(Ordering::Relaxed);
+        shared.counters.snapshot(connects.saturating_sub(1), shared.directory.live_nodes(Instant::now()))
+    }
+}
+
+impl RemoteTransport for NatsTransport {
+    fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// From the directory; this host's own node answers from its own
+    /// announced list.
+    fn accepts(&self, target: &ComponentId, codec: Codec) -> Option<bool> {
+        let shared = &self.shared;
+        if target.node() == Some(shared.node.as_str()) {
+            return local_accepts(&lock(&shared.local), target.name(), codec);
+        }
+        shared.directory.accepts(target, codec, Instant::now())
+    }
+
+    /// # Errors
+    /// [`MessagingError::QueueFull`] when the outgoing queue is full;
+    /// [`MessagingError::DeliveryFailed`] after `shutdown`;
+    /// [`MessagingError::InvalidMessage`] when the target names no node or
+    /// the envelope is larger than the broker's `max_payload` (1 MiB by
+    /// default, headers included).
+    fn send(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(MessagingError::DeliveryFailed("the cluster transport is shut down".to_owned()));
+        }
+        let Some(node) = envelope.target.node() else {
+            return Err(MessagingError::InvalidMessage(format!("target {} names no node", envelope.target)));
+        };
+        let subject = shared.subjects.envelope(node, envelope.target.name());
+        let headers = wire::envelope_headers(&envelope);
+        let size = wire::header_bytes(&headers) + envelope.payload.len();
+        let max = shared.client.max_payload();
+        if size > max {
+            return Err(MessagingError::InvalidMessage(format!(
+                "an envelope of {size} bytes exceeds the broker's max_payload of {max} bytes"
+            )));
+        }
+        let item = Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload) };
+        match shared.outgoing.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Counters::bump(&shared.counters.dropped_queue_full);
+                Err(MessagingError::QueueFull)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(MessagingError::DeliveryFailed("the cluster transport is shut down".to_owned()))
+            }
+        }
+    }
+
+    /// Queued like an envelope; dropped (and counted in
+    /// `dropped_queue_full`) when the queue is full, dropped after
+    /// `shutdown`.
+    fn respond(&self, outcome: RemoteOutcome) {
+        self.shared.respond(outcome);
+    }
+
+    /// Publishes at once (through the outgoing queue; when it is full, the
+    /// next heartbeat publishes the list).
+    fn announce(&self, components: Vec<LocalComponent>) {
+        let shared = &self.shared;
+        *lock(&shared.local) = components;
+        if !shared.closed.load(Ordering::Acquire) && shared.outgoing.try_send(Outgoing::Announce).is_err() {
+            tracing::debug!(node = %shared.node, "outgoing queue full: the next heartbeat announces");
+        }
+    }
+}
+
+impl Shared {
+    async fn subscribe(&self, subject: &str) -> Result<Subscriber, ClusterError> {
+        self.client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|source| ClusterError::Subscribe { subject: subject.to_owned(), source: Box::new(source) })
+    }
+
+    /// Returns once the broker has processed what this connection sent
+    /// before (subscriptions above all). A flush only empties the socket's
+    /// buffer, so this is a request to a subject no host answers: the
+    /// broker's "no responders" reply comes after everything sent before.
+    async fn round_trip(&self) -> Result<(), ClusterError> {
+        let request = async_nats::Request::new().timeout(Some(ROUND_TRIP_TIMEOUT));
+        match self.client.send_request(self.subjects.sync.clone(), request).await {
+            Ok(_) => Ok(()),
+            // Answered by the broker (or, with a foreign subscriber on the
+            // subject, a timeout: the broker had the request all the same).
+            Err(e) if matches!(e.kind(), RequestErrorKind::NoResponders | RequestErrorKind::TimedOut) => Ok(()),
+            Err(e) => Err(ClusterError::Connection(Box::new(e))),
+        }
+    }
+
+    fn respond(&self, outcome: RemoteOutcome) {
+        if self.closed.load(Ordering::Acquire) {
+            tracing::debug!(id = %outcome.id, "cluster transport shut down: outcome dropped");
+            return;
+        }
+        let Some(node) = outcome.requester.node() else {
+            tracing::warn!(requester = %outcome.requester, "outcome for a requester without a node dropped");
+            return;
+        };
+        let subject = self.subjects.outcome(node);
+        let (headers, body) = wire::encode_outcome(&outcome);
+        if let Err(error) = self.outgoing.try_send(Outgoing::Outcome { subject, headers, body }) {
+            if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                Counters::bump(&self.counters.dropped_queue_full);
+            }
+            tracing::warn!(id = %outcome.id, requester = %outcome.requester, "outgoing queue full: outcome dropped");
+        }
+    }
+
+    /// Drains the outgoing queue into the client until `shutdown`, then
+    /// publishes what is left and ends.
+    async fn publish_loop(self: Arc<Self>, mut receiver: mpsc::Receiver<Outgoing>) {
+        let mut closing = self.closing.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                item = receiver.recv() => match item {
+                    Some(item) => self.publish(item).await,
+                    None => return,
+                },
+                // (The guard `wait_for` returns is not `Send`: drop it here.)
+                () = async { drop(closing.wait_for(|closing| *closing).await) } => break,
+            }
+        }
+        receiver.close();
+        while let Some(item) = receiver.recv().await {
+            self.publish(item).await;
+        }
+    }
+
+    async fn publish(&self, item: Outgoing) {
+        let (subject, headers, body, counter) = match item {
+            Outgoing::Envelope { subject, headers, body } => (subject, headers, body, &self.counters.sent),
+            Outgoing::Outcome { subject, headers, body } => (subject, headers, body, &self.counters.outcomes_sent),
+            Outgoing::Announce => return self.publish_announcement().await,
+        };
+        match self.client.publish_with_headers(subject, headers, body).await {
+            Ok(()) => Counters::bump(counter),
+            Err(error) => {
+                Counters::bump(&self.counters.publish_failed);
+                tracing::warn!(node = %self.node, %error, "cannot publish");
+            }
+        }
+    }
+
+    /// Publishes this host's list as it is now.
+    async fn publish_announcement(&self) {
+        let body = Announcement::new(&self.node, self.heartbeat, &lock(&self.local)).to_json();
+        if let Err(error) = self.client.publish(self.subjects.directory.clone(), body.into()).await {
+            tracing::warn!(node = %self.node, %error, "cannot publish the directory announcement");
+        }
+    }
+
+    /// Publishes this host's list unless it is empty (an empty list was
+    /// announced once already, when it became empty).
+    async fn republish(&self) {
+        if !lock(&self.local).is_empty() {
+            self.publish_announcement().await;
+        }
+    }
+
+    async fn envelope_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
+        while let Some(message) = subscriber.next().await {
+            self.on_envelope(&message, &inbound);
+        }
+    }
+
+    fn on_envelope(&self, message: &Message, inbound: &Weak<dyn RemoteInbound>) {
+        let envelope = match wire::decode_envelope(message.headers.as_ref(), &message.payload) {
+            Ok(envelope) => envelope,
+            Err(Malformed(reason)) => {
+                Counters::bump(&self.counters.dropped_malformed);
+                tracing::warn!(node = %self.node, subject = %message.subject, %reason, "malformed envelope dropped");
+                return;
+            }
+        };
+        if envelope.target.node() != Some(self.node.as_str()) {
+            Counters::bump(&self.counters.dropped_wrong_node);
+            tracing::warn!(node = %self.node, subject = %message.subject, target = %envelope.target,
+                "envelope for another node dropped");
+            return;
+        }
+        Counters::bump(&self.counters.received);
+        let request = match envelope.kind {
+            RemoteKind::Request { id, .. } => Some((envelope.sender.clone(), id, envelope.trace)),
+            RemoteKind::Message => None,
+        };
+        let delivered = match inbound.upgrade() {
+            Some(inbound) => inbound.deliver(envelope),
+            None => Err(MessagingError::DeliveryFailed("the host is shutting down".to_owned())),
+        };
+        if let Err(error) = delivered {
+            tracing::debug!(node = %self.node, %error, "envelope refused by this host");
+            // A refused request is answered now, so its requester does not
+            // wait for its timeout.
+            if let Some((requester, id, trace)) = request {
+                let outcome = Err(RequestError::DeliveryFailed(error.to_string()));
+                self.respond(RemoteOutcome { requester, id, outcome, trace: trace.child() });
+            }
+        }
+    }
+
+    async fn outcome_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
+        while let Some(message) = subscriber.next().await {
+            let outcome = match wire::decode_outcome(message.headers.as_ref(), &message.payload) {
+                Ok(outcome) => outcome,
+                Err(Malformed(reason)) => {
+                    Counters::bump(&self.counters.dropped_malformed);
+                    tracing::warn!(node = %self.node, %reason, "malformed outcome dropped");
+                    continue;
+                }
+            };
+            if outcome.requester.node() != Some(self.node.as_str()) {
+                Counters::bump(&self.counters.dropped_wrong_node);
+                tracing::warn!(node = %self.node, requester = %outcome.requester, "outcome for another node dropped");
+                continue;
+            }
+            Counters::bump(&self.counters.outcomes_received);
+            match inbound.upgrade() {
+                Some(inbound) => inbound.complete(outcome),
+                None => tracing::debug!(id = %outcome.id, "the host is shutting down: outcome dropped"),
+            }
+        }
+    }
+
+    async fn directory_loop(self: Arc<Self>, mut subscriber: Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            match Announcement::from_json(&message.payload) {
+                Ok(announcement) if announcement.node == self.node => {}
+                Ok(announcement) => self.directory.apply(announcement, self.heartbeat, Instant::now()),
+                Err(Malformed(reason)) => {
+                    Counters::bump(&self.counters.dropped_malformed);
+                    tracing::warn!(node = %self.node, %reason, "malformed announcement dropped");
+                }
+            }
+        }
+    }
+
+    async fn hello_loop(self: Arc<Self>, mut subscriber: Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            if message.payload != self.node.as_bytes() {
+                self.republish().await;
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.republish().await;
+            self.directory.prune(Instant::now());
+        }
+    }
+}
+
+impl Drop for NatsTransport {
+    /// Stops every task at once (no goodbye: see [`NatsTransport::shutdown`]).
+    fn drop(&mut self) {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for task in tasks.announcing.into_iter().chain(tasks.receiving).chain(tasks.publisher) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTransport")
+            .field("node", &self.shared.node)
+            .field("subjects", &self.shared.subjects)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outgoing receiver, taken out of its slot and put back on drop unless
+/// [`Taken::into_inner`] consumed it (so a failed or cancelled `start` can
+/// be retried).
+struct Taken<'a> {
+    slot: &'a Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    receiver: Option<mpsc::Receiver<Outgoing>>,
+}
+
+impl<'a> Taken<'a> {
+    fn new(slot: &'a Mutex<Option<mpsc::Receiver<Outgoing>>>) -> Option<Self> {
+        let receiver = lock(slot).take()?;
+        Some(Self { slot, receiver: Some(receiver) })
+    }
+
+    fn into_inner(mut self) -> Option<mpsc::Receiver<Outgoing>> {
+        self.receiver.take()
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.receiver.take() {
+            *lock(self.slot) = Some(receiver);
+        }
+    }
+}
+
+/// Locks `mutex`, a poisoned one too (every critical section here leaves
+/// its data consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn log_event(node: &str, event: &Event) {
+    match event {
+        Event::Connected => tracing::info!(node, "connected to NATS"),
+        Event::Disconnected => tracing::warn!(node, "disconnected from NATS; reconnecting"),
+        Event::Closed => tracing::info!(node, "NATS connection closed"),
+        other => tracing::warn!(node, event = %other, "NATS event"),
+    }
+}
