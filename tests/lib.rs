@@ -525,67 +525,47 @@ impl wasm_core::RemoteTransport for MemoryTransport {
     }
 }
 
-/// A `nats-server` on a free loopback port, killed when dropped; it can be
-/// killed and started again on the same port (a broker restart).
+/// The `nats-server` test broker of wasm-cluster's own tests, shared so
+/// both suites start it the same way (the server picks a free port and
+/// writes it to a ports file, so parallel tests never race for one).
+#[path = "../crates/wasm-cluster/tests/cluster/broker.rs"]
+mod broker;
+
+/// A `nats-server` on loopback, killed when dropped; it can be killed and
+/// started again on the same port (a broker restart).
 ///
 /// # Panics
 /// Starting panics when `nats-server` is not installed (Debian's
-/// `nats-server` package; `.ci/run` installs it) or does not accept
-/// connections within [`BOUND`].
-#[derive(Debug)]
-pub struct NatsServer {
-    port: u16,
-    child: Option<std::process::Child>,
+/// `nats-server` package; `.ci/run` installs it) or does not listen in time.
+pub struct NatsServer(broker::Broker);
+
+impl std::fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NatsServer").field(&self.url()).finish()
+    }
 }
 
 impl NatsServer {
     /// Starts a broker on a free port.
     #[must_use]
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut server = Self { port, child: None };
-        server.restart();
-        server
+        Self(broker::Broker::start())
     }
 
     /// Its URL, `nats://127.0.0.1:<port>`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
-    /// Kills the broker (as a crash: SIGKILL, no goodbye to clients).
+    /// Kills the broker (SIGKILL: no goodbye to the clients).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.kill();
     }
 
     /// Starts the broker again on the same port (killing it first if it
-    /// runs) and waits until it accepts connections.
+    /// runs) and waits until it listens.
     pub fn restart(&mut self) {
-        self.kill();
-        let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("nats-server not runnable ({e}): install Debian's `nats-server` package"));
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + BOUND;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nats-server accepts on port {} within the bound", self.port);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.restart();
     }
 }

@@ -97,7 +97,9 @@ async fn messages_and_requests(a: &mut Harness, b: &mut Harness) {
     // requester's span, and the callback on a is a child of echo's.
     let (echo_trace, echo_parent) = b
         .wait_for("echo handles the request", |e| match e {
-            SystemEvent::Handled { component, request_id: Some(_), trace, parent, .. } if component.as_str() == "echo" => {
+            SystemEvent::Handled { component, request_id: Some(_), trace, parent, .. }
+                if component.as_str() == "echo" =>
+            {
                 Some((*trace, *parent))
             }
             _ => None,
@@ -105,7 +107,11 @@ async fn messages_and_requests(a: &mut Harness, b: &mut Harness) {
         .await;
     let requester_span = a
         .wait_for("the requester's command span", |e| match e {
-            SystemEvent::Handled { component, trace, .. } if component.as_str() == "requester" && trace.trace_id == echo_trace.trace_id => Some(*trace),
+            SystemEvent::Handled { component, trace, .. }
+                if component.as_str() == "requester" && trace.trace_id == echo_trace.trace_id =>
+            {
+                Some(*trace)
+            }
             _ => None,
         })
         .await;
@@ -131,10 +137,14 @@ async fn messages_and_requests(a: &mut Harness, b: &mut Harness) {
 /// The requester's host owns the timer; a response after the timeout is
 /// orphaned there. Cancel keeps its ownership check.
 async fn timeout_and_cancel(a: &mut Harness, b: &mut Harness) {
+    // Counted from here: the scenarios may run one after another on the
+    // same two hosts.
+    let (a0, b0) = (a.system.stats().requests, b.system.stats().requests);
+    let orphaned = |a: &Harness| a.system.stats().requests.orphaned - a0.orphaned;
     let id = a.request_via("requester", 20, "slow@b", &spin(30_000_000)).await;
     assert_eq!(a.callback("requester", id).await, Err(RequestError::Timeout));
     b.settle().await;
-    wait_until("the late response reaches a", || a.system.stats().requests.orphaned == 1).await;
+    wait_until("the late response reaches a", || orphaned(a) == 1).await;
     // Cancel: only the owner may; the owner's cancel ends it at once.
     let id = a.request_via("requester", 60_000, "slow@b", &spin(30_000_000)).await;
     let not_owner = a.command("other", cmd_cancel(&id)).await.expect_err("not the owner");
@@ -142,11 +152,11 @@ async fn timeout_and_cancel(a: &mut Harness, b: &mut Harness) {
     a.command("requester", cmd_cancel(&id)).await.expect("the owner cancels");
     assert_eq!(a.callback("requester", id).await, Err(RequestError::Cancelled));
     b.settle().await;
-    wait_until("the cancelled request's response is orphaned", || a.system.stats().requests.orphaned == 2).await;
+    wait_until("the cancelled request's response is orphaned", || orphaned(a) == 2).await;
     a.settle().await;
-    let (sa, sb) = (a.system.stats(), b.system.stats());
-    assert_eq!((sa.requests.timed_out, sa.requests.cancelled), (1, 1), "{sa:?}");
-    assert_eq!(sb.requests.completed, 2, "b answered both: {sb:?}");
+    let (sa, sb) = (a.system.stats().requests, b.system.stats().requests);
+    assert_eq!((sa.timed_out - a0.timed_out, sa.cancelled - a0.cancelled), (1, 1), "{sa:?}");
+    assert_eq!(sb.completed - b0.completed, 2, "b answered both: {sb:?}");
 }
 
 /// Refusals for remote ids are decided at send time, as for local ones.
@@ -200,6 +210,47 @@ async fn cluster_nats_messages_requests_timeouts_cancel_and_refusals() {
     messages_and_requests(&mut a, &mut b).await;
     timeout_and_cancel(&mut a, &mut b).await;
     refusals(&mut a, &mut b).await;
+    a.finish().await;
+    b.finish().await;
+    ta.shutdown().await.expect("a leaves");
+    tb.shutdown().await.expect("b leaves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nats_broker_restart_ends_requests_in_flight_and_traffic_resumes() {
+    let mut broker = NatsServer::start();
+    let (mut a, b, ta, tb) = nats_nodes(&broker.url()).await;
+    // In flight when the broker dies: slow works on the first, the others wait.
+    let mut in_flight = Vec::new();
+    for _ in 0..3 {
+        in_flight.push(a.request_via("requester", 300, "slow@b", &spin(30_000_000)).await);
+    }
+    broker.kill();
+    for id in in_flight {
+        let outcome = a.callback("requester", id).await;
+        assert!(
+            matches!(outcome, Err(RequestError::Timeout | RequestError::DeliveryFailed(_))),
+            "a request in flight when the broker died ends in timeout or delivery-failed: {outcome:?}"
+        );
+    }
+    broker.restart();
+    // New traffic resumes once both hosts reconnected and re-announced.
+    let resumed = async {
+        loop {
+            if let Ok(reply) = a.command("requester", cmd_request(2_000, "echo@b", &raw(b"again"))).await {
+                let id = wasm_core::CorrelationId::parse(std::str::from_utf8(&reply[1..]).expect("id")).expect("id");
+                if a.callback("requester", id).await == Ok(raw(b"again")) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, resumed).await.expect("traffic resumes after the broker restarts");
+    assert!(ta.stats().reconnects >= 1 && tb.stats().reconnects >= 1, "{:?} {:?}", ta.stats(), tb.stats());
+    b.settle().await;
+    a.settle().await;
+    // Both hosts' counters balance (finish asserts it).
     a.finish().await;
     b.finish().await;
     ta.shutdown().await.expect("a leaves");

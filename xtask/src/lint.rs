@@ -88,8 +88,10 @@ const RULES: &[LayerRule] = &[
         krate: "wasm-messaging",
         deps: &["wasm-core"],
         dev_deps: &["wasm-core"],
-        banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
-        dev_banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser")],
+        // The router reaches other nodes only through wasm-core's
+        // `RemoteTransport`: the NATS client stays in wasm-cluster.
+        banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser"), Ban::Exact("async-nats")],
+        dev_banned: &[WASMTIME, Ban::Exact("wit-component"), Ban::Exact("wit-parser"), Ban::Exact("async-nats")],
     },
     LayerRule { krate: "wasm-runtime", deps: &["wasm-core"], dev_deps: &["wasm-core"], banned: &[], dev_banned: &[] },
     // The NATS transport behind wasm-core's `RemoteTransport` (SPEC sections 4
@@ -103,15 +105,15 @@ const RULES: &[LayerRule] = &[
     },
     LayerRule {
         krate: "wasm-system",
-        deps: &["wasm-core", "wasm-messaging", "wasm-runtime"],
-        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime"],
+        deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-cluster"],
+        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-cluster"],
         banned: &[],
         dev_banned: &[],
     },
     LayerRule {
         krate: "wasm-tests",
-        deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system"],
-        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system"],
+        deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system", "wasm-cluster"],
+        dev_deps: &["wasm-core", "wasm-messaging", "wasm-runtime", "wasm-system", "wasm-cluster"],
         banned: &[],
         dev_banned: &[],
     },
@@ -598,6 +600,17 @@ mod tests {
         assert_eq!(
             messages(&metadata),
             ["banned crate: wasm-messaging depends on wasmtime (via wasm-messaging -> component-shim -> wasmtime)"]
+        );
+    }
+
+    /// The router naming the NATS client is refused: other nodes are reached
+    /// through wasm-core's `RemoteTransport`, implemented in wasm-cluster.
+    #[test]
+    fn catches_messaging_depending_on_the_nats_client() {
+        let metadata = layered_with(&[("wasm-messaging", "async-nats", DepKind::Normal)]);
+        assert_eq!(
+            messages(&metadata),
+            ["banned crate: wasm-messaging depends on async-nats (via wasm-messaging -> async-nats)"]
         );
     }
 

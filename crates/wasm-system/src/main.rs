@@ -46,7 +46,7 @@ enum Command {
     /// Start an app, inject its messages on their schedule, run until every
     /// injection is sent and answered and the app is quiescent (or the
     /// duration passes, or Ctrl-C), then print a summary.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a component crate that uses the guest SDK: Cargo.toml,
     /// src/lib.rs, Component.toml and a one-component app.toml.
     New {
@@ -89,8 +89,10 @@ struct RunArgs {
     /// Stop after this long even if still busy (e.g. `10s`, `500ms`).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Keep running this long after quiescence (e.g. `2s`): for apps
-    /// driven from outside. Default: stop once quiescent.
+    /// After quiescence, keep running until nothing has been queued for
+    /// this long (e.g. `2s`): for apps driven from outside, such as a node
+    /// of a cluster, whose traffic comes from other hosts. Default: stop
+    /// once quiescent, or, in a cluster, once idle for 1 s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     linger: Duration,
     /// Write one JSON line per refusal and lifecycle event to this file.
@@ -329,10 +331,11 @@ async fn run_app(
     // graceful stop (drain, audit flushed, summary) and not the default kill.
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let base = app.file.parent().unwrap_or(Path::new("."));
-    let cluster = match cli::cluster::config(app.manifest.cluster.as_ref(), args.node.as_deref(), args.nats.as_deref(), base)? {
-        Some(config) => Some(cli::cluster::connect(config).await?),
-        None => None,
-    };
+    let cluster =
+        match cli::cluster::config(app.manifest.cluster.as_ref(), args.node.as_deref(), args.nats.as_deref(), base)? {
+            Some(config) => Some(cli::cluster::connect(config).await?),
+            None => None,
+        };
     let mut builder = System::builder();
     if let Some(transport) = &cluster {
         builder = builder.cluster(Arc::clone(transport) as Arc<dyn wasm_core::RemoteTransport>);
@@ -364,6 +367,9 @@ async fn run_app(
         progress.show();
     }
     let limit = args.duration.unwrap_or(Duration::from_secs(24 * 3600));
+    // A cluster node is quiescent between the hops of a conversation with
+    // another host: it stops only once idle for a while.
+    let linger = if cluster.is_some() && args.linger.is_zero() { cli::cluster::IDLE_LINGER } else { args.linger };
     // Finished: every injection sent and every injected request answered,
     // then nothing queued, running or pending.
     let finished = tokio::time::timeout(limit, async {
@@ -372,9 +378,9 @@ async fn run_app(
     });
     tokio::select! {
         quiet = finished => {
-            if quiet == Ok(true) && !args.linger.is_zero() {
+            if quiet == Ok(true) && !linger.is_zero() {
                 tokio::select! {
-                    () = tokio::time::sleep(args.linger) => {}
+                    () = idle_for(&system, linger) => {}
                     never = progress.follow(&system, started) => match never {},
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted (SIGINT)"),
                     _ = terminate.recv() => tracing::info!("terminated (SIGTERM)"),
@@ -402,6 +408,21 @@ async fn run_app(
     };
     progress.clear();
     Ok(RunOutcome { report, elapsed: started.elapsed(), events_written })
+}
+
+/// Returns once `system` has been quiescent, with no envelope queued in
+/// between, for `linger`: traffic from outside (another host, a
+/// `System::try_send` of an embedder) keeps the run going.
+async fn idle_for(system: &System, linger: Duration) {
+    loop {
+        let before = system.stats().enqueued;
+        tokio::time::sleep(linger).await;
+        if system.is_quiescent() && system.stats().enqueued == before {
+            return;
+        }
+        // Busy again: wait for the next quiet moment, then a whole `linger`.
+        system.wait_quiescent(Duration::from_secs(24 * 3600)).await;
+    }
 }
 
 /// The components of an app manifest, or the one of a component manifest

@@ -945,3 +945,52 @@ fn assert_exported_spans(output: &Output, spans: &std::sync::mpsc::Receiver<otlp
     traces.dedup();
     assert_eq!(traces.len(), 4);
 }
+
+// ---------------------------------------------------------------------------
+// Two hosts
+// ---------------------------------------------------------------------------
+
+#[path = "../../wasm-cluster/tests/cluster/broker.rs"]
+mod broker;
+
+/// Parses the JSON report `--json -` wrote to stdout, after checking the
+/// run succeeded.
+fn json_report(output: &Output, what: &str) -> Value {
+    let (stdout, stderr) = text(output);
+    assert!(output.status.success(), "{what}: stdout:\n{stdout}\nstderr:\n{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+fn component<'a>(report: &'a Value, id: &str) -> &'a Value {
+    let components = report["components"].as_array().expect("components");
+    components.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("{id} in {report:#}"))
+}
+
+#[test]
+fn cli_two_hosts_rally_across_a_real_nats_server() {
+    let broker = broker::Broker::start();
+    let url = broker.url();
+    // Both apps use the ping-pong guest: build it once, first.
+    succeed(&["build", "examples/cluster/node-b.toml"]);
+    let b = wasm_system_command()
+        .args(["run", "examples/cluster/node-b.toml", "--nats", &url, "--linger", "2s", "--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting node b");
+    // Node a waits until b announced pong (`[cluster] requires`), then
+    // rallies with it three times; it stops once idle.
+    let a = wasm_system(&["run", "examples/cluster/node-a.toml", "--nats", &url, "--json", "-"]);
+    let a = json_report(&a, "node a");
+    let b = json_report(&wait_bounded(b, "node b"), "node b");
+    for (report, id) in [(&a, "ping"), (&b, "pong")] {
+        assert_eq!(report["balanced"], Value::Bool(true), "{report:#}");
+        // Each rally is 1,001 hops: ping handles the start and 500 counters
+        // per rally, pong 501.
+        assert_eq!(number(&component(report, id)["handled"], "handled"), 1503, "{id}: {report:#}");
+        assert_eq!(number(&report["totals"]["refused_total"], "refused_total"), 0, "{report:#}");
+    }
+    // Every hop crossed the broker: ping sent 501 per rally, pong 500.
+    assert_eq!(number(&a["totals"]["remote_messages_sent"], "a's remote messages"), 1503);
+    assert_eq!(number(&b["totals"]["remote_messages_sent"], "b's remote messages"), 1500);
+}

@@ -59,12 +59,14 @@ impl Broker {
     }
 
     /// Kills the broker (SIGKILL: no goodbye to its clients).
-    fn kill(&mut self) {
+    #[allow(dead_code, reason = "not every test binary that includes this file kills or restarts its broker")]
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Kills the broker and starts a new one on the same port.
+    #[allow(dead_code, reason = "not every test binary that includes this file kills or restarts its broker")]
     pub(crate) fn restart(&mut self) {
         self.kill();
         let mut next = Self::spawn(Some(self.port), self.dir.clone());

@@ -43,7 +43,9 @@ pub(crate) fn config(
     config.auth = match (section.token, section.user, section.password, section.creds_file) {
         (None, None, None, None) => ClusterAuth::None,
         (Some(token), None, None, None) => ClusterAuth::Token(token),
-        (None, Some(user), password, None) => ClusterAuth::UserPassword { user, password: password.unwrap_or_default() },
+        (None, Some(user), password, None) => {
+            ClusterAuth::UserPassword { user, password: password.unwrap_or_default() }
+        }
         (None, None, None, Some(file)) => ClusterAuth::CredsFile(base.join(file)),
         (None, None, Some(_), None) => bail!("[cluster] password needs a user"),
         _ => bail!("[cluster] takes one kind of credentials: token, user/password, or creds_file"),
@@ -69,6 +71,11 @@ pub(crate) async fn connect(config: ClusterConfig) -> anyhow::Result<Arc<NatsTra
     NatsTransport::connect(config).await.with_context(|| format!("joining the cluster at {url} as node {node}"))
 }
 
+/// How long a cluster node's `run` stays up once idle when `--linger` does
+/// not say: a node is quiescent between the hops of a conversation with
+/// another host.
+pub(crate) const IDLE_LINGER: Duration = Duration::from_secs(1);
+
 /// How long `run` waits for `[cluster] requires` when `--duration` does not
 /// say.
 pub(crate) const REQUIRES_WAIT: Duration = Duration::from_secs(30);
@@ -92,7 +99,8 @@ pub(crate) async fn await_components(
             Err(e) => bail!("[cluster] requires `{text}`: {e}"),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let missing = || -> Vec<&ComponentId> { ids.iter().filter(|id| transport.accepts(id, Codec::Raw).is_none()).collect() };
+    let missing =
+        || -> Vec<&ComponentId> { ids.iter().filter(|id| transport.accepts(id, Codec::Raw).is_none()).collect() };
     let deadline = tokio::time::Instant::now() + limit;
     while !missing().is_empty() {
         if tokio::time::Instant::now() >= deadline {
@@ -101,6 +109,8 @@ pub(crate) async fn await_components(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(components = %requires.join(", "), "required components are announced");
+    if !requires.is_empty() {
+        tracing::info!(components = %requires.join(", "), "required components are announced");
+    }
     Ok(())
 }
