@@ -17,7 +17,7 @@ use tokio::sync::{Notify, oneshot};
 use wasm_core::{
     Codec, ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter,
     MessagingError, Origin, PendingRequest, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome, RemoteTransport,
-    RequestError, SendError, TraceContext, TrackerStats, decode_prefix,
+    RequestError, RequestsSection, SendError, TraceContext, TrackerStats, decode_prefix,
 };
 
 use crate::accounting::{Accounting, Enqueued, Settled};
@@ -827,13 +827,7 @@ impl Router {
         let actors = self.registry.read();
         let checked = self.check_remote(&actors, origin, target, &request, true).and_then(|checked| {
             let quotas = checked.policy.requests();
-            let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
-            if timeout_ms > quotas.max_timeout_ms {
-                return Err(MessagingError::InvalidMessage(format!(
-                    "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
-                    quotas.max_timeout_ms
-                )));
-            }
+            let timeout_ms = request_timeout(quotas, timeout_ms)?;
             let reply = requester_reply(checked.sender, host_reply, quotas.max_pending, origin.sender)?;
             Ok((checked, timeout_ms, reply))
         });
@@ -888,6 +882,19 @@ struct RemoteChecked<'a> {
     qualified: ComponentId,
     trace: TraceContext,
     transport: &'a Arc<dyn RemoteTransport>,
+}
+
+/// A request's timeout under the sender's quotas: 0 means its default; more
+/// than its maximum is refused.
+fn request_timeout(quotas: &RequestsSection, timeout_ms: u64) -> Result<u64, MessagingError> {
+    let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
+    if timeout_ms > quotas.max_timeout_ms {
+        return Err(MessagingError::InvalidMessage(format!(
+            "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
+            quotas.max_timeout_ms
+        )));
+    }
+    Ok(timeout_ms)
 }
 
 /// `sender` as other nodes name it: `name@node` (`host@node` for the host).
@@ -1078,13 +1085,7 @@ impl Router {
         let actors = self.registry.read();
         let checked = self.check(&actors, origin, target, &request, true).and_then(|checked| {
             let quotas = checked.policy.requests();
-            let timeout_ms = if timeout_ms == 0 { quotas.default_timeout_ms } else { timeout_ms };
-            if timeout_ms > quotas.max_timeout_ms {
-                return Err(MessagingError::InvalidMessage(format!(
-                    "timeout of {timeout_ms} ms exceeds the maximum of {} ms",
-                    quotas.max_timeout_ms
-                )));
-            }
+            let timeout_ms = request_timeout(quotas, timeout_ms)?;
             let permit =
                 checked.target.mailbox().try_reserve(request.len()).map_err(|e| mailbox_error(&e, target.as_str()))?;
             let reply = requester_reply(checked.sender, host_reply, quotas.max_pending, origin.sender)?;

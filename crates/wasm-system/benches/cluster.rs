@@ -16,35 +16,22 @@
 //! Run: `cargo bench -p wasm-system --bench cluster`.
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
-use std::path::PathBuf;
+mod common;
+
+use common::{BOUND, manifest, payload64, root};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
 use wasm_cluster::{ClusterConfig, NatsTransport};
-use wasm_core::{Codec, ComponentId, ComponentManifest, RemoteTransport};
+use wasm_core::{Codec, ComponentId, RemoteTransport};
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::System;
 
 #[path = "../../wasm-cluster/tests/cluster/broker.rs"]
 mod broker;
-
-const BOUND: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn manifest(id: &str, extra: &str) -> ComponentManifest {
-    toml::from_str(&format!("[component]\nid = \"{id}\"\nwasm = \"x.wat\"\n{extra}")).expect("manifest")
-}
-
-fn payload64() -> Vec<u8> {
-    let mut payload = vec![0x55];
-    payload.extend_from_slice(&[7; 63]);
-    payload
-}
 
 fn benches(c: &mut Criterion) {
     let broker = broker::Broker::start();

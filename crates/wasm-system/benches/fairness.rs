@@ -20,12 +20,14 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it makes a
 //! tenth of the measurements, as a smoke test.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{manifest, root};
 use tokio::sync::mpsc::UnboundedReceiver;
-use wasm_core::{ComponentManifest, CorrelationId, RequestError};
+use wasm_core::{CorrelationId, RequestError};
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
 
@@ -34,14 +36,6 @@ const TIMEOUT_MS: u32 = 100;
 /// Round trips and timeouts per phase: all under `cargo bench`, a tenth otherwise.
 fn counts() -> (usize, usize) {
     if std::env::args().any(|arg| arg == "--bench") { (300, 30) } else { (30, 3) }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn manifest(id: &str, extra: &str) -> ComponentManifest {
-    toml::from_str(&format!("[component]\nid = \"{id}\"\nwasm = \"x.wat\"\n{extra}")).expect("manifest")
 }
 
 fn request_command(timeout_ms: u32, target: &str) -> Vec<u8> {

@@ -21,6 +21,10 @@
 //! Run: `cargo bench -p wasm-system --bench messaging`.
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
+mod common;
+
+use common::{BOUND, manifest, payload64, root};
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,25 +32,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use wasm_core::{ComponentId, ComponentManifest, Limits, MessageRouter, WasiSection};
+use wasm_core::{ComponentId, Limits, MessageRouter, WasiSection};
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::{System, SystemEvent};
-
-const BOUND: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn manifest(id: &str, extra: &str) -> ComponentManifest {
-    toml::from_str(&format!("[component]\nid = \"{id}\"\nwasm = \"x.wat\"\n{extra}")).expect("manifest")
-}
-
-fn payload64() -> Vec<u8> {
-    let mut payload = vec![0x55];
-    payload.resize(64, b'x');
-    payload
-}
 
 fn send_command(count: u32, target: &str) -> Vec<u8> {
     let mut cmd = vec![0x55, b'm'];

@@ -18,7 +18,10 @@
 //! Run: `cargo bench -p wasm-system --bench observability`.
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
-use std::path::PathBuf;
+mod common;
+
+use common::{BOUND, manifest, root};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +29,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio::runtime::Runtime;
 use tracing_subscriber::layer::SubscriberExt;
-use wasm_core::ComponentManifest;
 use wasm_runtime::{EngineConfig, WasmEngine};
 use wasm_system::System;
 use wasm_system::metrics::{HANDLER_DURATION, HANDLER_DURATION_BUCKETS};
@@ -34,16 +36,6 @@ use wasm_system::otlp::OtlpTracing;
 
 #[path = "../../../tests/otlp_receiver.rs"]
 mod otlp_receiver;
-
-const BOUND: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn manifest(id: &str, extra: &str) -> ComponentManifest {
-    toml::from_str(&format!("[component]\nid = \"{id}\"\nwasm = \"x.wat\"\n{extra}")).expect("manifest")
-}
 
 /// The requester fixture's command: send a 64-byte payload to `sink` `count` times.
 fn send_command(count: u32) -> Vec<u8> {
