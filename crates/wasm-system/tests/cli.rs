@@ -994,3 +994,41 @@ fn cli_two_hosts_rally_across_a_real_nats_server() {
     assert_eq!(number(&a["totals"]["remote_messages_sent"], "a's remote messages"), 1503);
     assert_eq!(number(&b["totals"]["remote_messages_sent"], "b's remote messages"), 1500);
 }
+
+// ---------------------------------------------------------------------------
+// On a terminal
+// ---------------------------------------------------------------------------
+
+/// Runs `wasm-system args...` on a pseudo-terminal (util-linux `script`,
+/// Debian's essential `bsdutils`) and returns what the terminal received,
+/// stdout and stderr together, escape codes included.
+fn on_a_terminal(args: &[&str]) -> String {
+    let binary = env!("CARGO_BIN_EXE_wasm-system");
+    let command = std::iter::once(binary).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", guest_target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running `script` (util-linux)");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "on a terminal: {command}\n{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn cli_run_on_a_terminal_shows_progress_then_the_table() {
+    // The linger keeps the run going a second after quiescence, so the
+    // progress line (redrawn every 250 ms) is drawn several times.
+    let screen = on_a_terminal(&["run", "--build", PING_PONG, "--linger", "1s"]);
+    assert!(screen.contains("msg/s") && screen.contains("pending requests"), "no progress line:\n{screen:?}");
+    assert!(screen.contains('\u{1b}'), "the progress line is drawn with terminal control codes:\n{screen:?}");
+    // Then the summary and the per-component table, once.
+    let table = screen.find("| component").unwrap_or_else(|| panic!("no table:\n{screen}"));
+    assert!(screen[table..].contains("| ping") && screen[table..].contains("| pong"), "{screen}");
+    assert_eq!(screen.matches("accounting balanced").count(), 1, "{screen}");
+    // `--no-progress` turns it off even on a terminal.
+    let quiet = on_a_terminal(&["run", "--build", PING_PONG, "--linger", "1s", "--no-progress"]);
+    assert!(!quiet.contains("msg/s"), "{quiet:?}");
+}
