@@ -492,10 +492,11 @@ impl wasm_core::RemoteTransport for MemoryTransport {
         Some(component.accepts.is_empty() || component.accepts.contains(&codec))
     }
 
-    fn send(&self, envelope: wasm_core::RemoteEnvelope) -> Result<(), wasm_core::MessagingError> {
+    fn send(&self, envelope: wasm_core::RemoteEnvelope) -> Result<(), wasm_core::SendError<Vec<u8>>> {
         let node = envelope.target.node().unwrap_or_default().to_owned();
         let Some(inbound) = self.lattice.inbound_of(&node) else {
-            return Err(wasm_core::MessagingError::DeliveryFailed(format!("node {node} is not attached")));
+            let error = wasm_core::MessagingError::DeliveryFailed(format!("node {node} is not attached"));
+            return Err(wasm_core::SendError::new(error, envelope.payload));
         };
         let back = Arc::clone(&self.lattice);
         tokio::spawn(async move {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
     Codec, ComponentId, LocalComponent, MessagingError, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome,
-    RemoteTransport, RequestError,
+    RemoteTransport, RequestError, SendError,
 };
 
 use crate::config::{ClusterAuth, ClusterConfig};
@@ -270,33 +270,40 @@ impl RemoteTransport for NatsTransport {
     /// [`MessagingError::InvalidMessage`] when the target names no node or
     /// the envelope is larger than the broker's `max_payload` (1 MiB by
     /// default, headers included).
-    fn send(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError> {
+    fn send(&self, envelope: RemoteEnvelope) -> Result<(), SendError<Vec<u8>>> {
         let shared = &self.shared;
+        let closed = || MessagingError::DeliveryFailed("the cluster transport is shut down".to_owned());
         if shared.closed.load(Ordering::Acquire) {
-            return Err(MessagingError::DeliveryFailed("the cluster transport is shut down".to_owned()));
+            return Err(SendError::new(closed(), envelope.payload));
         }
         let Some(node) = envelope.target.node() else {
-            return Err(MessagingError::InvalidMessage(format!("target {} names no node", envelope.target)));
+            let error = MessagingError::InvalidMessage(format!("target {} names no node", envelope.target));
+            return Err(SendError::new(error, envelope.payload));
         };
         let subject = shared.subjects.envelope(node, envelope.target.name());
         let headers = wire::envelope_headers(&envelope);
         let size = wire::header_bytes(&headers) + envelope.payload.len();
         let max = shared.client.max_payload();
         if size > max {
-            return Err(MessagingError::InvalidMessage(format!(
+            let error = MessagingError::InvalidMessage(format!(
                 "an envelope of {size} bytes exceeds the broker's max_payload of {max} bytes"
-            )));
+            ));
+            return Err(SendError::new(error, envelope.payload));
         }
         let item = Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload) };
+        // The body comes back out of a refused item without a copy (the
+        // `Bytes` is the only owner of the vector).
+        let refused = |item: Outgoing| match item {
+            Outgoing::Envelope { body, .. } => Vec::from(body),
+            _ => unreachable!("try_send hands back the envelope it was given"),
+        };
         match shared.outgoing.try_send(item) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mpsc::error::TrySendError::Full(item)) => {
                 Counters::bump(&shared.counters.dropped_queue_full);
-                Err(MessagingError::QueueFull)
+                Err(SendError::new(MessagingError::QueueFull, refused(item)))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(MessagingError::DeliveryFailed("the cluster transport is shut down".to_owned()))
-            }
+            Err(mpsc::error::TrySendError::Closed(item)) => Err(SendError::new(closed(), refused(item))),
         }
     }
 

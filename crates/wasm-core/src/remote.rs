@@ -12,7 +12,7 @@
 //! the responder's host only sends the outcome back.
 
 use crate::correlation::CorrelationId;
-use crate::error::{MessagingError, RequestError};
+use crate::error::{MessagingError, RequestError, SendError};
 use crate::id::ComponentId;
 use crate::payload::Codec;
 use crate::trace::TraceContext;
@@ -89,10 +89,12 @@ pub trait RemoteTransport: Send + Sync {
     /// Sends `envelope` to its target's host.
     ///
     /// # Errors
+    /// A [`SendError`] holding the refusal and the envelope's payload
+    /// (so a refused send loses nothing and the router copies nothing):
     /// [`MessagingError::QueueFull`] when the outgoing queue (or the
     /// target's credit) is exhausted; [`MessagingError::DeliveryFailed`]
     /// when the transport is closed. Nothing is sent on error.
-    fn send(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError>;
+    fn send(&self, envelope: RemoteEnvelope) -> Result<(), SendError<Vec<u8>>>;
 
     /// Sends a request's outcome back to the requester's host. Best effort:
     /// an outcome lost on the way ends as the requester's timeout.

@@ -800,17 +800,13 @@ impl Router {
             sender: checked.qualified,
             target: checked.target,
             kind: RemoteKind::Message,
-            // Kept for the refusal: a send refused hands its message back.
-            payload: message.clone(),
+            payload: message,
             trace: checked.trace,
         };
-        match checked.transport.send(envelope) {
-            Ok(()) => {
-                self.counters.remote_messages_sent.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => Err((error, message)),
-        }
+        // A refusal hands the message back.
+        checked.transport.send(envelope).map_err(SendError::into_parts)?;
+        self.counters.remote_messages_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A request to a component on another node. This host owns the
@@ -845,7 +841,7 @@ impl Router {
             sender: checked.qualified,
             target: checked.target,
             kind: RemoteKind::Request { id, timeout_ms },
-            payload: request.clone(),
+            payload: request,
             trace,
         };
         match checked.transport.send(envelope) {
@@ -853,10 +849,11 @@ impl Router {
                 self.counters.remote_requests_sent.fetch_add(1, Ordering::Relaxed);
                 Ok(id)
             }
-            Err(error) => {
+            Err(refused) => {
                 // Never sent: the registration is taken back uncounted (its
                 // slot is given back as the entry drops).
                 drop(self.tracker.withdraw(&id));
+                let (error, request) = refused.into_parts();
                 let sender = actors.get(origin.sender.as_str());
                 let error = self.refuse_counted(sender, origin, target, None, error);
                 Err(SendError::new(error, request))

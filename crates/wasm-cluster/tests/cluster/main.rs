@@ -10,7 +10,7 @@ use async_nats::HeaderMap;
 use wasm_cluster::{ClusterConfig, NatsTransport};
 use wasm_core::{
     Codec, ComponentError, ComponentId, CorrelationId, LocalComponent, MessagePayload, MessagingError, RemoteEnvelope,
-    RemoteKind, RemoteOutcome, RemoteTransport, RequestError, TraceContext,
+    RemoteKind, RemoteOutcome, RemoteTransport, RequestError, SendError, TraceContext,
 };
 
 use crate::broker::Broker;
@@ -190,15 +190,19 @@ async fn send_refuses_when_the_queue_is_full_and_after_shutdown() {
     config.outgoing_queue = 1;
     // Not started: nothing drains the queue.
     let a = NatsTransport::connect(config).await.expect("connect");
+    // Every refusal hands the payload back.
+    let send = |envelope: RemoteEnvelope| a.send(envelope).map_err(SendError::into_parts);
+    let payload = envelope(RemoteKind::Message, b"{}").payload;
     a.send(envelope(RemoteKind::Message, b"{}")).expect("the first fits");
-    assert_eq!(a.send(envelope(RemoteKind::Message, b"{}")), Err(MessagingError::QueueFull));
+    assert_eq!(send(envelope(RemoteKind::Message, b"{}")), Err((MessagingError::QueueFull, payload.clone())));
     assert_eq!(a.stats().dropped_queue_full, 1);
     let mut unqualified = envelope(RemoteKind::Message, b"{}");
     unqualified.target = id("echo");
-    assert!(matches!(a.send(unqualified), Err(MessagingError::InvalidMessage(_))));
+    assert!(matches!(send(unqualified), Err((MessagingError::InvalidMessage(_), p)) if p == payload));
 
     a.shutdown().await.expect("shutdown");
-    assert!(matches!(a.send(envelope(RemoteKind::Message, b"{}")), Err(MessagingError::DeliveryFailed(_))));
+    let closed = send(envelope(RemoteKind::Message, b"{}"));
+    assert!(matches!(closed, Err((MessagingError::DeliveryFailed(_), ref p)) if *p == payload), "{closed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
