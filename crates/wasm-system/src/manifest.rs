@@ -64,8 +64,7 @@ pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
 
 /// Reads an app manifest and every component manifest it lists, and checks
 /// its injections (known codec, exactly one of `text` and `bytes`, a target
-/// that the app defines or, with a `[cluster]` section, a `name@node` of
-/// another host, `timeout_ms` only with `request = true` and within
+/// that the app defines, `timeout_ms` only with `request = true` and within
 /// 1..=[`DEFAULT_MAX_TIMEOUT_MS`], the host's maximum).
 ///
 /// # Errors
@@ -83,14 +82,9 @@ pub fn load_app(file: &Path) -> Result<LoadedApp, ManifestError> {
         if injection.text.is_some() == injection.bytes.is_some() {
             return Err(invalid(format!("inject[{i}]"), "give exactly one of `text` and `bytes`".into()));
         }
-        // `name@node` is a component of another host (when the app joins a
-        // cluster); any other target must be one of this app's.
-        let remote = injection.to.node().is_some();
-        if remote && manifest.cluster.is_none() {
-            let problem = format!("`{}` names a node, but the app has no [cluster] section", injection.to);
-            return Err(invalid(format!("inject[{i}].to"), problem));
-        }
-        if !remote && !components.iter().any(|c| c.manifest.component.id == injection.to) {
+        // The injector sends through a handle on one of this app's
+        // components; a component of another node is reached through one.
+        if !components.iter().any(|c| c.manifest.component.id == injection.to) {
             return Err(invalid(format!("inject[{i}].to"), format!("no component `{}` in this app", injection.to)));
         }
         match injection.timeout_ms {
