@@ -16,6 +16,9 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// The default capacity of the outgoing queue, in envelopes and outcomes.
 pub const DEFAULT_OUTGOING_QUEUE: usize = 65_536;
 
+/// The default acknowledgement timeout: 5 s.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where and how a [`crate::NatsTransport`] connects, and who it is.
 ///
 /// ```
@@ -49,11 +52,17 @@ pub struct ClusterConfig {
     /// in envelopes plus outcomes not yet handed to the client: when it is
     /// full, `send` refuses with `queue-full`. Must not be zero.
     pub outgoing_queue: usize,
+    /// How long an envelope sent to another node may stay unacknowledged
+    /// before it ends undelivered with `ack-timeout` (default
+    /// [`DEFAULT_ACK_TIMEOUT`], 5 s): a message is dead-lettered, a request
+    /// fails with `delivery-failed`. Must not be zero.
+    pub ack_timeout: Duration,
 }
 
 impl ClusterConfig {
     /// A configuration for `node` at `url` with the defaults: prefix
-    /// `airssys`, heartbeat 1 s, no credentials, no TLS, a queue of 65,536.
+    /// `airssys`, heartbeat 1 s, no credentials, no TLS, a queue of 65,536,
+    /// an acknowledgement timeout of 5 s.
     #[must_use]
     pub fn new(url: impl Into<String>, node: impl Into<String>) -> Self {
         Self {
@@ -64,6 +73,7 @@ impl ClusterConfig {
             auth: ClusterAuth::None,
             tls: None,
             outgoing_queue: DEFAULT_OUTGOING_QUEUE,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
     }
 
@@ -83,6 +93,9 @@ impl ClusterConfig {
         }
         if self.heartbeat.is_zero() {
             return invalid("heartbeat must not be zero".to_owned());
+        }
+        if self.ack_timeout.is_zero() {
+            return invalid("ack_timeout must not be zero".to_owned());
         }
         if self.outgoing_queue == 0 {
             return invalid("outgoing_queue must not be zero".to_owned());
@@ -164,6 +177,7 @@ mod tests {
         assert!(with(&|c| c.prefix = "org.airssys".into()).is_ok());
         assert!(with(&|c| c.heartbeat = Duration::ZERO).is_err());
         assert!(with(&|c| c.outgoing_queue = 0).is_err());
+        assert!(with(&|c| c.ack_timeout = Duration::ZERO).is_err());
         assert!(
             with(&|c| c.tls = Some(TlsConfig { client_cert: Some("c.pem".into()), ..TlsConfig::default() })).is_err()
         );

@@ -35,11 +35,22 @@ pub(crate) struct AnnouncedComponent {
     /// Codec names (`json`, `cbor`, ...); empty: every codec.
     #[serde(default)]
     pub(crate) accepts: Vec<String>,
+    /// The credit each other host starts with for it (its free mailbox
+    /// slots when announced, divided among the live hosts; see
+    /// [`crate::flow`]). Absent: [`crate::flow::DEFAULT_CREDIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credit: Option<u64>,
 }
 
 impl Announcement {
-    /// What `node` announces for `components`.
-    pub(crate) fn new(node: &str, heartbeat: Duration, components: &[LocalComponent]) -> Self {
+    /// What `node` announces for `components`, each with the credit
+    /// `credit` gives it (`None`: no credit field).
+    pub(crate) fn new(
+        node: &str,
+        heartbeat: Duration,
+        components: &[LocalComponent],
+        credit: impl Fn(&str) -> Option<u64>,
+    ) -> Self {
         Self {
             node: node.to_owned(),
             heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
@@ -48,6 +59,7 @@ impl Announcement {
                 .map(|c| AnnouncedComponent {
                     name: c.name.clone(),
                     accepts: c.accepts.iter().map(|codec| codec.name().to_owned()).collect(),
+                    credit: credit(&c.name),
                 })
                 .collect(),
         }
@@ -81,7 +93,7 @@ type Accepts = Option<Vec<Codec>>;
 
 #[derive(Debug)]
 struct NodeEntry {
-    components: HashMap<String, Accepts>,
+    components: HashMap<String, (Accepts, Option<u64>)>,
     expires: Instant,
 }
 
@@ -94,11 +106,11 @@ pub(crate) struct Directory {
 impl Directory {
     /// Replaces `announcement.node`'s entry (an empty list removes it),
     /// valid for 3 heartbeats from `now` (the announcer's, else `heartbeat`).
-    pub(crate) fn apply(&self, announcement: Announcement, heartbeat: Duration, now: Instant) {
+    /// Returns whether it removed a known node.
+    pub(crate) fn apply(&self, announcement: Announcement, heartbeat: Duration, now: Instant) -> bool {
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
         if announcement.components.is_empty() {
-            nodes.remove(&announcement.node);
-            return;
+            return nodes.remove(&announcement.node).is_some();
         }
         let heartbeat = announcement.heartbeat_ms.map_or(heartbeat, Duration::from_millis);
         let expires = now
@@ -113,10 +125,11 @@ impl Directory {
                 } else {
                     Some(c.accepts.iter().filter_map(|name| Codec::from_name(name)).collect())
                 };
-                (c.name, accepts)
+                (c.name, (accepts, c.credit))
             })
             .collect();
         nodes.insert(announcement.node, NodeEntry { components, expires });
+        false
     }
 
     /// Whether `target` (`name@node`) accepts `codec`, as announced and not
@@ -124,13 +137,24 @@ impl Directory {
     pub(crate) fn accepts(&self, target: &ComponentId, codec: Codec, now: Instant) -> Option<bool> {
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
         let entry = nodes.get(target.node()?).filter(|e| e.expires > now)?;
-        let accepts = entry.components.get(target.name())?;
+        let (accepts, _) = entry.components.get(target.name())?;
         Some(accepts.as_ref().is_none_or(|codecs| codecs.contains(&codec)))
     }
 
-    /// Forgets the entries expired at `now`.
-    pub(crate) fn prune(&self, now: Instant) {
-        self.nodes.write().unwrap_or_else(PoisonError::into_inner).retain(|_, e| e.expires > now);
+    /// The credit `target` (`name@node`) announced, when it announced one.
+    pub(crate) fn credit(&self, target: &ComponentId) -> Option<u64> {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        nodes.get(target.node()?)?.components.get(target.name())?.1
+    }
+
+    /// Forgets the entries expired at `now`; returns their nodes.
+    pub(crate) fn prune(&self, now: Instant) -> Vec<String> {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        let expired: Vec<String> = nodes.iter().filter(|(_, e)| e.expires <= now).map(|(n, _)| n.clone()).collect();
+        for node in &expired {
+            nodes.remove(node);
+        }
+        expired
     }
 
     /// How many nodes have a live entry at `now`.
@@ -161,6 +185,7 @@ mod tests {
                 LocalComponent { name: "echo".into(), accepts: vec![Codec::Json] },
                 LocalComponent { name: "any".into(), accepts: vec![] },
             ],
+            |name| (name == "echo").then_some(64),
         )
     }
 
@@ -171,7 +196,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"node": "b", "heartbeat_ms": 100, "components": [
-                {"name": "echo", "accepts": ["json"]}, {"name": "any", "accepts": []}]})
+                {"name": "echo", "accepts": ["json"], "credit": 64}, {"name": "any", "accepts": []}]})
         );
         assert_eq!(Announcement::from_json(&announcement.to_json()), Ok(announcement));
         let minimal = Announcement::from_json(br#"{"node":"c","components":[{"name":"x"}]}"#).expect("minimal");
@@ -197,11 +222,17 @@ mod tests {
         let later = t0 + Duration::from_millis(301);
         assert_eq!(directory.accepts(&id("echo@b"), Codec::Json, later), None);
         assert_eq!(directory.live_nodes(later), 0);
-        directory.prune(later);
+        assert_eq!(directory.prune(later), ["b"]);
         assert_eq!(directory.live_nodes(t0), 0);
         // An empty announcement removes the node at once.
-        directory.apply(echo_json("b"), Duration::from_secs(1), t0);
-        directory.apply(Announcement::new("b", Duration::from_secs(1), &[]), Duration::from_secs(1), t0);
+        assert!(!directory.apply(echo_json("b"), Duration::from_secs(1), t0));
+        assert_eq!(directory.credit(&id("echo@b")), Some(64));
+        assert_eq!(directory.credit(&id("any@b")), None);
+        assert!(directory.apply(
+            Announcement::new("b", Duration::from_secs(1), &[], |_| None),
+            Duration::from_secs(1),
+            t0
+        ));
         assert_eq!(directory.accepts(&id("echo@b"), Codec::Json, t0), None);
     }
 

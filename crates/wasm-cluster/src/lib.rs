@@ -69,11 +69,15 @@
 mod config;
 mod directory;
 mod error;
+mod flow;
 mod stats;
 mod transport;
 mod wire;
 
-pub use config::{ClusterAuth, ClusterConfig, DEFAULT_HEARTBEAT, DEFAULT_OUTGOING_QUEUE, DEFAULT_PREFIX, TlsConfig};
+pub use config::{
+    ClusterAuth, ClusterConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_OUTGOING_QUEUE, DEFAULT_PREFIX,
+    TlsConfig,
+};
 pub use error::{BoxError, ClusterError};
 pub use stats::ClusterStats;
 pub use transport::NatsTransport;

@@ -33,6 +33,10 @@ pub struct ClusterStats {
     /// connection was closed); each is lost (an outcome ends as its
     /// requester's timeout).
     pub publish_failed: u64,
+    /// Acknowledgements (and credit updates) sent to other hosts.
+    pub acks_sent: u64,
+    /// Acknowledgements received from other hosts.
+    pub acks_received: u64,
     /// How many times the client reconnected to the broker after its first
     /// connection.
     pub reconnects: u64,
@@ -51,6 +55,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_wrong_node: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) publish_failed: AtomicU64,
+    pub(crate) acks_sent: AtomicU64,
+    pub(crate) acks_received: AtomicU64,
 }
 
 impl Counters {
@@ -71,6 +77,8 @@ impl Counters {
             dropped_wrong_node: get(&self.dropped_wrong_node),
             dropped_queue_full: get(&self.dropped_queue_full),
             publish_failed: get(&self.publish_failed),
+            acks_sent: get(&self.acks_sent),
+            acks_received: get(&self.acks_received),
             reconnects,
             directory_nodes,
         }

@@ -1,28 +1,34 @@
 //! [`NatsTransport`]: [`RemoteTransport`] over NATS.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
-    Codec, ComponentId, LocalComponent, MessagingError, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome,
-    RemoteTransport, RequestError, SendError,
+    Codec, ComponentId, DeliveryLoss, LocalComponent, MessagingError, RemoteEnvelope, RemoteInbound, RemoteKind,
+    RemoteNodeStats, RemoteOutcome, RemoteTransport, RemoteUndelivered, RequestError, SendError,
 };
 
 use crate::config::{ClusterAuth, ClusterConfig};
 use crate::directory::{Announcement, Directory, local_accepts};
 use crate::error::ClusterError;
+use crate::flow::{self, Ack, Inbound, NoCredit, Outbound, Sent, Undelivered};
 use crate::stats::{ClusterStats, Counters};
 use crate::wire::{self, Malformed, Subjects};
 
 /// How long `start` waits for its round trip to the broker.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the flow task sends credit updates and repeated
+/// acknowledgements, and ends envelopes whose acknowledgement timed out.
+const FLOW_TICK: Duration = Duration::from_millis(20);
 
 /// The NATS transport of one host: implements [`RemoteTransport`] for its
 /// router and hands what other hosts send to its [`RemoteInbound`].
@@ -74,12 +80,22 @@ struct Shared {
     /// This host's components, as last announced.
     local: Mutex<Vec<LocalComponent>>,
     counters: Counters,
+    /// The host, once `start` is given it: the flow task reports
+    /// undelivered envelopes to it, announcements ask it for credits.
+    inbound: OnceLock<Weak<dyn RemoteInbound>>,
+    /// Sequence numbers, outstanding envelopes and credits, per receiving
+    /// node. Locked by `send` around numbering and queueing, so that the
+    /// queue's order is the numbers' order.
+    outbound: Mutex<Outbound>,
+    /// What each sending session sent here, for the acknowledgements.
+    inbound_flow: Mutex<Inbound>,
+    ack_timeout: Duration,
 }
 
 /// One item of the outgoing queue.
 enum Outgoing {
-    /// An envelope, encoded.
-    Envelope { subject: String, headers: HeaderMap, body: Bytes },
+    /// An envelope, encoded, and its node and sequence number.
+    Envelope { subject: String, headers: HeaderMap, body: Bytes, node: String, seq: u64 },
     /// An outcome, encoded.
     Outcome { subject: String, headers: HeaderMap, body: Bytes },
     /// This host's directory entry, as it is when published.
@@ -150,6 +166,10 @@ impl NatsTransport {
             directory: Directory::default(),
             local: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            inbound: OnceLock::new(),
+            outbound: Mutex::new(Outbound::new(session_id())),
+            inbound_flow: Mutex::new(Inbound::default()),
+            ack_timeout: config.ack_timeout,
         });
         Ok(Arc::new(Self { shared, outgoing: Mutex::new(Some(receiver)), tasks: Mutex::new(Tasks::default()) }))
     }
@@ -184,11 +204,13 @@ impl NatsTransport {
         let hello = shared.subscribe(&subjects.hello).await?;
 
         let receiver = taken.into_inner().ok_or(ClusterError::AlreadyStarted)?;
+        let _ = shared.inbound.set(inbound.clone());
         *lock(&self.tasks) = Tasks {
             publisher: Some(tokio::spawn(Arc::clone(shared).publish_loop(receiver))),
             announcing: vec![
                 tokio::spawn(Arc::clone(shared).hello_loop(hello)),
                 tokio::spawn(Arc::clone(shared).heartbeat_loop()),
+                tokio::spawn(Arc::clone(shared).flow_loop()),
             ],
             receiving: vec![
                 tokio::spawn(Arc::clone(shared).envelope_loop(envelopes, inbound.clone())),
@@ -240,6 +262,13 @@ impl NatsTransport {
         flushed.and(drained)
     }
 
+    /// The traffic with each other node, sorted by node (see
+    /// [`RemoteTransport::node_stats`]).
+    #[must_use]
+    pub fn node_stats(&self) -> Vec<RemoteNodeStats> {
+        self.shared.node_stats()
+    }
+
     /// The counters since [`NatsTransport::connect`].
     #[must_use]
     pub fn stats(&self) -> ClusterStats {
@@ -264,9 +293,14 @@ impl RemoteTransport for NatsTransport {
         shared.directory.accepts(target, codec, Instant::now())
     }
 
+    /// Numbers the envelope in this host's sequence to the target's node
+    /// and counts it against the target's credit (see [`crate::flow`]); it
+    /// then ends acknowledged or undelivered, reported to the host.
+    ///
     /// # Errors
-    /// [`MessagingError::QueueFull`] when the outgoing queue is full;
-    /// [`MessagingError::DeliveryFailed`] after `shutdown`;
+    /// [`MessagingError::QueueFull`] when the target's credit is used up
+    /// (counted in its node's `credit_refusals`) or the outgoing queue is
+    /// full; [`MessagingError::DeliveryFailed`] after `shutdown`;
     /// [`MessagingError::InvalidMessage`] when the target names no node or
     /// the envelope is larger than the broker's `max_payload` (1 MiB by
     /// default, headers included).
@@ -281,7 +315,10 @@ impl RemoteTransport for NatsTransport {
             return Err(SendError::new(error, envelope.payload));
         };
         let subject = shared.subjects.envelope(node, envelope.target.name());
-        let headers = wire::envelope_headers(&envelope);
+        let mut headers = wire::envelope_headers(&envelope);
+        // The largest sequence headers, so the size check holds for any
+        // number given below.
+        wire::sequence_headers(&mut headers, u64::MAX, u64::MAX);
         let size = wire::header_bytes(&headers) + envelope.payload.len();
         let max = shared.client.max_payload();
         if size > max {
@@ -290,20 +327,42 @@ impl RemoteTransport for NatsTransport {
             ));
             return Err(SendError::new(error, envelope.payload));
         }
-        let item = Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload) };
+        let sent = match envelope.kind {
+            RemoteKind::Message => Sent::Message { sender: envelope.sender.clone() },
+            RemoteKind::Request { id, .. } => {
+                Sent::Request { requester: envelope.sender.clone(), id, trace: envelope.trace }
+            }
+        };
+        let announced = shared.directory.credit(&envelope.target).unwrap_or(flow::DEFAULT_CREDIT);
+        let mut outbound = lock(&shared.outbound);
+        let seq = match outbound.reserve(node, &envelope.target, sent, announced, Instant::now()) {
+            Ok(seq) => seq,
+            Err(NoCredit { credit }) => {
+                tracing::debug!(target = %envelope.target, credit, "no credit left: queue-full");
+                return Err(SendError::new(MessagingError::QueueFull, envelope.payload));
+            }
+        };
+        wire::sequence_headers(&mut headers, outbound.session(), seq);
+        let item =
+            Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload), node: node.to_owned(), seq };
         // The body comes back out of a refused item without a copy (the
         // `Bytes` is the only owner of the vector).
         let refused = |item: Outgoing| match item {
             Outgoing::Envelope { body, .. } => Vec::from(body),
             _ => unreachable!("try_send hands back the envelope it was given"),
         };
+        // Queued under the lock: the queue's order is the numbers' order.
         match shared.outgoing.try_send(item) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(item)) => {
+                outbound.unreserve(node, seq);
                 Counters::bump(&shared.counters.dropped_queue_full);
                 Err(SendError::new(MessagingError::QueueFull, refused(item)))
             }
-            Err(mpsc::error::TrySendError::Closed(item)) => Err(SendError::new(closed(), refused(item))),
+            Err(mpsc::error::TrySendError::Closed(item)) => {
+                outbound.unreserve(node, seq);
+                Err(SendError::new(closed(), refused(item)))
+            }
         }
     }
 
@@ -322,6 +381,10 @@ impl RemoteTransport for NatsTransport {
         if !shared.closed.load(Ordering::Acquire) && shared.outgoing.try_send(Outgoing::Announce).is_err() {
             tracing::debug!(node = %shared.node, "outgoing queue full: the next heartbeat announces");
         }
+    }
+
+    fn node_stats(&self) -> Vec<RemoteNodeStats> {
+        self.shared.node_stats()
     }
 }
 
@@ -389,9 +452,13 @@ impl Shared {
     }
 
     async fn publish(&self, item: Outgoing) {
-        let (subject, headers, body, counter) = match item {
-            Outgoing::Envelope { subject, headers, body } => (subject, headers, body, &self.counters.sent),
-            Outgoing::Outcome { subject, headers, body } => (subject, headers, body, &self.counters.outcomes_sent),
+        let (subject, headers, body, counter, sequenced) = match item {
+            Outgoing::Envelope { subject, headers, body, node, seq } => {
+                (subject, headers, body, &self.counters.sent, Some((node, seq)))
+            }
+            Outgoing::Outcome { subject, headers, body } => {
+                (subject, headers, body, &self.counters.outcomes_sent, None)
+            }
             Outgoing::Announce => return self.publish_announcement().await,
         };
         match self.client.publish_with_headers(subject, headers, body).await {
@@ -399,13 +466,101 @@ impl Shared {
             Err(error) => {
                 Counters::bump(&self.counters.publish_failed);
                 tracing::warn!(node = %self.node, %error, "cannot publish");
+                if let Some((node, seq)) = sequenced {
+                    let ended = lock(&self.outbound).publish_failed(&node, seq, &error.to_string());
+                    self.report(ended);
+                }
             }
         }
     }
 
-    /// Publishes this host's list as it is now.
+    /// Reports envelopes that ended undelivered to the host: a message as
+    /// a dead letter, a request as its `delivery-failed` outcome (a request
+    /// the other host refused was answered by that host already).
+    fn report(&self, ended: impl IntoIterator<Item = Undelivered>) {
+        let inbound = self.inbound.get().and_then(Weak::upgrade);
+        for Undelivered { sent, target, loss, reason } in ended {
+            tracing::debug!(node = %self.node, %target, %loss, %reason, "undelivered");
+            let Some(inbound) = &inbound else { continue };
+            match sent {
+                Sent::Message { sender } => inbound.undelivered(RemoteUndelivered { sender, target, loss, reason }),
+                Sent::Request { .. } if loss == DeliveryLoss::Refused => {}
+                Sent::Request { requester, id, trace } => inbound.complete(RemoteOutcome {
+                    requester,
+                    id,
+                    outcome: Err(RequestError::DeliveryFailed(format!("{loss}: {reason}"))),
+                    trace: trace.child(),
+                }),
+            }
+        }
+    }
+
+    /// The outbound counts with the inbound ones, per node.
+    fn node_stats(&self) -> Vec<RemoteNodeStats> {
+        let mut nodes: BTreeMap<String, RemoteNodeStats> =
+            lock(&self.outbound).stats().map(|s| (s.node.clone(), s.clone())).collect();
+        for (node, (received, refused)) in lock(&self.inbound_flow).received() {
+            let entry = nodes.entry(node.clone()).or_insert_with(|| RemoteNodeStats::new(node));
+            entry.received = received;
+            entry.refused_here = refused;
+        }
+        nodes.into_values().collect()
+    }
+
+    /// Publishes `acks`, each to its sender's outcome subject.
+    async fn publish_acks(&self, acks: Vec<(String, Ack)>) {
+        for (node, ack) in acks {
+            let subject = self.subjects.outcome(&node);
+            match self.client.publish_with_headers(subject, wire::ack_headers(), ack.to_json().into()).await {
+                Ok(()) => Counters::bump(&self.counters.acks_sent),
+                Err(error) => {
+                    tracing::warn!(node = %self.node, to = %node, %error, "cannot publish an acknowledgement")
+                }
+            }
+        }
+    }
+
+    /// The acknowledgements due now, with their credits.
+    async fn flush_acks(&self, inbound: &Weak<dyn RemoteInbound>) {
+        let host = inbound.upgrade();
+        let free = |name: &str| host.as_ref().and_then(|h| h.free_slots(name));
+        let acks = lock(&self.inbound_flow).take_acks(&self.node, Instant::now(), free);
+        self.publish_acks(acks).await;
+    }
+
+    /// Every [`FLOW_TICK`]: credit updates and repeats, and the envelopes
+    /// whose acknowledgement timed out.
+    async fn flow_loop(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(FLOW_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let now = Instant::now();
+            let host = self.inbound.get().and_then(Weak::upgrade);
+            let free = |name: &str| host.as_ref().and_then(|h| h.free_slots(name));
+            let acks = lock(&self.inbound_flow).tick(&self.node, now, free);
+            drop(host);
+            self.publish_acks(acks).await;
+            let expired = lock(&self.outbound).expire(now, self.ack_timeout);
+            self.report(expired);
+        }
+    }
+
+    /// `node` left the lattice: what is outstanding to it ends.
+    fn node_left(&self, node: &str) {
+        let ended = lock(&self.outbound).node_left(node);
+        self.report(ended);
+    }
+
+    /// Publishes this host's list as it is now, each component with its
+    /// free slots divided among the live hosts as the credit each starts
+    /// with.
     async fn publish_announcement(&self) {
-        let body = Announcement::new(&self.node, self.heartbeat, &lock(&self.local)).to_json();
+        let host = self.inbound.get().and_then(Weak::upgrade);
+        let hosts = self.directory.live_nodes(Instant::now()).max(1) as u64;
+        let credit = |name: &str| host.as_ref().and_then(|h| h.free_slots(name)).map(|free| free / hosts);
+        let body = Announcement::new(&self.node, self.heartbeat, &lock(&self.local), credit).to_json();
+        drop(host);
         if let Err(error) = self.client.publish(self.subjects.directory.clone(), body.into()).await {
             tracing::warn!(node = %self.node, %error, "cannot publish the directory announcement");
         }
@@ -419,28 +574,48 @@ impl Shared {
         }
     }
 
+    /// Hands envelopes to the host, and acknowledges them whenever the
+    /// stream pauses, or after [`flow::ACK_EVERY`] of one session.
     async fn envelope_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
-        while let Some(message) = subscriber.next().await {
-            self.on_envelope(&message, &inbound);
+        let mut next = subscriber.next().await;
+        while let Some(message) = next {
+            let due = self.on_envelope(&message, &inbound);
+            next = match subscriber.next().now_or_never() {
+                Some(ready) => {
+                    if due {
+                        self.flush_acks(&inbound).await;
+                    }
+                    ready
+                }
+                None => {
+                    self.flush_acks(&inbound).await;
+                    subscriber.next().await
+                }
+            };
         }
     }
 
-    fn on_envelope(&self, message: &Message, inbound: &Weak<dyn RemoteInbound>) {
+    /// Hands one envelope to the host; returns whether acknowledgements
+    /// are due.
+    fn on_envelope(&self, message: &Message, inbound: &Weak<dyn RemoteInbound>) -> bool {
         let envelope = match wire::decode_envelope(message.headers.as_ref(), &message.payload) {
             Ok(envelope) => envelope,
             Err(Malformed(reason)) => {
                 Counters::bump(&self.counters.dropped_malformed);
                 tracing::warn!(node = %self.node, subject = %message.subject, %reason, "malformed envelope dropped");
-                return;
+                return false;
             }
         };
         if envelope.target.node() != Some(self.node.as_str()) {
             Counters::bump(&self.counters.dropped_wrong_node);
             tracing::warn!(node = %self.node, subject = %message.subject, target = %envelope.target,
                 "envelope for another node dropped");
-            return;
+            return false;
         }
         Counters::bump(&self.counters.received);
+        let sequence = wire::sequence(message.headers.as_ref());
+        let from = envelope.sender.node().unwrap_or_default().to_owned();
+        let name = envelope.target.name().to_owned();
         let request = match envelope.kind {
             RemoteKind::Request { id, .. } => Some((envelope.sender.clone(), id, envelope.trace)),
             RemoteKind::Message => None,
@@ -449,7 +624,7 @@ impl Shared {
             Some(inbound) => inbound.deliver(envelope),
             None => Err(MessagingError::DeliveryFailed("the host is shutting down".to_owned())),
         };
-        if let Err(error) = delivered {
+        let refusal = delivered.err().map(|error| {
             tracing::debug!(node = %self.node, %error, "envelope refused by this host");
             // A refused request is answered now, so its requester does not
             // wait for its timeout.
@@ -457,11 +632,28 @@ impl Shared {
                 let outcome = Err(RequestError::DeliveryFailed(error.to_string()));
                 self.respond(RemoteOutcome { requester, id, outcome, trace: trace.child() });
             }
-        }
+            error.to_string()
+        });
+        let Some((session, seq)) = sequence else { return false };
+        lock(&self.inbound_flow).record(&from, session, seq, &name, refusal, Instant::now())
     }
 
     async fn outcome_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
         while let Some(message) = subscriber.next().await {
+            if wire::is_ack(message.headers.as_ref()) {
+                match Ack::from_json(&message.payload) {
+                    Ok(ack) => {
+                        Counters::bump(&self.counters.acks_received);
+                        let ended = lock(&self.outbound).on_ack(&ack);
+                        self.report(ended);
+                    }
+                    Err(Malformed(reason)) => {
+                        Counters::bump(&self.counters.dropped_malformed);
+                        tracing::warn!(node = %self.node, %reason, "malformed acknowledgement dropped");
+                    }
+                }
+                continue;
+            }
             let outcome = match wire::decode_outcome(message.headers.as_ref(), &message.payload) {
                 Ok(outcome) => outcome,
                 Err(Malformed(reason)) => {
@@ -487,7 +679,12 @@ impl Shared {
         while let Some(message) = subscriber.next().await {
             match Announcement::from_json(&message.payload) {
                 Ok(announcement) if announcement.node == self.node => {}
-                Ok(announcement) => self.directory.apply(announcement, self.heartbeat, Instant::now()),
+                Ok(announcement) => {
+                    let node = announcement.node.clone();
+                    if self.directory.apply(announcement, self.heartbeat, Instant::now()) {
+                        self.node_left(&node);
+                    }
+                }
                 Err(Malformed(reason)) => {
                     Counters::bump(&self.counters.dropped_malformed);
                     tracing::warn!(node = %self.node, %reason, "malformed announcement dropped");
@@ -511,7 +708,9 @@ impl Shared {
         loop {
             ticks.tick().await;
             self.republish().await;
-            self.directory.prune(Instant::now());
+            for node in self.directory.prune(Instant::now()) {
+                self.node_left(&node);
+            }
         }
     }
 }
@@ -567,6 +766,17 @@ impl Drop for Taken<'_> {
 /// its data consistent).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random session number: 64 bits from the OS's hasher keys (std's
+/// `RandomState` seeds each map from the OS's randomness), mixed with the
+/// time, so two runs of one host never share a session.
+fn session_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
 }
 
 fn log_event(node: &str, event: &Event) {

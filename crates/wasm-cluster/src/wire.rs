@@ -30,6 +30,13 @@ pub(crate) const ERROR_CODE: &str = "airssys-error-code";
 /// An error's message, percent-escaped (see [`escape`]).
 pub(crate) const ERROR: &str = "airssys-error";
 
+/// The sending transport's session (decimal u64; see [`crate::flow`]).
+pub(crate) const SESSION: &str = "airssys-session";
+/// The envelope's sequence number in its session, to its node (decimal).
+pub(crate) const SEQ: &str = "airssys-seq";
+/// The `airssys-kind` of an acknowledgement on an outcome subject.
+pub(crate) const KIND_ACK: &str = "ack";
+
 /// The `airssys-outcome` value of a response.
 const RESPONSE: &str = "response";
 
@@ -145,6 +152,32 @@ pub(crate) fn envelope_headers(envelope: &RemoteEnvelope) -> HeaderMap {
         }
     }
     headers.insert(TRACEPARENT, envelope.trace.traceparent());
+    headers
+}
+
+/// Adds an envelope's session and sequence number to its headers.
+pub(crate) fn sequence_headers(headers: &mut HeaderMap, session: u64, seq: u64) {
+    headers.insert(SESSION, session.to_string());
+    headers.insert(SEQ, seq.to_string());
+}
+
+/// An envelope's session and sequence number, when it has both (a host of
+/// an older version sends neither: it is neither acknowledged nor credited).
+pub(crate) fn sequence(headers: Option<&HeaderMap>) -> Option<(u64, u64)> {
+    let headers = headers?;
+    let number = |name: &str| headers.get(name)?.as_str().parse::<u64>().ok();
+    Some((number(SESSION)?, number(SEQ)?))
+}
+
+/// Whether a message on an outcome subject is an acknowledgement.
+pub(crate) fn is_ack(headers: Option<&HeaderMap>) -> bool {
+    headers.and_then(|h| h.get(KIND)).is_some_and(|v| v.as_str() == KIND_ACK)
+}
+
+/// The headers of an acknowledgement (its body is [`crate::flow::Ack`]'s JSON).
+pub(crate) fn ack_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(KIND, KIND_ACK);
     headers
 }
 

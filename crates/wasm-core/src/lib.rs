@@ -49,7 +49,10 @@ pub use manifest::{
     RateSection, RequestsSection, RestartSection, SocketGrant, WasiSection, timeout_ms,
 };
 pub use payload::{Codec, DEFAULT_MAX_MESSAGE_BYTES, MessagePayload, decode_prefix};
-pub use remote::{LocalComponent, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome, RemoteTransport};
+pub use remote::{
+    DeliveryLoss, LocalComponent, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteNodeStats, RemoteOutcome,
+    RemoteTransport, RemoteUndelivered,
+};
 pub use trace::TraceContext;
 pub use traits::{Clock, CorrelationTracker, MessageRouter, Origin, PendingRequest, RequestOwner, TrackerStats};
 pub use typed::{DecodeError, EncodeError, Message, Payload};

@@ -72,6 +72,135 @@ pub struct LocalComponent {
     pub accepts: Vec<Codec>,
 }
 
+/// Why a message or request this host sent to another node was not
+/// delivered there: the closed set of reasons (the label of the per-node
+/// `undelivered` counts; [`RemoteUndelivered::reason`] is the free text).
+///
+/// A sending host counts an envelope delivered only when the receiving host
+/// acknowledges that it queued it; everything else ends in exactly one of
+/// these, as a `delivery-failed` dead letter (a message) or a
+/// `delivery-failed` outcome (a request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeliveryLoss {
+    /// The receiving host refused it (its mailbox was full, the component
+    /// stopped, the codec or size was refused): a negative acknowledgement.
+    Refused,
+    /// The receiving host saw a gap in this host's sequence numbers: the
+    /// envelope was lost on the way (a broker restart, a slow consumer).
+    Lost,
+    /// No acknowledgement came within the acknowledgement timeout: it may or
+    /// may not have been queued there (the receiving host or the way back
+    /// failed).
+    AckTimeout,
+    /// The receiving host left the lattice (an empty announcement, or no
+    /// heartbeat for 3 intervals) before acknowledging it.
+    NodeLeft,
+    /// The NATS client refused to publish it (its connection was closed).
+    PublishFailed,
+}
+
+impl DeliveryLoss {
+    /// Every reason, in the order of [`RemoteNodeStats::undelivered`].
+    pub const ALL: [DeliveryLoss; 5] = [
+        DeliveryLoss::Refused,
+        DeliveryLoss::Lost,
+        DeliveryLoss::AckTimeout,
+        DeliveryLoss::NodeLeft,
+        DeliveryLoss::PublishFailed,
+    ];
+
+    /// Its name in kebab-case (`refused`, `lost`, `ack-timeout`,
+    /// `node-left`, `publish-failed`): the metric label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryLoss::Refused => "refused",
+            DeliveryLoss::Lost => "lost",
+            DeliveryLoss::AckTimeout => "ack-timeout",
+            DeliveryLoss::NodeLeft => "node-left",
+            DeliveryLoss::PublishFailed => "publish-failed",
+        }
+    }
+
+    /// Its index in [`DeliveryLoss::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            DeliveryLoss::Refused => 0,
+            DeliveryLoss::Lost => 1,
+            DeliveryLoss::AckTimeout => 2,
+            DeliveryLoss::NodeLeft => 3,
+            DeliveryLoss::PublishFailed => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fire-and-forget message this host sent to another node that was not
+/// delivered there (see [`DeliveryLoss`]): the host dead-letters it with
+/// cause `delivery-failed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteUndelivered {
+    /// The sending component, `name@node` with this host's node.
+    pub sender: ComponentId,
+    /// The target, `name@node` of the other node.
+    pub target: ComponentId,
+    /// Why, as a class.
+    pub loss: DeliveryLoss,
+    /// Why, in words (the receiving host's refusal, or the timeout).
+    pub reason: String,
+}
+
+/// The traffic between this host and one other node, since the transport
+/// connected (counts, except `pending_acks`, a gauge).
+///
+/// At any moment `messages_sent + requests_sent == acknowledged +
+/// pending_acks + sum(undelivered)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteNodeStats {
+    /// The other node.
+    pub node: String,
+    /// Fire-and-forget messages sent to it.
+    pub messages_sent: u64,
+    /// Requests sent to it.
+    pub requests_sent: u64,
+    /// Envelopes it acknowledged as queued.
+    pub acknowledged: u64,
+    /// Envelopes sent to it and not yet acknowledged nor given up.
+    pub pending_acks: u64,
+    /// Envelopes sent to it that were not delivered, indexed by
+    /// [`DeliveryLoss::index`].
+    pub undelivered: [u64; DeliveryLoss::ALL.len()],
+    /// Sends to it refused at once with `queue-full` because its component
+    /// had granted no more credit.
+    pub credit_refusals: u64,
+    /// Envelopes it sent to this host (queued or refused here).
+    pub received: u64,
+    /// Of those, the ones this host refused (negatively acknowledged).
+    pub refused_here: u64,
+}
+
+impl RemoteNodeStats {
+    /// Counts for `node`, all zero.
+    #[must_use]
+    pub fn new(node: impl Into<String>) -> Self {
+        Self { node: node.into(), ..Self::default() }
+    }
+
+    /// Undelivered envelopes of every reason.
+    #[must_use]
+    pub fn undelivered_total(&self) -> u64 {
+        self.undelivered.iter().sum()
+    }
+}
+
 /// How the router reaches components on other nodes.
 ///
 /// Every method returns at once: the router calls them on the message path
@@ -103,6 +232,13 @@ pub trait RemoteTransport: Send + Sync {
     /// Replaces the list of this host's components that the others see
     /// (announced at once and on every heartbeat).
     fn announce(&self, components: Vec<LocalComponent>);
+
+    /// The traffic with each other node this host has exchanged envelopes
+    /// with, sorted by node. The default: none (a transport that keeps no
+    /// per-node counts).
+    fn node_stats(&self) -> Vec<RemoteNodeStats> {
+        Vec::new()
+    }
 }
 
 /// What a [`RemoteTransport`] hands to its host (the router implements it).
@@ -119,4 +255,14 @@ pub trait RemoteInbound: Send + Sync {
 
     /// The outcome of a request this host sent to another.
     fn complete(&self, outcome: RemoteOutcome);
+
+    /// A fire-and-forget message this host sent was not delivered: the
+    /// host dead-letters it (cause `delivery-failed`). Called at most once
+    /// per message, and never for one that was acknowledged.
+    fn undelivered(&self, letter: RemoteUndelivered);
+
+    /// The free slots of local component `name`'s mailbox now (the credit
+    /// this host can grant the others); `None` when no such component runs
+    /// here.
+    fn free_slots(&self, name: &str) -> Option<u64>;
 }

@@ -258,6 +258,13 @@ impl Mailbox {
         messages as u64 + self.callbacks_queued.load(Ordering::Relaxed)
     }
 
+    /// Free slots in the bounded queue of messages and requests now (the
+    /// credit the host can grant other nodes for this mailbox).
+    #[must_use]
+    pub fn free_slots(&self) -> u64 {
+        self.messages.capacity() as u64
+    }
+
     /// True when nothing is queued.
     #[must_use]
     pub fn is_empty(&self) -> bool {

@@ -73,11 +73,17 @@ pub enum DeadLetterCause {
     /// It never reached a handler: the component stopped, or had no running
     /// instance (a request's requester gets `delivery-failed`).
     Undelivered,
+    /// A message this host sent to a component on another node that was
+    /// not delivered there (refused, lost, never acknowledged, the node
+    /// left: see [`wasm_core::DeliveryLoss`]). Counted on the sending
+    /// component, as the target lives on the other host.
+    DeliveryFailed,
 }
 
 impl DeadLetterCause {
     /// Every cause, in the order of [`ActorStats::dead_letters`].
-    pub const ALL: [DeadLetterCause; 2] = [DeadLetterCause::TargetFailed, DeadLetterCause::Undelivered];
+    pub const ALL: [DeadLetterCause; 3] =
+        [DeadLetterCause::TargetFailed, DeadLetterCause::Undelivered, DeadLetterCause::DeliveryFailed];
 
     /// Its name in kebab-case (`target-failed`, `undelivered`): the metric label.
     #[must_use]
@@ -85,6 +91,7 @@ impl DeadLetterCause {
         match self {
             DeadLetterCause::TargetFailed => "target-failed",
             DeadLetterCause::Undelivered => "undelivered",
+            DeadLetterCause::DeliveryFailed => "delivery-failed",
         }
     }
 
@@ -94,6 +101,7 @@ impl DeadLetterCause {
         match self {
             DeadLetterCause::TargetFailed => 0,
             DeadLetterCause::Undelivered => 1,
+            DeadLetterCause::DeliveryFailed => 2,
         }
     }
 }
@@ -132,7 +140,8 @@ pub struct ActorStats {
     /// Callbacks its `handle-callback` returned for, with an error or not.
     pub callbacks_handled: u64,
     /// Envelopes for it that were dead-lettered, indexed by
-    /// [`DeadLetterCause::index`].
+    /// [`DeadLetterCause::index`]; the `delivery-failed` slot counts the
+    /// messages it sent to other nodes that were not delivered there.
     pub dead_letters: [u64; DeadLetterCause::ALL.len()],
     /// Its sends refused, indexed by [`MessagingError::kind_index`] (named
     /// by [`MessagingError::KINDS`]).

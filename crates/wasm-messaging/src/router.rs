@@ -17,7 +17,7 @@ use tokio::sync::{Notify, oneshot};
 use wasm_core::{
     Codec, ComponentError, ComponentId, CorrelationId, CorrelationTracker, MailboxSection, MessageRouter,
     MessagingError, Origin, PendingRequest, RemoteEnvelope, RemoteInbound, RemoteKind, RemoteOutcome, RemoteTransport,
-    RequestError, RequestsSection, SendError, TraceContext, TrackerStats, decode_prefix,
+    RemoteUndelivered, RequestError, RequestsSection, SendError, TraceContext, TrackerStats, decode_prefix,
 };
 
 use crate::accounting::{Accounting, Enqueued, Settled};
@@ -141,6 +141,10 @@ pub struct RouterStats {
     pub remote_requests_sent: u64,
     /// Outcomes of other hosts' requests sent back to them.
     pub remote_outcomes_sent: u64,
+    /// Messages sent to other nodes that their transport reported
+    /// undelivered, dead-lettered here with cause `delivery-failed` (not
+    /// part of `dead_lettered`, which counts this host's mailboxes).
+    pub remote_dead_lettered: u64,
     /// Envelopes put in mailboxes.
     pub enqueued: u64,
     /// Envelopes that ended (handled or dead-lettered).
@@ -180,6 +184,7 @@ struct Counters {
     remote_messages_sent: AtomicU64,
     remote_requests_sent: AtomicU64,
     remote_outcomes_sent: AtomicU64,
+    remote_dead_lettered: AtomicU64,
 }
 
 /// The host's router: registry, tracker, policy step, audit. Implements
@@ -515,6 +520,7 @@ impl Router {
             remote_messages_sent: load(&c.remote_messages_sent),
             remote_requests_sent: load(&c.remote_requests_sent),
             remote_outcomes_sent: load(&c.remote_outcomes_sent),
+            remote_dead_lettered: load(&c.remote_dead_lettered),
             enqueued: a.enqueued(),
             settled,
             requests: self.tracker.stats(),
@@ -1223,6 +1229,28 @@ impl RemoteInbound for Router {
             other => other,
         };
         self.deliver(id, pending, outcome, trace);
+    }
+
+    /// Dead-letters the message (cause `delivery-failed`), counted on its
+    /// sender (the target is another host's).
+    fn undelivered(&self, letter: RemoteUndelivered) {
+        let RemoteUndelivered { sender, target, loss, reason } = letter;
+        if let Some(actor) = self.registry.read().get(sender.name()) {
+            actor.count_dead_letter(DeadLetterCause::DeliveryFailed);
+        }
+        self.counters.remote_dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.dead_letter(DeadLetter {
+            target,
+            sender,
+            kind: "message",
+            correlation_id: None,
+            reason: format!("{loss}: {reason}"),
+            cause: DeadLetterCause::DeliveryFailed,
+        });
+    }
+
+    fn free_slots(&self, name: &str) -> Option<u64> {
+        self.registry.read().get(name).map(|actor| actor.mailbox().free_slots())
     }
 }
 

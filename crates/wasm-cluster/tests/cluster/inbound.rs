@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wasm_cluster::{ClusterConfig, NatsTransport};
-use wasm_core::{MessagingError, RemoteEnvelope, RemoteInbound, RemoteOutcome};
+use wasm_core::{MessagingError, RemoteEnvelope, RemoteInbound, RemoteOutcome, RemoteUndelivered};
 
 /// How long a test waits for something that should happen.
 pub(crate) const BOUND: Duration = Duration::from_secs(20);
@@ -17,15 +17,24 @@ pub(crate) enum Inbound {
     Delivered(RemoteEnvelope),
     /// `complete`.
     Completed(RemoteOutcome),
+    /// `undelivered`.
+    Undelivered(RemoteUndelivered),
 }
 
-/// Records every call; `deliver` answers with `refusal` when one is set.
+/// Records every call; `deliver` answers with `refusal` when one is set;
+/// every component has `free` free slots (1024 unless set).
 pub(crate) struct Recorder {
     calls: mpsc::UnboundedSender<Inbound>,
     refusal: Mutex<Option<MessagingError>>,
+    free: Mutex<u64>,
 }
 
 impl Recorder {
+    /// From now on, every component has `free` free slots.
+    pub(crate) fn set_free(&self, free: u64) {
+        *self.free.lock().unwrap_or_else(PoisonError::into_inner) = free;
+    }
+
     /// From now on, `deliver` refuses with `error`.
     pub(crate) fn refuse(&self, error: MessagingError) {
         *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
@@ -43,6 +52,14 @@ impl RemoteInbound for Recorder {
 
     fn complete(&self, outcome: RemoteOutcome) {
         let _ = self.calls.send(Inbound::Completed(outcome));
+    }
+
+    fn undelivered(&self, letter: RemoteUndelivered) {
+        let _ = self.calls.send(Inbound::Undelivered(letter));
+    }
+
+    fn free_slots(&self, _name: &str) -> Option<u64> {
+        Some(*self.free.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -65,7 +82,7 @@ impl Host {
     pub(crate) async fn start_with(config: ClusterConfig) -> Self {
         let transport = NatsTransport::connect(config).await.expect("connect");
         let (sender, calls) = mpsc::unbounded_channel();
-        let recorder = Arc::new(Recorder { calls: sender, refusal: Mutex::new(None) });
+        let recorder = Arc::new(Recorder { calls: sender, refusal: Mutex::new(None), free: Mutex::new(1024) });
         let inbound: Weak<dyn RemoteInbound> = Arc::downgrade(&recorder) as Weak<dyn RemoteInbound>;
         transport.start(inbound).await.expect("start");
         Self { transport, recorder, calls }

@@ -2,6 +2,7 @@
 //! three) hosts, each a `NatsTransport` with a recording inbound.
 
 mod broker;
+mod flow;
 mod inbound;
 
 use std::time::Duration;
