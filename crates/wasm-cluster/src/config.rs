@@ -146,7 +146,8 @@ impl std::fmt::Debug for ClusterAuth {
 /// TLS to the broker (rustls, with the `ring` provider).
 #[derive(Clone, Debug, Default)]
 pub struct TlsConfig {
-    /// A PEM file of CA certificates to trust in addition to the system's.
+    /// A PEM file of CA certificates to trust instead of the system's (the
+    /// client loads the system's roots only when no CA file is given).
     pub ca_file: Option<PathBuf>,
     /// A PEM client certificate, for brokers that verify clients; with
     /// `client_key`.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 /// How long a starting broker may take to accept connections.
 const START_BOUND: Duration = Duration::from_secs(15);
 
-/// A `nats-server -a 127.0.0.1` child process.
+/// A `nats-server -a 127.0.0.1` child process, with the extra arguments
+/// (or configuration file) it was started with.
 ///
 /// The first start lets the server pick a free port (`-p -1`) and reads it
 /// back from the server's ports file, named by its pid. (Binding `:0` in
@@ -19,8 +20,11 @@ const START_BOUND: Duration = Duration::from_secs(15);
 pub(crate) struct Broker {
     port: u16,
     child: Child,
-    /// Where the server writes its ports file; removed on drop.
+    /// Where the server writes its ports file (and reads its configuration
+    /// file); removed on drop.
     dir: PathBuf,
+    /// Passed to every start after `-a`, `-p` and `--ports_file_dir`.
+    extra: Vec<String>,
 }
 
 impl Broker {
@@ -31,26 +35,50 @@ impl Broker {
     /// When `nats-server` is not installed, exits at once, or does not
     /// accept connections within 15 s.
     pub(crate) fn start() -> Self {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let n = STARTED.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("wasm-cluster-nats-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temp dir for the ports file");
-        Self::spawn(None, dir)
+        Self::spawn(None, new_dir(), Vec::new())
     }
 
-    /// Starts `nats-server` on `port` (`None`: one it picks).
-    fn spawn(port: Option<u16>, dir: PathBuf) -> Self {
+    /// Like [`Broker::start`], with extra `nats-server` arguments
+    /// (`["--auth", "s3cret"]`, `["--user", "u", "--pass", "p"]`); a
+    /// restart passes them again.
+    ///
+    /// # Panics
+    /// As [`Broker::start`], also when the server refuses the arguments.
+    #[allow(dead_code, reason = "not every test binary that includes this file needs a configured broker")]
+    pub(crate) fn start_with(args: &[&str]) -> Self {
+        Self::spawn(None, new_dir(), args.iter().map(|&arg| arg.to_owned()).collect())
+    }
+
+    /// Like [`Broker::start`], with `config` (nats-server's configuration
+    /// format) written to `broker.conf` in the broker's temp dir and passed
+    /// as `-c`. The command line's `-a` and `-p` win over the file's `host`
+    /// and `port`.
+    ///
+    /// # Panics
+    /// As [`Broker::start`], also when the server refuses the file.
+    #[allow(dead_code, reason = "not every test binary that includes this file needs a configured broker")]
+    pub(crate) fn start_with_config(config: &str) -> Self {
+        let dir = new_dir();
+        let file = dir.join("broker.conf");
+        std::fs::write(&file, config).expect("writing the broker's configuration file");
+        Self::spawn(None, dir, vec!["-c".to_owned(), file.to_string_lossy().into_owned()])
+    }
+
+    /// Starts `nats-server` on `port` (`None`: one it picks) with `extra`
+    /// arguments.
+    fn spawn(port: Option<u16>, dir: PathBuf, extra: Vec<String>) -> Self {
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
         let mut child = Command::new(executable())
             .args(["-a", "127.0.0.1", "-p", &port_arg, "--ports_file_dir"])
             .arg(&dir)
+            .args(&extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawning nats-server");
         let port = wait_until_listening(&mut child, &dir);
-        Self { port, child, dir }
+        Self { port, child, dir, extra }
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -69,7 +97,7 @@ impl Broker {
     #[allow(dead_code, reason = "not every test binary that includes this file kills or restarts its broker")]
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let mut next = Self::spawn(Some(self.port), self.dir.clone());
+        let mut next = Self::spawn(Some(self.port), self.dir.clone(), self.extra.clone());
         std::mem::swap(self, &mut next);
         // `next` is the killed one now; its drop would remove the shared
         // dir, so forget its dir first.
@@ -84,6 +112,15 @@ impl Drop for Broker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A temp dir of one broker's own (ports file, configuration file).
+fn new_dir() -> PathBuf {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wasm-cluster-nats-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir for the ports file");
+    dir
 }
 
 /// Waits for `child`'s ports file in `dir` and for its client port to

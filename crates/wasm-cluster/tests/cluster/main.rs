@@ -1,7 +1,9 @@
 //! The NATS transport against a real `nats-server` on loopback: two (or
 //! three) hosts, each a `NatsTransport` with a recording inbound.
 
+mod auth;
 mod broker;
+mod creds;
 mod flow;
 mod inbound;
 
