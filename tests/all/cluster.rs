@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasm_cluster::{ClusterConfig, NatsTransport};
-use wasm_core::{Codec, ComponentId, MessagingError, RemoteTransport, RequestError};
-use wasm_system::{System, SystemBuilder, SystemEvent};
+use wasm_core::{Codec, ComponentId, DeliveryLoss, MessagingError, RemoteNodeStats, RemoteTransport, RequestError};
+use wasm_system::{DeadLetterCause, System, SystemBuilder, SystemEvent};
 use wasm_tests::{
     BOUND, Harness, MemoryLattice, NatsServer, PATIENT, cmd_cancel, cmd_request, cmd_send, code_of, compiled, engine,
     manifest, raw, spin,
@@ -44,16 +44,24 @@ async fn memory_nodes() -> (Harness, Harness) {
     (a, b)
 }
 
-/// Two nodes joined over NATS (heartbeat 100 ms), once each sees the
-/// other's components in its directory.
+/// Two nodes joined over NATS (heartbeat 100 ms, acknowledgement timeout
+/// 1 s), once each sees the other's components in its directory.
 async fn nats_nodes(url: &str) -> (Harness, Harness, Arc<NatsTransport>, Arc<NatsTransport>) {
+    nats_nodes_of(url, builders()).await
+}
+
+/// [`nats_nodes`] with other components.
+async fn nats_nodes_of(
+    url: &str,
+    (a, b): (SystemBuilder, SystemBuilder),
+) -> (Harness, Harness, Arc<NatsTransport>, Arc<NatsTransport>) {
     let connect = |node: &str| {
         let mut config = ClusterConfig::new(url, node);
         config.heartbeat = Duration::from_millis(100);
+        config.ack_timeout = Duration::from_secs(1);
         NatsTransport::connect(config)
     };
     let (ta, tb) = (connect("a").await.expect("a connects"), connect("b").await.expect("b connects"));
-    let (a, b) = builders();
     let a = Harness::from_builder(a.cluster(Arc::clone(&ta) as _)).await;
     let b = Harness::from_builder(b.cluster(Arc::clone(&tb) as _)).await;
     ta.start(Arc::downgrade(&a.system.remote_inbound())).await.expect("a starts");
@@ -226,6 +234,9 @@ async fn cluster_nats_broker_restart_ends_requests_in_flight_and_traffic_resumes
         in_flight.push(a.request_via("requester", 300, "slow@b", &spin(30_000_000)).await);
     }
     broker.kill();
+    // Fire-and-forget while the broker is away: each ends delivered or as a
+    // delivery-failed dead letter on a, never unaccounted.
+    assert_eq!(a.command("requester", cmd_send(5, "echo@b", &raw(b"outage"))).await, Ok(raw(&5u32.to_le_bytes())));
     for id in in_flight {
         let outcome = a.callback("requester", id).await;
         assert!(
@@ -250,7 +261,125 @@ async fn cluster_nats_broker_restart_ends_requests_in_flight_and_traffic_resumes
     assert!(ta.stats().reconnects >= 1 && tb.stats().reconnects >= 1, "{:?} {:?}", ta.stats(), tb.stats());
     b.settle().await;
     a.settle().await;
+    // Every envelope a sent to b ended acknowledged or undelivered (at the
+    // latest after the 1 s acknowledgement timeout), and every undelivered
+    // message is one of a's dead letters.
+    wait_until("a's envelopes to b all ended", || settled(&node_of(&ta, "b"))).await;
+    let to_b = node_of(&ta, "b");
+    let stats = a.system.stats();
+    assert_eq!(to_b.messages_sent, stats.remote_messages_sent, "{to_b:?}");
+    assert_eq!(to_b.requests_sent, stats.remote_requests_sent, "{to_b:?}");
+    let undelivered_messages =
+        a.system.dead_letters().iter().filter(|l| l.cause == DeadLetterCause::DeliveryFailed).count();
+    assert_eq!(undelivered_messages as u64, stats.remote_dead_lettered);
+    assert!(stats.remote_dead_lettered <= to_b.undelivered_total(), "{to_b:?} {stats:?}");
+    let from_a = node_of(&tb, "a");
+    assert!(from_a.received <= to_b.messages_sent + to_b.requests_sent, "{from_a:?} {to_b:?}");
     // Both hosts' counters balance (finish asserts it).
+    a.finish().await;
+    b.finish().await;
+    ta.shutdown().await.expect("a leaves");
+    tb.shutdown().await.expect("b leaves");
+}
+
+/// `transport`'s counts for `node`.
+fn node_of(transport: &NatsTransport, node: &str) -> RemoteNodeStats {
+    transport.node_stats().into_iter().find(|s| s.node == node).unwrap_or_else(|| RemoteNodeStats::new(node))
+}
+
+/// Every envelope sent to a node ended acknowledged or undelivered, none
+/// pending.
+fn settled(s: &RemoteNodeStats) -> bool {
+    s.pending_acks == 0 && s.messages_sent + s.requests_sent == s.acknowledged + s.undelivered_total()
+}
+
+/// Node `a` runs `requester`; node `b` runs `slow` with a mailbox of 4
+/// envelopes and 64 bytes.
+fn small_mailbox() -> (SystemBuilder, SystemBuilder) {
+    let requester = "[capabilities]\nsend = [\"*@b\"]\nrequest = true";
+    let a = System::builder()
+        .engine(engine())
+        .compiled(manifest("requester", "requester", requester), compiled("requester"));
+    let small = format!("{PATIENT}\n[mailbox]\ncapacity = 4\nmax_bytes = 64");
+    let b = System::builder().engine(engine()).compiled(manifest("slow", "slow", &small), compiled("slow"));
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nats_queue_full_is_decided_at_send_time_from_credits() {
+    let broker = NatsServer::start();
+    let (a, mut b, ta, tb) = nats_nodes_of(&broker.url(), small_mailbox()).await;
+    // Each message keeps slow busy far longer than a send takes, so its
+    // mailbox of 4 fills: the sending host refuses the next send itself.
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 64, "no refusal after {accepted} sends to a mailbox of 4");
+        match a.command("requester", cmd_send(1, "slow@b", &spin(50_000_000))).await {
+            Ok(_) => accepted += 1,
+            Err(refused) => break refused,
+        }
+    };
+    assert_eq!(refusal.code, code_of(3), "queue-full: {refusal:?}");
+    assert!(accepted >= 4, "the credit covers the free slots: {accepted}");
+    let to_b = node_of(&ta, "b");
+    assert!(to_b.credit_refusals >= 1, "refused by the credit, on a: {to_b:?}");
+    let requester =
+        a.system.component_stats().into_iter().find(|(id, _)| id.as_str() == "requester").expect("requester");
+    assert!(requester.1.refused[3] >= 1, "counted as the requester's queue-full: {:?}", requester.1);
+
+    // Every accepted message reaches slow: none was refused on b (the
+    // credit never let a send past the free slots), and the credit comes
+    // back as slow drains its mailbox.
+    for _ in 0..accepted {
+        b.wait_for("slow handles a message from a", |e| match e {
+            SystemEvent::Handled { component, .. } if component.as_str() == "slow" => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    wait_until("b acknowledged everything", || settled(&node_of(&ta, "b"))).await;
+    let to_b = node_of(&ta, "b");
+    assert_eq!((to_b.messages_sent, to_b.acknowledged, to_b.undelivered_total()), (accepted, accepted, 0), "{to_b:?}");
+    assert_eq!(node_of(&tb, "a").refused_here, 0);
+    // slow's mailbox is empty now: b's next credit update (within its
+    // 20 ms tick) lets a send again.
+    let replenished = async {
+        while a.command("requester", cmd_send(1, "slow@b", &raw(b"again"))).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, replenished).await.expect("the credit is replenished as slow drains its mailbox");
+    b.settle().await;
+    a.finish().await;
+    b.finish().await;
+    ta.shutdown().await.expect("a leaves");
+    tb.shutdown().await.expect("b leaves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nats_a_message_the_remote_host_refuses_is_a_delivery_failed_dead_letter_at_the_sender() {
+    let broker = NatsServer::start();
+    let (a, b, ta, tb) = nats_nodes_of(&broker.url(), small_mailbox()).await;
+    // 100 bytes: within a's payload cap, over slow's 64-byte mailbox on b.
+    let big = raw(&[b'x'; 99]);
+    assert_eq!(a.command("requester", cmd_send(1, "slow@b", &big)).await, Ok(raw(&1u32.to_le_bytes())));
+    let a_ref = &a.system;
+    wait_until("a dead-letters it", || !a_ref.dead_letters().is_empty()).await;
+    let letters = a.system.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!((letter.sender.as_str(), letter.target.as_str()), ("requester@a", "slow@b"));
+    assert_eq!((letter.kind, letter.cause), ("message", DeadLetterCause::DeliveryFailed));
+    assert!(letter.reason.contains("refused"), "{letter:?}");
+    let requester =
+        a.system.component_stats().into_iter().find(|(id, _)| id.as_str() == "requester").expect("requester");
+    assert_eq!(requester.1.dead_letters[DeadLetterCause::DeliveryFailed.index()], 1);
+    assert_eq!(a.system.stats().remote_dead_lettered, 1);
+    let to_b = node_of(&ta, "b");
+    assert_eq!((to_b.undelivered[DeliveryLoss::Refused.index()], to_b.acknowledged), (1, 0), "{to_b:?}");
+    assert!(settled(&to_b));
+    assert_eq!(node_of(&tb, "a").refused_here, 1);
+    assert_eq!(b.system.stats().messages_accepted, 0);
     a.finish().await;
     b.finish().await;
     ta.shutdown().await.expect("a leaves");

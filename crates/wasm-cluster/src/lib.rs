@@ -54,13 +54,25 @@
 //! `handler-error`), `airssys-error` (the error's message, with `%`,
 //! control characters and leading or trailing spaces percent-encoded) and
 //! `traceparent`; its body is the response bytes (empty for an error).
+//! Envelopes also carry `airssys-session` and `airssys-seq` (decimal): the
+//! sending transport's session and the envelope's number in its sequence to
+//! that node. Acknowledgements go to the sender's outcome subject with
+//! `airssys-kind: ack` and a JSON body
+//! `{"node": "b", "session": 7, "from": 1, "upto": 10, "nacks": [[4, "queue full"]], "lost": [[6, 7]], "credits": {"echo": 100}}`
+//! (the protocol is in the `flow` module's docs: cumulative acknowledgements,
+//! credit-based flow control counted from `upto` as a TCP window, every
+//! envelope ending acknowledged or undelivered with a
+//! [`wasm_core::DeliveryLoss`]).
+//!
 //! A message with a missing or invalid header is dropped and counted in
 //! [`ClusterStats::dropped_malformed`]; a missing or invalid `traceparent`
 //! starts a new trace instead.
 //!
 //! An announcement is
-//! `{"node": "b", "heartbeat_ms": 1000, "components": [{"name": "echo", "accepts": ["json"]}]}`
-//! (codec names as in manifests; an empty `accepts` means every codec). It
+//! `{"node": "b", "heartbeat_ms": 1000, "components": [{"name": "echo", "accepts": ["json"], "credit": 1024}]}`
+//! (codec names as in manifests; an empty `accepts` means every codec;
+//! `credit` is the credit each other host starts with for the component,
+//! its free mailbox slots divided among the live hosts). It
 //! replaces the node's entry for 3 of the announcer's heartbeats
 //! (`heartbeat_ms`, else the receiver's own); an empty `components` list
 //! removes it at once.

@@ -294,7 +294,7 @@ impl RemoteTransport for NatsTransport {
     }
 
     /// Numbers the envelope in this host's sequence to the target's node
-    /// and counts it against the target's credit (see [`crate::flow`]); it
+    /// and counts it against the target's credit (see the crate docs); it
     /// then ends acknowledged or undelivered, reported to the host.
     ///
     /// # Errors

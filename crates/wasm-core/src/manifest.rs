@@ -494,6 +494,10 @@ pub struct ClusterSection {
     pub prefix: Option<String>,
     /// How often this host announces its components, ms (default 1000).
     pub heartbeat_ms: Option<u64>,
+    /// How long a message or request sent to another node may stay
+    /// unacknowledged before it ends undelivered (`ack-timeout`), ms
+    /// (default 5000).
+    pub ack_timeout_ms: Option<u64>,
     /// A token the broker asks for.
     pub token: Option<String>,
     /// A user name the broker asks for (with `password`).

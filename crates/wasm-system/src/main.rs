@@ -114,15 +114,18 @@ struct RunArgs {
     /// `callbacks_handled`, `dead_lettered`, `responses_refused`,
     /// `request_handler_errors`, `refused` and `refused_host` as objects by
     /// kind (`rate-limited`, ...), `refused_total`, `enqueued`, `settled`, `remote_messages_sent`,
-    /// `remote_requests_sent`, `remote_outcomes_sent`, and
+    /// `remote_requests_sent`, `remote_outcomes_sent`, `remote_dead_lettered`, and
     /// `requests`: `registered`, `completed` (handler errors included),
     /// `failed`, `timed_out`, `cancelled`, `dropped`, `orphaned`, `pending`),
     /// `components` (one object per component, by id: `id`,
     /// `messages_accepted`, `requests_accepted`, `handled`, `handler_errors`,
     /// `callbacks_handled`, `completed`, `dead_letters` by cause
-    /// (`target-failed`, `undelivered`), `dead_letters_total`, `refused` by
+    /// (`target-failed`, `undelivered`, `delivery-failed`), `dead_letters_total`, `refused` by
     /// kind, `refused_total`, `crashes`, `restarts`, `mailbox_len`,
-    /// `mailbox_bytes`, `pending_requests`, `stopped`), `lifecycle`
+    /// `mailbox_bytes`, `pending_requests`, `stopped`), `nodes` (in a
+    /// cluster, per other node: `node`, `messages_sent`, `requests_sent`,
+    /// `acknowledged`, `pending_acks`, `undelivered` by reason,
+    /// `undelivered_total`, `credit_refusals`, `received`, `refused_here`), `lifecycle`
     /// (`crashes`, `restarts`, `stops`), `stopped_abnormally` (`component`,
     /// `reason`), `dropped_host_requests`, `audit` (`written`, `dropped`, or
     /// null) and `events_written` (or null). Counts are numbers of messages,

@@ -12,12 +12,14 @@
 //!
 //! Names follow Prometheus conventions (base units, `_total` for counters,
 //! `airssys_` prefix); every per-component series has the label `component`.
-//! The embedding host's own sends are labelled `component="host"`.
+//! The embedding host's own sends are labelled `component="host"`. A host in
+//! a cluster also publishes its traffic with each other node (`airssys_cluster_*`,
+//! label `node`), from [`wasm_core::RemoteTransport::node_stats`].
 //!
 //! [`System::record_metrics`]: crate::System::record_metrics
 
 use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
-use wasm_core::{ComponentId, MessagingError};
+use wasm_core::{ComponentId, DeliveryLoss, MessagingError, RemoteNodeStats};
 use wasm_messaging::{AuditCounts, DeadLetterCause, RouterStats};
 
 use crate::system::ComponentStats;
@@ -61,6 +63,24 @@ pub const AUDIT_WRITTEN: &str = "airssys_audit_records_written_total";
 /// Audit records the audit sink dropped (its queue was full).
 pub const AUDIT_DROPPED: &str = "airssys_audit_records_dropped_total";
 
+/// Envelopes sent to another node (labels `node`, `kind`: `message`,
+/// `request`).
+pub const CLUSTER_SENT: &str = "airssys_cluster_sent_total";
+/// Envelopes another node acknowledged as queued (label `node`).
+pub const CLUSTER_ACKNOWLEDGED: &str = "airssys_cluster_acknowledged_total";
+/// Envelopes sent to another node awaiting its acknowledgement (gauge,
+/// label `node`).
+pub const CLUSTER_PENDING_ACKS: &str = "airssys_cluster_pending_acks";
+/// Envelopes sent to another node that were not delivered (labels `node`,
+/// `reason`: [`wasm_core::DeliveryLoss::as_str`]).
+pub const CLUSTER_UNDELIVERED: &str = "airssys_cluster_undelivered_total";
+/// Sends to another node refused at once for lack of credit (label `node`).
+pub const CLUSTER_CREDIT_REFUSALS: &str = "airssys_cluster_credit_refusals_total";
+/// Envelopes received from another node (label `node`).
+pub const CLUSTER_RECEIVED: &str = "airssys_cluster_received_total";
+/// Envelopes from another node that this host refused (label `node`).
+pub const CLUSTER_REFUSED_HERE: &str = "airssys_cluster_refused_here_total";
+
 /// The buckets of [`HANDLER_DURATION`], seconds: 10 us to 10 s, about
 /// three per decade (guest handlers range from microseconds to the time
 /// budget).
@@ -97,12 +117,35 @@ fn describe() {
     describe_counter!(ORPHANED, Unit::Count, "Responses and cancellations that came after their request ended.");
     describe_counter!(AUDIT_WRITTEN, Unit::Count, "Audit records written.");
     describe_counter!(AUDIT_DROPPED, Unit::Count, "Audit records dropped because the audit queue was full.");
+    describe_counter!(CLUSTER_SENT, Unit::Count, "Envelopes sent to the node, by kind.");
+    describe_counter!(CLUSTER_ACKNOWLEDGED, Unit::Count, "Envelopes the node acknowledged as queued.");
+    describe_gauge!(CLUSTER_PENDING_ACKS, Unit::Count, "Envelopes sent to the node awaiting its acknowledgement.");
+    describe_counter!(
+        CLUSTER_UNDELIVERED,
+        Unit::Count,
+        "Envelopes sent to the node that were not delivered, by reason."
+    );
+    describe_counter!(
+        CLUSTER_CREDIT_REFUSALS,
+        Unit::Count,
+        "Sends to the node refused for lack of credit (queue-full)."
+    );
+    describe_counter!(CLUSTER_RECEIVED, Unit::Count, "Envelopes received from the node.");
+    describe_counter!(CLUSTER_REFUSED_HERE, Unit::Count, "Envelopes from the node that this host refused.");
 }
 
 /// Publishes `components` and the system-wide counts to the current
 /// recorder.
-pub(crate) fn publish(components: &[(ComponentId, ComponentStats)], stats: &RouterStats, audit: Option<AuditCounts>) {
+pub(crate) fn publish(
+    components: &[(ComponentId, ComponentStats)],
+    stats: &RouterStats,
+    audit: Option<AuditCounts>,
+    nodes: &[RemoteNodeStats],
+) {
     describe();
+    for n in nodes {
+        publish_node(n);
+    }
     for (id, s) in components {
         publish_component(id.as_str(), s);
     }
@@ -124,6 +167,22 @@ pub(crate) fn publish(components: &[(ComponentId, ComponentStats)], stats: &Rout
         counter!(AUDIT_WRITTEN).absolute(audit.written);
         counter!(AUDIT_DROPPED).absolute(audit.dropped);
     }
+}
+
+fn publish_node(n: &RemoteNodeStats) {
+    let node = || [("node", n.node.clone())];
+    for (kind, count) in [("message", n.messages_sent), ("request", n.requests_sent)] {
+        counter!(CLUSTER_SENT, &[("node", n.node.clone()), ("kind", kind.to_owned())]).absolute(count);
+    }
+    counter!(CLUSTER_ACKNOWLEDGED, &node()).absolute(n.acknowledged);
+    gauge!(CLUSTER_PENDING_ACKS, &node()).set(u64_to_f64(n.pending_acks));
+    for loss in DeliveryLoss::ALL {
+        let labels = [("node", n.node.clone()), ("reason", loss.as_str().to_owned())];
+        counter!(CLUSTER_UNDELIVERED, &labels).absolute(n.undelivered[loss.index()]);
+    }
+    counter!(CLUSTER_CREDIT_REFUSALS, &node()).absolute(n.credit_refusals);
+    counter!(CLUSTER_RECEIVED, &node()).absolute(n.received);
+    counter!(CLUSTER_REFUSED_HERE, &node()).absolute(n.refused_here);
 }
 
 fn publish_component(id: &str, s: &ComponentStats) {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, LocalComponent, MessageRouter, MessagingError, Origin,
-    RemoteInbound, RemoteTransport, RequestError, SendError, timeout_ms,
+    RemoteInbound, RemoteNodeStats, RemoteTransport, RequestError, SendError, timeout_ms,
 };
 use wasm_messaging::{
     ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats, Target,
@@ -543,6 +543,16 @@ impl System {
         publish_metrics(&self.actors, &self.shared.router);
     }
 
+    /// The traffic with each other node this host exchanged envelopes
+    /// with, sorted by node: sent, acknowledged, pending acknowledgement,
+    /// undelivered by [`wasm_core::DeliveryLoss`], credit refusals,
+    /// received (see [`RemoteNodeStats`]). Empty outside a cluster, or with
+    /// a transport that keeps no per-node counts.
+    #[must_use]
+    pub fn cluster_nodes(&self) -> Vec<RemoteNodeStats> {
+        node_stats(&self.shared.router)
+    }
+
     /// Ids of the running components, sorted.
     #[must_use]
     pub fn components(&self) -> Vec<ComponentId> {
@@ -616,11 +626,12 @@ impl System {
             // The last values, so a final scrape sees how the run ended.
             task.abort();
             let final_stats: Vec<_> = components.iter().map(|(id, actor)| (id.clone(), actor.stats())).collect();
-            crate::metrics::publish(&final_stats, &router.stats(), router.audit_counts());
+            crate::metrics::publish(&final_stats, &router.stats(), router.audit_counts(), &node_stats(router));
         }
         let mut components: Vec<_> = components.into_iter().map(|(id, actor)| (id, actor.stats())).collect();
         components.sort_by(|a, b| a.0.cmp(&b.0));
-        ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats(), components }
+        let nodes = node_stats(router);
+        ShutdownReport { drained, dropped_host_requests, stopped_abnormally, stats: router.stats(), components, nodes }
     }
 }
 
@@ -668,6 +679,9 @@ pub struct ShutdownReport {
     /// Each component's final counts, sorted by id (as
     /// [`System::component_stats`] before the stop, after it).
     pub components: Vec<(ComponentId, ComponentStats)>,
+    /// The traffic with each other node at the stop, sorted by node (empty
+    /// outside a cluster; see [`System::cluster_nodes`]).
+    pub nodes: Vec<RemoteNodeStats>,
 }
 
 /// Each component's counts now, sorted by id.
@@ -679,7 +693,12 @@ fn component_stats(actors: &Mutex<Vec<ActorHandle>>) -> Vec<(ComponentId, Compon
 
 /// [`System::record_metrics`].
 fn publish_metrics(actors: &Mutex<Vec<ActorHandle>>, router: &Router) {
-    crate::metrics::publish(&component_stats(actors), &router.stats(), router.audit_counts());
+    crate::metrics::publish(&component_stats(actors), &router.stats(), router.audit_counts(), &node_stats(router));
+}
+
+/// The traffic with each other node, when the host is in a cluster.
+fn node_stats(router: &Router) -> Vec<RemoteNodeStats> {
+    router.remote().map(|transport| transport.node_stats()).unwrap_or_default()
 }
 
 /// Publishes metrics every `interval` until aborted (or the system is gone).

@@ -993,6 +993,17 @@ fn cli_two_hosts_rally_across_a_real_nats_server() {
     // Every hop crossed the broker: ping sent 501 per rally, pong 500.
     assert_eq!(number(&a["totals"]["remote_messages_sent"], "a's remote messages"), 1503);
     assert_eq!(number(&b["totals"]["remote_messages_sent"], "b's remote messages"), 1500);
+    // Every one of them was acknowledged by the other node, none is
+    // pending or undelivered, and each host received what the other sent.
+    for (report, other, sent, received) in [(&a, "b", 1503, 1500), (&b, "a", 1500, 1503)] {
+        let nodes = report["nodes"].as_array().unwrap_or_else(|| panic!("a nodes array: {report:#}"));
+        let node = nodes.iter().find(|n| n["node"] == other).unwrap_or_else(|| panic!("node {other}: {report:#}"));
+        assert_eq!(number(&node["messages_sent"], "messages_sent"), sent, "{node:#}");
+        assert_eq!(number(&node["acknowledged"], "acknowledged"), sent, "{node:#}");
+        assert_eq!(number(&node["pending_acks"], "pending_acks"), 0, "{node:#}");
+        assert_eq!(number(&node["undelivered_total"], "undelivered_total"), 0, "{node:#}");
+        assert_eq!(number(&node["received"], "received"), received, "{node:#}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -40,6 +40,9 @@ pub(crate) fn config(
     if let Some(ms) = section.heartbeat_ms {
         config.heartbeat = Duration::from_millis(ms);
     }
+    if let Some(ms) = section.ack_timeout_ms {
+        config.ack_timeout = Duration::from_millis(ms);
+    }
     config.auth = match (section.token, section.user, section.password, section.creds_file) {
         (None, None, None, None) => ClusterAuth::None,
         (Some(token), None, None, None) => ClusterAuth::Token(token),

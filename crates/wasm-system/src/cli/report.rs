@@ -8,7 +8,7 @@ use std::time::Duration;
 use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use wasm_core::{MessagingError, TrackerStats};
+use wasm_core::{DeliveryLoss, MessagingError, RemoteNodeStats, TrackerStats};
 use wasm_system::{ComponentId, ComponentStats, DeadLetterCause, LoadedApp, RouterStats, ShutdownReport};
 
 /// What a run of an app ended with.
@@ -108,8 +108,31 @@ pub(crate) fn summary(app: &LoadedApp, outcome: &RunOutcome, audit: Option<Audit
     ));
     if stats.remote_messages_sent + stats.remote_requests_sent + stats.remote_outcomes_sent > 0 {
         line(format!(
-            "cluster    sent to other nodes: messages {}  requests {}  outcomes {}",
-            stats.remote_messages_sent, stats.remote_requests_sent, stats.remote_outcomes_sent
+            "cluster    sent to other nodes: messages {}  requests {}  outcomes {}  dead letters {}",
+            stats.remote_messages_sent,
+            stats.remote_requests_sent,
+            stats.remote_outcomes_sent,
+            stats.remote_dead_lettered
+        ));
+    }
+    for n in &report.nodes {
+        let losses: Vec<String> = DeliveryLoss::ALL
+            .iter()
+            .zip(n.undelivered)
+            .filter(|(_, count)| *count > 0)
+            .map(|(loss, count)| format!("{loss} {count}"))
+            .collect();
+        line(format!(
+            "node {}  sent {}  acknowledged {}  pending acks {}  undelivered {}{}  credit refusals {}  received {} (refused {})",
+            n.node,
+            n.messages_sent + n.requests_sent,
+            n.acknowledged,
+            n.pending_acks,
+            n.undelivered_total(),
+            if losses.is_empty() { String::new() } else { format!(" ({})", losses.join(", ")) },
+            n.credit_refusals,
+            n.received,
+            n.refused_here
         ));
     }
     let lifecycle = Lifecycle::of(&report.components);
@@ -210,6 +233,7 @@ pub(crate) struct JsonReport {
     balanced: bool,
     totals: Totals,
     components: Vec<ComponentReport>,
+    nodes: Vec<NodeReport>,
     lifecycle: Lifecycle,
     stopped_abnormally: Vec<StoppedReport>,
     dropped_host_requests: usize,
@@ -229,6 +253,7 @@ impl JsonReport {
             balanced: report.stats.balanced(),
             totals: Totals::from(&report.stats),
             components: report.components.iter().map(|(id, c)| ComponentReport::new(id.as_str(), c)).collect(),
+            nodes: report.nodes.iter().map(NodeReport::from).collect(),
             lifecycle: Lifecycle::of(&report.components),
             stopped_abnormally: report
                 .stopped_abnormally
@@ -262,6 +287,7 @@ struct Totals {
     remote_messages_sent: u64,
     remote_requests_sent: u64,
     remote_outcomes_sent: u64,
+    remote_dead_lettered: u64,
     requests: Requests,
 }
 
@@ -285,6 +311,7 @@ impl From<&RouterStats> for Totals {
             remote_messages_sent: s.remote_messages_sent,
             remote_requests_sent: s.remote_requests_sent,
             remote_outcomes_sent: s.remote_outcomes_sent,
+            remote_dead_lettered: s.remote_dead_lettered,
             requests: Requests::from(&s.requests),
         }
     }
@@ -361,6 +388,38 @@ impl ComponentReport {
             mailbox_bytes: c.mailbox_bytes,
             pending_requests: c.pending_requests,
             stopped: c.stopped,
+        }
+    }
+}
+
+/// The traffic with one other node ([`RemoteNodeStats`]), field by field.
+#[derive(Debug, Serialize)]
+struct NodeReport {
+    node: String,
+    messages_sent: u64,
+    requests_sent: u64,
+    acknowledged: u64,
+    pending_acks: u64,
+    undelivered: ByKind,
+    undelivered_total: u64,
+    credit_refusals: u64,
+    received: u64,
+    refused_here: u64,
+}
+
+impl From<&RemoteNodeStats> for NodeReport {
+    fn from(n: &RemoteNodeStats) -> Self {
+        Self {
+            node: n.node.clone(),
+            messages_sent: n.messages_sent,
+            requests_sent: n.requests_sent,
+            acknowledged: n.acknowledged,
+            pending_acks: n.pending_acks,
+            undelivered: ByKind::new(DeliveryLoss::ALL.map(DeliveryLoss::as_str), &n.undelivered),
+            undelivered_total: n.undelivered_total(),
+            credit_refusals: n.credit_refusals,
+            received: n.received,
+            refused_here: n.refused_here,
         }
     }
 }
