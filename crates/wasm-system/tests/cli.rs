@@ -486,7 +486,10 @@ fn cli_run_json_report_to_stdout_has_every_component_and_balances() {
         for key in ["requests_accepted", "handler_errors", "callbacks_handled", "dead_letters_total", "refused_total"] {
             assert_eq!(number(&component[key], key), 0, "{key} of {component:#}");
         }
-        assert_eq!(component["dead_letters"], serde_json::json!({"target-failed": 0, "undelivered": 0}));
+        assert_eq!(
+            component["dead_letters"],
+            serde_json::json!({"target-failed": 0, "undelivered": 0, "delivery-failed": 0})
+        );
         assert_eq!(component["refused"].as_object().map(serde_json::Map::len), Some(9), "every kind: {component:#}");
         assert_eq!((number(&component["mailbox_len"], "mailbox_len"), &component["stopped"]), (0, &Value::Bool(true)));
     }
