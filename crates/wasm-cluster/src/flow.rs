@@ -39,9 +39,10 @@
 //! `ack-timeout` (no acknowledgement within the timeout), `node-left` (the
 //! receiving node left the directory), `publish-failed`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use wasm_core::{ComponentId, CorrelationId, DeliveryLoss, RemoteNodeStats, TraceContext};
 
@@ -101,11 +102,6 @@ impl Ack {
     pub(crate) fn from_json(body: &[u8]) -> Result<Self, Malformed> {
         serde_json::from_slice(body).map_err(|e| Malformed(format!("acknowledgement: {e}")))
     }
-
-    /// Whether `seq` is covered.
-    fn covers(&self, seq: u64) -> bool {
-        (self.from..=self.upto).contains(&seq)
-    }
 }
 
 /// What an outstanding envelope was, to end it if it is not delivered.
@@ -141,17 +137,36 @@ pub(crate) struct Undelivered {
     pub(crate) reason: String,
 }
 
-/// One outstanding envelope.
+/// What an outstanding envelope is, without its ids (they are interned
+/// per node: numbering an envelope allocates nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A fire-and-forget message.
+    Message,
+    /// A request, with the requester's correlation id and trace context.
+    Request {
+        /// The requester's correlation id.
+        id: CorrelationId,
+        /// The request's trace context.
+        trace: TraceContext,
+    },
+}
+
+/// One outstanding envelope: its target's and sender's slots in the node's
+/// interned ids.
 #[derive(Debug)]
 struct InFlight {
-    target: ComponentId,
-    sent: Sent,
+    target: u32,
+    sender: u32,
+    kind: Kind,
     at: Instant,
 }
 
 /// A target component's credit at the sender.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Credit {
+    /// The target, `name@node`.
+    id: ComponentId,
     /// The credit granted, counted from the last acknowledged sequence
     /// number; `None` until the first grant (the announced credit applies).
     window: Option<u64>,
@@ -161,12 +176,88 @@ struct Credit {
 }
 
 /// The sending side's state for one receiving node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct NodeOut {
-    next_seq: u64,
-    in_flight: BTreeMap<u64, InFlight>,
-    credits: HashMap<String, Credit>,
+    /// The sequence number of `in_flight[0]`; `base + in_flight.len()` is
+    /// the next number. Numbers are consecutive, so the outstanding
+    /// envelopes are a ring indexed by number (ended ones are `None` until
+    /// the front moves past them).
+    base: u64,
+    in_flight: VecDeque<Option<InFlight>>,
+    /// The targets on this node, by name, each with its credit.
+    target_slots: FxHashMap<String, u32>,
+    targets: Vec<Credit>,
+    /// The senders of envelopes to this node, interned.
+    sender_slots: FxHashMap<ComponentId, u32>,
+    senders: Vec<ComponentId>,
     stats: RemoteNodeStats,
+}
+
+impl NodeOut {
+    fn new(node: &str) -> Self {
+        Self {
+            base: 1,
+            in_flight: VecDeque::new(),
+            target_slots: FxHashMap::default(),
+            targets: Vec::new(),
+            sender_slots: FxHashMap::default(),
+            senders: Vec::new(),
+            stats: RemoteNodeStats::new(node),
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.base + self.in_flight.len() as u64
+    }
+
+    /// The slot of target `id` (`name@node`), made on first use.
+    fn target_slot(&mut self, id: &ComponentId) -> u32 {
+        if let Some(slot) = self.target_slots.get(id.name()) {
+            return *slot;
+        }
+        let slot = u32::try_from(self.targets.len()).unwrap_or(u32::MAX);
+        self.targets.push(Credit { id: id.clone(), window: None, outstanding: 0 });
+        self.target_slots.insert(id.name().to_owned(), slot);
+        slot
+    }
+
+    /// The slot of sender `id`, made on first use.
+    fn sender_slot(&mut self, id: &ComponentId) -> u32 {
+        if let Some(slot) = self.sender_slots.get(id) {
+            return *slot;
+        }
+        let slot = u32::try_from(self.senders.len()).unwrap_or(u32::MAX);
+        self.senders.push(id.clone());
+        self.sender_slots.insert(id.clone(), slot);
+        slot
+    }
+
+    /// Takes envelope `seq` out of the ring, if it is outstanding, and
+    /// counts it ended (no longer pending, nor against its target's credit).
+    fn take(&mut self, seq: u64) -> Option<InFlight> {
+        let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let entry = self.in_flight.get_mut(index)?.take()?;
+        while matches!(self.in_flight.front(), Some(None)) {
+            self.in_flight.pop_front();
+            self.base += 1;
+        }
+        self.stats.pending_acks -= 1;
+        if let Some(credit) = self.targets.get_mut(entry.target as usize) {
+            credit.outstanding = credit.outstanding.saturating_sub(1);
+        }
+        Some(entry)
+    }
+
+    /// `entry` as reported to the host.
+    fn undelivered(&self, entry: &InFlight, loss: DeliveryLoss, reason: String) -> Undelivered {
+        let sender = self.senders[entry.sender as usize].clone();
+        let sent = match entry.kind {
+            Kind::Message => Sent::Message { sender },
+            Kind::Request { id, trace } => Sent::Request { requester: sender, id, trace },
+        };
+        let target = self.targets[entry.target as usize].id.clone();
+        Undelivered { sent, target, loss, reason: format!("{reason} (node {})", self.stats.node) }
+    }
 }
 
 /// The sending side: sequence numbers, outstanding envelopes and credits,
@@ -174,7 +265,7 @@ struct NodeOut {
 #[derive(Debug)]
 pub(crate) struct Outbound {
     session: u64,
-    nodes: HashMap<String, NodeOut>,
+    nodes: FxHashMap<String, NodeOut>,
 }
 
 /// Why [`Outbound::reserve`] refused.
@@ -187,7 +278,7 @@ pub(crate) struct NoCredit {
 impl Outbound {
     /// The state of a transport whose session is `session`.
     pub(crate) fn new(session: u64) -> Self {
-        Self { session, nodes: HashMap::new() }
+        Self { session, nodes: FxHashMap::default() }
     }
 
     /// This transport's session.
@@ -195,9 +286,9 @@ impl Outbound {
         self.session
     }
 
-    /// Numbers an envelope for `target` (`name@node`) and counts it
-    /// outstanding, if the target has credit left: its granted window, or
-    /// `announced` before the first grant.
+    /// Numbers an envelope from `sender` to `target` (`name@node`) and
+    /// counts it outstanding, if the target has credit left: its granted
+    /// window, or `announced` before the first grant.
     ///
     /// # Errors
     /// [`NoCredit`] when the target's outstanding envelopes fill its credit
@@ -206,30 +297,32 @@ impl Outbound {
         &mut self,
         node: &str,
         target: &ComponentId,
-        sent: Sent,
+        sender: &ComponentId,
+        kind: Kind,
         announced: u64,
         now: Instant,
     ) -> Result<u64, NoCredit> {
-        let out = self.nodes.entry(node.to_owned()).or_insert_with(|| NodeOut {
-            next_seq: 1,
-            stats: RemoteNodeStats::new(node),
-            ..NodeOut::default()
-        });
-        let credit = out.credits.entry(target.name().to_owned()).or_default();
+        // Looked up before inserting: no allocation on the hot path.
+        if !self.nodes.contains_key(node) {
+            self.nodes.insert(node.to_owned(), NodeOut::new(node));
+        }
+        let out = self.nodes.get_mut(node).expect("inserted above");
+        let target = out.target_slot(target);
+        let credit = &mut out.targets[target as usize];
         let window = credit.window.unwrap_or(announced);
         if credit.outstanding >= window {
             out.stats.credit_refusals += 1;
             return Err(NoCredit { credit: window });
         }
         credit.outstanding += 1;
-        let seq = out.next_seq;
-        out.next_seq += 1;
-        match sent {
-            Sent::Message { .. } => out.stats.messages_sent += 1,
-            Sent::Request { .. } => out.stats.requests_sent += 1,
+        let sender = out.sender_slot(sender);
+        let seq = out.next_seq();
+        match kind {
+            Kind::Message => out.stats.messages_sent += 1,
+            Kind::Request { .. } => out.stats.requests_sent += 1,
         }
         out.stats.pending_acks += 1;
-        out.in_flight.insert(seq, InFlight { target: target.clone(), sent, at: now });
+        out.in_flight.push_back(Some(InFlight { target, sender, kind, at: now }));
         Ok(seq)
     }
 
@@ -237,18 +330,18 @@ impl Outbound {
     /// was not queued after all): uncounted, and its number reused.
     pub(crate) fn unreserve(&mut self, node: &str, seq: u64) {
         let Some(out) = self.nodes.get_mut(node) else { return };
-        let Some(entry) = out.in_flight.remove(&seq) else { return };
-        if let Some(credit) = out.credits.get_mut(entry.target.name()) {
+        if seq + 1 != out.next_seq() {
+            return;
+        }
+        let Some(Some(entry)) = out.in_flight.pop_back() else { return };
+        if let Some(credit) = out.targets.get_mut(entry.target as usize) {
             credit.outstanding = credit.outstanding.saturating_sub(1);
         }
-        match entry.sent {
-            Sent::Message { .. } => out.stats.messages_sent -= 1,
-            Sent::Request { .. } => out.stats.requests_sent -= 1,
+        match entry.kind {
+            Kind::Message => out.stats.messages_sent -= 1,
+            Kind::Request { .. } => out.stats.requests_sent -= 1,
         }
         out.stats.pending_acks -= 1;
-        if out.next_seq == seq + 1 {
-            out.next_seq = seq;
-        }
     }
 
     /// Applies an acknowledgement from `ack.node`: ends every outstanding
@@ -263,30 +356,30 @@ impl Outbound {
         }
         let Some(out) = self.nodes.get_mut(&ack.node) else { return ended };
         if ack.from <= ack.upto {
-            let nacks: HashMap<u64, &str> = ack.nacks.iter().map(|(seq, why)| (*seq, why.as_str())).collect();
-            let covered: Vec<u64> = out.in_flight.range(ack.from..=ack.upto).map(|(seq, _)| *seq).collect();
-            for seq in covered {
-                let Some(entry) = out.in_flight.remove(&seq) else { continue };
-                end_one(out, &entry);
-                if let Some(why) = nacks.get(&seq) {
+            // Only what is still outstanding: a repeat finds nothing.
+            let first = ack.from.max(out.base);
+            let last = ack.upto.min(out.next_seq().saturating_sub(1));
+            for seq in first..=last {
+                let Some(entry) = out.take(seq) else { continue };
+                if let Some((_, why)) = ack.nacks.iter().find(|(nacked, _)| *nacked == seq) {
                     out.stats.undelivered[DeliveryLoss::Refused.index()] += 1;
-                    ended.push(undelivered(&ack.node, entry, DeliveryLoss::Refused, format!("refused: {why}")));
+                    ended.push(out.undelivered(&entry, DeliveryLoss::Refused, format!("refused: {why}")));
                 } else if ack.lost.iter().any(|(a, b)| (*a..=*b).contains(&seq)) {
                     out.stats.undelivered[DeliveryLoss::Lost.index()] += 1;
-                    ended.push(undelivered(&ack.node, entry, DeliveryLoss::Lost, "lost on the way".to_owned()));
+                    ended.push(out.undelivered(&entry, DeliveryLoss::Lost, "lost on the way".to_owned()));
                 } else {
                     out.stats.acknowledged += 1;
                 }
             }
         }
         for (name, granted) in &ack.credits {
-            let credit = out.credits.entry(name.clone()).or_default();
             // The credit counts from `upto`: what is still outstanding was
             // numbered after it (an older acknowledgement's credit, counted
             // from an earlier `upto`, is at worst too small for a moment).
-            credit.window = Some(*granted);
+            if let Some(slot) = out.target_slots.get(name) {
+                out.targets[*slot as usize].window = Some(*granted);
+            }
         }
-        debug_assert!(ack.covers(ack.upto) || ack.upto < ack.from);
         ended
     }
 
@@ -294,17 +387,22 @@ impl Outbound {
     /// (`ack-timeout`).
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<Undelivered> {
         let mut ended = Vec::new();
-        for (node, out) in &mut self.nodes {
+        for out in self.nodes.values_mut() {
             // Sequence order is sending order: the oldest come first.
-            while let Some(entry) = out.in_flight.first_entry() {
-                if now.saturating_duration_since(entry.get().at) < timeout {
-                    break;
+            let mut seq = out.base;
+            while seq < out.next_seq() {
+                let index = usize::try_from(seq - out.base).unwrap_or(usize::MAX);
+                match out.in_flight.get(index) {
+                    Some(Some(entry)) if now.saturating_duration_since(entry.at) < timeout => break,
+                    Some(Some(_)) => {
+                        let Some(entry) = out.take(seq) else { break };
+                        out.stats.undelivered[DeliveryLoss::AckTimeout.index()] += 1;
+                        let why = format!("no acknowledgement within {} ms", timeout.as_millis());
+                        ended.push(out.undelivered(&entry, DeliveryLoss::AckTimeout, why));
+                    }
+                    _ => {}
                 }
-                let entry = entry.remove();
-                end_one(out, &entry);
-                out.stats.undelivered[DeliveryLoss::AckTimeout.index()] += 1;
-                let why = format!("no acknowledgement within {} ms", timeout.as_millis());
-                ended.push(undelivered(node, entry, DeliveryLoss::AckTimeout, why));
+                seq += 1;
             }
         }
         ended
@@ -315,13 +413,14 @@ impl Outbound {
     /// announcement). The counts stay.
     pub(crate) fn node_left(&mut self, node: &str) -> Vec<Undelivered> {
         let Some(out) = self.nodes.get_mut(node) else { return Vec::new() };
-        let entries = std::mem::take(&mut out.in_flight);
-        out.credits.clear();
-        let mut ended = Vec::with_capacity(entries.len());
-        for (_, entry) in entries {
+        let mut ended = Vec::new();
+        for seq in out.base..out.next_seq() {
+            let Some(entry) = out.take(seq) else { continue };
             out.stats.undelivered[DeliveryLoss::NodeLeft.index()] += 1;
-            out.stats.pending_acks -= 1;
-            ended.push(undelivered(node, entry, DeliveryLoss::NodeLeft, "the node left the lattice".to_owned()));
+            ended.push(out.undelivered(&entry, DeliveryLoss::NodeLeft, "the node left the lattice".to_owned()));
+        }
+        for credit in &mut out.targets {
+            credit.window = None;
         }
         ended
     }
@@ -329,29 +428,15 @@ impl Outbound {
     /// Ends envelope `seq` to `node`, which the client refused to publish.
     pub(crate) fn publish_failed(&mut self, node: &str, seq: u64, why: &str) -> Option<Undelivered> {
         let out = self.nodes.get_mut(node)?;
-        let entry = out.in_flight.remove(&seq)?;
-        end_one(out, &entry);
+        let entry = out.take(seq)?;
         out.stats.undelivered[DeliveryLoss::PublishFailed.index()] += 1;
-        Some(undelivered(node, entry, DeliveryLoss::PublishFailed, format!("cannot publish: {why}")))
+        Some(out.undelivered(&entry, DeliveryLoss::PublishFailed, format!("cannot publish: {why}")))
     }
 
     /// The counts per node (without the receiving side's).
     pub(crate) fn stats(&self) -> impl Iterator<Item = &RemoteNodeStats> {
         self.nodes.values().map(|out| &out.stats)
     }
-}
-
-/// Counts `entry` ended: no longer pending, nor outstanding against its
-/// target's credit.
-fn end_one(out: &mut NodeOut, entry: &InFlight) {
-    out.stats.pending_acks -= 1;
-    if let Some(credit) = out.credits.get_mut(entry.target.name()) {
-        credit.outstanding = credit.outstanding.saturating_sub(1);
-    }
-}
-
-fn undelivered(node: &str, entry: InFlight, loss: DeliveryLoss, reason: String) -> Undelivered {
-    Undelivered { sent: entry.sent, target: entry.target, loss, reason: format!("{reason} (node {node})") }
 }
 
 /// The receiving side's state for one sending session.
@@ -365,9 +450,9 @@ struct SessionIn {
     nacks: Vec<(u64, String)>,
     lost: Vec<(u64, u64)>,
     /// Components the unacknowledged envelopes went to.
-    touched: HashSet<String>,
+    touched: FxHashSet<String>,
     /// The credit last granted, per component.
-    granted: HashMap<String, u64>,
+    granted: FxHashMap<String, u64>,
     last_seen: Instant,
     /// The acknowledgements sent since the last repeat, merged, and when
     /// the first of them was sent.
@@ -378,42 +463,38 @@ struct SessionIn {
 /// and the credits granted to it.
 #[derive(Debug, Default)]
 pub(crate) struct Inbound {
-    sessions: HashMap<(String, u64), SessionIn>,
+    /// By session: 64 random bits per run of a host, so sessions of two
+    /// hosts do not collide (a session names its node too).
+    sessions: FxHashMap<u64, SessionIn>,
     /// Envelopes received and refused, per sending node.
-    counts: HashMap<String, (u64, u64)>,
+    counts: FxHashMap<String, (u64, u64)>,
 }
 
 impl Inbound {
     /// Records envelope `seq` of `node`'s session `session`, for component
-    /// `name`, refused with `refusal` or queued (`None`). A sequence number
-    /// past the next expected one records the numbers in between as lost;
-    /// the first envelope of a session starts its sequence (what came
-    /// before went to an earlier run of this host). Returns whether the
-    /// session has [`ACK_EVERY`] envelopes unacknowledged.
-    pub(crate) fn record(
-        &mut self,
-        node: &str,
-        session: u64,
-        seq: u64,
-        name: &str,
-        refusal: Option<String>,
-        now: Instant,
-    ) -> bool {
-        let state = self.sessions.entry((node.to_owned(), session)).or_insert_with(|| SessionIn {
+    /// `name`, as queued (see [`Inbound::refuse`]). A sequence number past
+    /// the next expected one records the numbers in between as lost; the
+    /// first envelope of a session starts its sequence (what came before
+    /// went to an earlier run of this host). Returns whether the session has
+    /// [`ACK_EVERY`] envelopes unacknowledged.
+    pub(crate) fn record(&mut self, node: &str, session: u64, seq: u64, name: &str, now: Instant) -> bool {
+        let state = self.sessions.entry(session).or_insert_with(|| SessionIn {
             node: node.to_owned(),
             last: seq.saturating_sub(1),
             from: seq,
             nacks: Vec::new(),
             lost: Vec::new(),
-            touched: HashSet::new(),
-            granted: HashMap::new(),
+            touched: FxHashSet::default(),
+            granted: FxHashMap::default(),
             last_seen: now,
             repeat: None,
         });
         state.last_seen = now;
-        let counts = self.counts.entry(node.to_owned()).or_default();
+        if !self.counts.contains_key(node) {
+            self.counts.insert(node.to_owned(), (0, 0));
+        }
+        let counts = self.counts.get_mut(node).expect("inserted above");
         counts.0 += 1;
-        counts.1 += u64::from(refusal.is_some());
         if seq <= state.last {
             // NATS does not redeliver: a number seen before is a foreign
             // or replayed message. Nothing to acknowledge again.
@@ -423,11 +504,23 @@ impl Inbound {
             state.lost.push((state.last + 1, seq - 1));
         }
         state.last = seq;
-        if let Some(refusal) = refusal {
-            state.nacks.push((seq, refusal));
+        if !state.touched.contains(name) {
+            state.touched.insert(name.to_owned());
         }
-        state.touched.insert(name.to_owned());
         state.last - state.from + 1 >= ACK_EVERY
+    }
+
+    /// Marks envelope `seq` of session `session`, just recorded, as refused
+    /// with `refusal` (a negative acknowledgement).
+    pub(crate) fn refuse(&mut self, session: u64, seq: u64, refusal: String) {
+        let Some(state) = self.sessions.get_mut(&session) else { return };
+        if seq != state.last || state.nacks.last().is_some_and(|(last, _)| *last == seq) {
+            return;
+        }
+        state.nacks.push((seq, refusal));
+        if let Some(counts) = self.counts.get_mut(&state.node) {
+            counts.1 += 1;
+        }
     }
 
     /// The acknowledgements of every session with unacknowledged envelopes,
@@ -441,11 +534,11 @@ impl Inbound {
     ) -> Vec<(String, Ack)> {
         let sharers = self.sharers();
         let mut acks = Vec::new();
-        for ((_, session), state) in &mut self.sessions {
+        for (session, state) in &mut self.sessions {
             if state.last < state.from {
                 continue;
             }
-            let mut credits = HashMap::new();
+            let mut credits = HashMap::with_capacity(state.touched.len());
             for name in state.touched.drain() {
                 let grant = share(free(&name), sharers.get(&name).copied());
                 state.granted.insert(name.clone(), grant);
@@ -475,7 +568,7 @@ impl Inbound {
         let mut acks = Vec::new();
         self.sessions
             .retain(|_, state| now.saturating_duration_since(state.last_seen) < SESSION_IDLE || state.repeat.is_some());
-        for ((_, session), state) in &mut self.sessions {
+        for (session, state) in &mut self.sessions {
             if let Some((repeat, first)) = &state.repeat
                 && now.saturating_duration_since(*first) >= ACK_REPEAT
             {
@@ -513,8 +606,8 @@ impl Inbound {
 
     /// How many sessions send to each component (have been granted
     /// credit for it, or touched it since).
-    fn sharers(&self) -> HashMap<String, u64> {
-        let mut sharers: HashMap<String, u64> = HashMap::new();
+    fn sharers(&self) -> FxHashMap<String, u64> {
+        let mut sharers: FxHashMap<String, u64> = FxHashMap::default();
         for state in self.sessions.values() {
             for name in state.granted.keys().chain(state.touched.iter().filter(|n| !state.granted.contains_key(*n))) {
                 *sharers.entry(name.clone()).or_default() += 1;
@@ -557,23 +650,25 @@ mod tests {
         ComponentId::parse(text).expect("a valid id")
     }
 
-    fn message(sender: &str) -> Sent {
-        Sent::Message { sender: id(sender) }
+    /// A message from `s@a`.
+    fn message(out: &mut Outbound, target: &ComponentId, announced: u64, now: Instant) -> Result<u64, NoCredit> {
+        out.reserve(target.node().expect("qualified"), target, &id("s@a"), Kind::Message, announced, now)
     }
 
     #[test]
     fn acknowledgements_end_each_envelope_once_as_delivered_refused_or_lost() {
         let now = Instant::now();
         let mut out = Outbound::new(7);
-        let seqs: Vec<u64> =
-            (0..5).map(|_| out.reserve("b", &id("echo@b"), message("a1@a"), 100, now).expect("credit")).collect();
+        let echo = id("echo@b");
+        let seqs: Vec<u64> = (0..5).map(|_| message(&mut out, &echo, 100, now).expect("credit")).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
 
         // The receiver got 1, 2 (refused) and 4; 3 was lost.
         let mut inbound = Inbound::default();
-        for (seq, refusal) in [(1, None), (2, Some("queue-full".to_owned())), (4, None)] {
-            inbound.record("a", 7, seq, "echo", refusal, now);
-        }
+        inbound.record("a", 7, 1, "echo", now);
+        inbound.record("a", 7, 2, "echo", now);
+        inbound.refuse(7, 2, "queue-full".to_owned());
+        inbound.record("a", 7, 4, "echo", now);
         let acks = inbound.take_acks("b", now, |_| Some(50));
         assert_eq!(acks.len(), 1);
         let (to, ack) = &acks[0];
@@ -610,11 +705,11 @@ mod tests {
         let mut out = Outbound::new(1);
         let echo = id("echo@b");
         // Announced credit 2: the third is refused before anything is sent.
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(1));
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(2));
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Err(NoCredit { credit: 2 }));
+        assert_eq!(message(&mut out, &echo, 2, now), Ok(1));
+        assert_eq!(message(&mut out, &echo, 2, now), Ok(2));
+        assert_eq!(message(&mut out, &echo, 2, now), Err(NoCredit { credit: 2 }));
         // Another component of the same node has its own credit.
-        assert_eq!(out.reserve("b", &id("other@b"), message("s@a"), 2, now), Ok(3));
+        assert_eq!(message(&mut out, &id("other@b"), 2, now), Ok(3));
 
         // b queued 1 and 2 and grants 3 from there: 3 may be outstanding.
         let ack = Ack {
@@ -627,35 +722,36 @@ mod tests {
         };
         assert!(out.on_ack(&ack).is_empty());
         for seq in 4..7 {
-            assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(seq));
+            assert_eq!(message(&mut out, &echo, 2, now), Ok(seq));
         }
-        assert!(out.reserve("b", &echo, message("s@a"), 2, now).is_err());
+        assert!(message(&mut out, &echo, 2, now).is_err());
         // A credit update with no range: nothing more outstanding than 3 + 2.
         let update = Ack { from: 3, upto: 2, credits: [("echo".to_owned(), 5)].into(), ..ack };
         assert!(out.on_ack(&update).is_empty());
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(7));
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(8));
-        assert!(out.reserve("b", &echo, message("s@a"), 2, now).is_err());
+        assert_eq!(message(&mut out, &echo, 2, now), Ok(7));
+        assert_eq!(message(&mut out, &echo, 2, now), Ok(8));
+        assert!(message(&mut out, &echo, 2, now).is_err());
         assert_eq!(out.stats().next().map(|s| s.credit_refusals), Some(3));
 
         // Taking back the last reservation reuses its number.
         out.unreserve("b", 8);
-        assert_eq!(out.reserve("b", &echo, message("s@a"), 2, now), Ok(8));
+        assert_eq!(message(&mut out, &echo, 2, now), Ok(8));
     }
 
     #[test]
     fn a_node_that_leaves_ends_everything_outstanding_to_it() {
         let now = Instant::now();
         let mut out = Outbound::new(1);
-        let request =
-            Sent::Request { requester: id("r@a"), id: CorrelationId::generate(), trace: TraceContext::new_root() };
-        out.reserve("b", &id("echo@b"), message("s@a"), 10, now).expect("credit");
-        out.reserve("b", &id("echo@b"), request.clone(), 10, now).expect("credit");
-        out.reserve("c", &id("echo@c"), message("s@a"), 10, now).expect("credit");
+        let (request_id, trace) = (CorrelationId::generate(), TraceContext::new_root());
+        let request = Kind::Request { id: request_id, trace };
+        message(&mut out, &id("echo@b"), 10, now).expect("credit");
+        out.reserve("b", &id("echo@b"), &id("r@a"), request, 10, now).expect("credit");
+        message(&mut out, &id("echo@c"), 10, now).expect("credit");
         let ended = out.node_left("b");
         assert_eq!(ended.len(), 2);
         assert!(ended.iter().all(|u| u.loss == DeliveryLoss::NodeLeft));
-        assert_eq!(ended[1].sent, request);
+        assert_eq!(ended[1].sent, Sent::Request { requester: id("r@a"), id: request_id, trace });
+        assert_eq!(ended[0].sent, Sent::Message { sender: id("s@a") });
         let b = out.stats().find(|s| s.node == "b").expect("b");
         assert_eq!((b.pending_acks, b.undelivered[DeliveryLoss::NodeLeft.index()]), (0, 2));
         let c = out.stats().find(|s| s.node == "c").expect("c");
@@ -666,11 +762,12 @@ mod tests {
     fn the_receiver_acknowledges_every_ack_every_envelopes_and_repeats_each_range_once() {
         let now = Instant::now();
         let mut inbound = Inbound::default();
-        let due: Vec<bool> = (1..=ACK_EVERY).map(|seq| inbound.record("a", 1, seq, "echo", None, now)).collect();
+        let due: Vec<bool> = (1..=ACK_EVERY).map(|seq| inbound.record("a", 1, seq, "echo", now)).collect();
         assert!(!due[..due.len() - 1].iter().any(|d| *d) && due[due.len() - 1]);
         let first = inbound.take_acks("b", now, |_| Some(10));
         assert_eq!((first[0].1.from, first[0].1.upto), (1, ACK_EVERY));
-        inbound.record("a", 1, ACK_EVERY + 1, "echo", Some("stopped".into()), now);
+        inbound.record("a", 1, ACK_EVERY + 1, "echo", now);
+        inbound.refuse(1, ACK_EVERY + 1, "stopped".into());
         let second = inbound.take_acks("b", now, |_| Some(10));
         assert_eq!((second[0].1.from, second[0].1.upto), (ACK_EVERY + 1, ACK_EVERY + 1));
         // Nothing new: no acknowledgement.
@@ -688,8 +785,8 @@ mod tests {
     fn credit_updates_follow_a_draining_mailbox_and_are_shared_between_senders() {
         let now = Instant::now();
         let mut inbound = Inbound::default();
-        inbound.record("a", 1, 1, "echo", None, now);
-        inbound.record("c", 9, 1, "echo", None, now);
+        inbound.record("a", 1, 1, "echo", now);
+        inbound.record("c", 9, 1, "echo", now);
         // Full: no credit.
         let acks = inbound.take_acks("b", now, |_| Some(0));
         assert!(acks.iter().all(|(_, ack)| ack.credits.get("echo") == Some(&0)));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
@@ -19,16 +19,17 @@ use wasm_core::{
 use crate::config::{ClusterAuth, ClusterConfig};
 use crate::directory::{Announcement, Directory, local_accepts};
 use crate::error::ClusterError;
-use crate::flow::{self, Ack, Inbound, NoCredit, Outbound, Sent, Undelivered};
+use crate::flow::{self, Ack, Inbound, Kind, NoCredit, Outbound, Sent, Undelivered};
 use crate::stats::{ClusterStats, Counters};
 use crate::wire::{self, Malformed, Subjects};
 
 /// How long `start` waits for its round trip to the broker.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the flow task sends credit updates and repeated
-/// acknowledgements, and ends envelopes whose acknowledgement timed out.
-const FLOW_TICK: Duration = Duration::from_millis(20);
+/// How often the flow task sends the acknowledgements due, credit updates
+/// and repeats, and ends envelopes whose acknowledgement timed out: an
+/// acknowledgement is delayed at most this long.
+const FLOW_TICK: Duration = Duration::from_millis(10);
 
 /// The NATS transport of one host: implements [`RemoteTransport`] for its
 /// router and hands what other hosts send to its [`RemoteInbound`].
@@ -316,10 +317,9 @@ impl RemoteTransport for NatsTransport {
         };
         let subject = shared.subjects.envelope(node, envelope.target.name());
         let mut headers = wire::envelope_headers(&envelope);
-        // The largest sequence headers, so the size check holds for any
+        // With the largest sequence headers, so the check holds for any
         // number given below.
-        wire::sequence_headers(&mut headers, u64::MAX, u64::MAX);
-        let size = wire::header_bytes(&headers) + envelope.payload.len();
+        let size = wire::header_bytes(&headers) + wire::SEQUENCE_HEADER_BYTES_MAX + envelope.payload.len();
         let max = shared.client.max_payload();
         if size > max {
             let error = MessagingError::InvalidMessage(format!(
@@ -327,15 +327,13 @@ impl RemoteTransport for NatsTransport {
             ));
             return Err(SendError::new(error, envelope.payload));
         }
-        let sent = match envelope.kind {
-            RemoteKind::Message => Sent::Message { sender: envelope.sender.clone() },
-            RemoteKind::Request { id, .. } => {
-                Sent::Request { requester: envelope.sender.clone(), id, trace: envelope.trace }
-            }
+        let kind = match envelope.kind {
+            RemoteKind::Message => Kind::Message,
+            RemoteKind::Request { id, .. } => Kind::Request { id, trace: envelope.trace },
         };
         let announced = shared.directory.credit(&envelope.target).unwrap_or(flow::DEFAULT_CREDIT);
         let mut outbound = lock(&shared.outbound);
-        let seq = match outbound.reserve(node, &envelope.target, sent, announced, Instant::now()) {
+        let seq = match outbound.reserve(node, &envelope.target, &envelope.sender, kind, announced, Instant::now()) {
             Ok(seq) => seq,
             Err(NoCredit { credit }) => {
                 tracing::debug!(target = %envelope.target, credit, "no credit left: queue-full");
@@ -528,8 +526,8 @@ impl Shared {
         self.publish_acks(acks).await;
     }
 
-    /// Every [`FLOW_TICK`]: credit updates and repeats, and the envelopes
-    /// whose acknowledgement timed out.
+    /// Every [`FLOW_TICK`]: the acknowledgements due, credit updates and
+    /// repeats, and the envelopes whose acknowledgement timed out.
     async fn flow_loop(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(FLOW_TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -538,7 +536,12 @@ impl Shared {
             let now = Instant::now();
             let host = self.inbound.get().and_then(Weak::upgrade);
             let free = |name: &str| host.as_ref().and_then(|h| h.free_slots(name));
-            let acks = lock(&self.inbound_flow).tick(&self.node, now, free);
+            let acks = {
+                let mut flow = lock(&self.inbound_flow);
+                let mut acks = flow.take_acks(&self.node, now, free);
+                acks.extend(flow.tick(&self.node, now, free));
+                acks
+            };
             drop(host);
             self.publish_acks(acks).await;
             let expired = lock(&self.outbound).expire(now, self.ack_timeout);
@@ -574,24 +577,16 @@ impl Shared {
         }
     }
 
-    /// Hands envelopes to the host, and acknowledges them whenever the
-    /// stream pauses, or after [`flow::ACK_EVERY`] of one session.
+    /// Hands envelopes to the host, and acknowledges them after
+    /// [`flow::ACK_EVERY`] of one session; the flow task acknowledges the
+    /// rest on its next tick (a delayed acknowledgement, as TCP's: one
+    /// acknowledgement covers what came in one tick, and none competes with
+    /// a response on its way back).
     async fn envelope_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
-        let mut next = subscriber.next().await;
-        while let Some(message) = next {
-            let due = self.on_envelope(&message, &inbound);
-            next = match subscriber.next().now_or_never() {
-                Some(ready) => {
-                    if due {
-                        self.flush_acks(&inbound).await;
-                    }
-                    ready
-                }
-                None => {
-                    self.flush_acks(&inbound).await;
-                    subscriber.next().await
-                }
-            };
+        while let Some(message) = subscriber.next().await {
+            if self.on_envelope(&message, &inbound) {
+                self.flush_acks(&inbound).await;
+            }
         }
     }
 
@@ -613,9 +608,13 @@ impl Shared {
             return false;
         }
         Counters::bump(&self.counters.received);
+        // Recorded as queued before it is handed over (no copy of the ids),
+        // marked refused after if it is.
         let sequence = wire::sequence(message.headers.as_ref());
-        let from = envelope.sender.node().unwrap_or_default().to_owned();
-        let name = envelope.target.name().to_owned();
+        let due = sequence.is_some_and(|(session, seq)| {
+            let node = envelope.sender.node().unwrap_or_default();
+            lock(&self.inbound_flow).record(node, session, seq, envelope.target.name(), Instant::now())
+        });
         let request = match envelope.kind {
             RemoteKind::Request { id, .. } => Some((envelope.sender.clone(), id, envelope.trace)),
             RemoteKind::Message => None,
@@ -624,7 +623,7 @@ impl Shared {
             Some(inbound) => inbound.deliver(envelope),
             None => Err(MessagingError::DeliveryFailed("the host is shutting down".to_owned())),
         };
-        let refusal = delivered.err().map(|error| {
+        if let Err(error) = delivered {
             tracing::debug!(node = %self.node, %error, "envelope refused by this host");
             // A refused request is answered now, so its requester does not
             // wait for its timeout.
@@ -632,10 +631,11 @@ impl Shared {
                 let outcome = Err(RequestError::DeliveryFailed(error.to_string()));
                 self.respond(RemoteOutcome { requester, id, outcome, trace: trace.child() });
             }
-            error.to_string()
-        });
-        let Some((session, seq)) = sequence else { return false };
-        lock(&self.inbound_flow).record(&from, session, seq, &name, refusal, Instant::now())
+            if let Some((session, seq)) = sequence {
+                lock(&self.inbound_flow).refuse(session, seq, error.to_string());
+            }
+        }
+        due
     }
 
     async fn outcome_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {

@@ -155,6 +155,10 @@ pub(crate) fn envelope_headers(envelope: &RemoteEnvelope) -> HeaderMap {
     headers
 }
 
+/// The most bytes [`sequence_headers`] adds to a [`header_bytes`] count:
+/// both names, two 20-digit numbers, and each line's `: ` and CRLF.
+pub(crate) const SEQUENCE_HEADER_BYTES_MAX: usize = SESSION.len() + SEQ.len() + 2 * (20 + 4);
+
 /// Adds an envelope's session and sequence number to its headers.
 pub(crate) fn sequence_headers(headers: &mut HeaderMap, session: u64, seq: u64) {
     headers.insert(SESSION, session.to_string());
@@ -321,7 +325,11 @@ mod tests {
                 payload: b"\x55ping".to_vec(),
                 trace: TraceContext::new_root(),
             };
-            let headers = envelope_headers(&envelope);
+            let mut headers = envelope_headers(&envelope);
+            let bound = header_bytes(&headers) + SEQUENCE_HEADER_BYTES_MAX;
+            sequence_headers(&mut headers, u64::MAX, u64::MAX);
+            assert_eq!(header_bytes(&headers), bound, "the bound is the largest sequence headers");
+            assert_eq!(sequence(Some(&headers)), Some((u64::MAX, u64::MAX)));
             let body = Bytes::from(envelope.payload.clone());
             assert_eq!(decode_envelope(Some(&headers), &body), Ok(envelope));
         }

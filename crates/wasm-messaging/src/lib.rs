@@ -54,8 +54,8 @@ pub use policy::{CodecSet, Policy};
 pub use registry::{ActorRef, ActorRegistry, ActorStats, DeadLetterCause, QuotaSlot};
 pub use reply::{Outcome, RemoteRequester, ReplyTo, Requester};
 pub use router::{
-    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, REMOTE_RESPONSE_GRACE_MS,
-    RequestTracker, Router, RouterStats, Target,
+    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterObserver, REFUSALS_IN_FULL_PER_SECOND, REMOTE_CREDIT_POLL,
+    REMOTE_RESPONSE_GRACE_MS, RequestTracker, Router, RouterStats, Target,
 };
 pub use timer::{TimerDriver, spawn_timer_driver};
 pub use tracker::PendingRequests;

@@ -44,6 +44,11 @@ pub const DEAD_LETTERS_KEPT: usize = 1024;
 /// monotonic.
 pub type RequestTracker = PendingRequests<Requester, MonotonicClock>;
 
+/// How often [`Router::host_send_within`] retries a send to another node
+/// whose credit is used up: the credit comes back with the receiving
+/// host's next acknowledgement or credit update (every 10 ms at most).
+pub const REMOTE_CREDIT_POLL: Duration = Duration::from_millis(1);
+
 /// Called with every dead letter as it is recorded (see
 /// [`Router::on_dead_letter`]).
 pub type DeadLetterObserver = Box<dyn Fn(&DeadLetter) + Send + Sync>;
@@ -959,7 +964,10 @@ impl Router {
     /// Sends a message as the host, waiting up to `timeout` for room when
     /// the target's mailbox is full (by count or bytes). Every other
     /// refusal is immediate. The wait is woken by the target's actor taking
-    /// an envelope; only the final refusal is counted and audited.
+    /// an envelope; only the final refusal is counted and audited. For a
+    /// component on another node, room is its credit (see
+    /// [`wasm_core::RemoteTransport::send`]): the send is retried every
+    /// [`REMOTE_CREDIT_POLL`] until the credit comes back or the deadline.
     ///
     /// # Errors
     /// A [`SendError`] holding the refusal (`queue-full` when the deadline
@@ -977,6 +985,9 @@ impl Router {
         let target = target.into();
         let origin = Origin { sender: ComponentId::host_ref(), trace: None };
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Route::Remote(_) = self.route(target) {
+            return self.remote_send_within(origin, target, message, deadline).await;
+        }
         // No such component (or not a valid id): the plain path refuses it.
         let Some(actor) = self.registry.get(target.as_str()) else {
             return self.try_send_message(origin, target, message);
@@ -1002,6 +1013,30 @@ impl Router {
             None => (MessagingError::QueueFull, held.take().unwrap_or_default()),
         };
         Err(SendError::new(self.refuse(origin, target.as_str(), None, error), message))
+    }
+
+    /// [`Router::host_send_within`] to another node: retried while the
+    /// target's credit is used up (`queue-full`), until `deadline`.
+    async fn remote_send_within(
+        &self,
+        origin: Origin<'_>,
+        target: Target<'_>,
+        mut message: Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SendError<Vec<u8>>> {
+        loop {
+            let error = match self.send_message_unaudited(origin, target, message) {
+                Ok(()) => return Ok(()),
+                Err((MessagingError::QueueFull, held)) if tokio::time::Instant::now() < deadline => {
+                    message = held;
+                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + REMOTE_CREDIT_POLL)).await;
+                    continue;
+                }
+                Err(refused) => refused,
+            };
+            let (error, message) = error;
+            return Err(SendError::new(self.refuse(origin, target.as_str(), None, error), message));
+        }
     }
 
     /// The message path without the audit of a refusal: the refusal and
