@@ -41,7 +41,9 @@ pub use error::{ManifestError, SystemError};
 pub use events::SystemEvent;
 pub use guest_build::{GUEST_TARGET, GuestBuildError, build_guest, ensure_guest_target};
 pub use manifest::{LoadedApp, LoadedComponent, injection_payload, load_app, load_component};
-pub use system::{ComponentRef, ComponentSource, ComponentStats, HostRequest, ShutdownReport, System, SystemBuilder};
+pub use system::{
+    ComponentRef, ComponentSource, ComponentStats, HostHandle, HostRequest, ShutdownReport, System, SystemBuilder,
+};
 // The types this crate's public signatures use, so an embedder depends on
 // wasm-system alone.
 pub use wasm_core::{

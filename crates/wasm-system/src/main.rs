@@ -357,9 +357,18 @@ async fn run_app(
     if let Some(transport) = &cluster {
         transport.start(Arc::downgrade(&system.remote_inbound())).await.context("starting the cluster transport")?;
         tracing::info!(node = %wasm_core::RemoteTransport::node(transport.as_ref()), "joined the cluster");
-        let requires = app.manifest.cluster.as_ref().map_or(&[][..], |c| &c.requires[..]);
+        // `[cluster] requires`, and the other nodes' components the app
+        // injects into: announced before anything is sent.
+        let own = wasm_core::RemoteTransport::node(transport.as_ref()).to_owned();
+        let mut requires = app.manifest.cluster.as_ref().map_or_else(Vec::new, |c| c.requires.clone());
+        for injection in &app.manifest.injections {
+            let target = injection.to.to_string();
+            if injection.to.node().is_some_and(|node| node != own) && !requires.contains(&target) {
+                requires.push(target);
+            }
+        }
         let limit = args.duration.unwrap_or(cli::cluster::REQUIRES_WAIT);
-        cli::cluster::await_components(transport.as_ref(), requires, limit).await?;
+        cli::cluster::await_components(transport.as_ref(), &requires, limit).await?;
     }
     // Only `--events` subscribes: an event costs a copy of its payload. The
     // summary's counts come from the counters.

@@ -82,10 +82,12 @@ pub fn load_app(file: &Path) -> Result<LoadedApp, ManifestError> {
         if injection.text.is_some() == injection.bytes.is_some() {
             return Err(invalid(format!("inject[{i}]"), "give exactly one of `text` and `bytes`".into()));
         }
-        // The injector sends through a handle on one of this app's
-        // components; a component of another node is reached through one.
-        if !components.iter().any(|c| c.manifest.component.id == injection.to) {
-            return Err(invalid(format!("inject[{i}].to"), format!("no component `{}` in this app", injection.to)));
+        // One of this app's components, or `name@node`: a component of
+        // another node (or of this one, qualified), which `run` checks
+        // against the cluster's directory.
+        if injection.to.node().is_none() && !components.iter().any(|c| c.manifest.component.id == injection.to) {
+            let problem = format!("no component `{}` in this app (another node's is `name@node`)", injection.to);
+            return Err(invalid(format!("inject[{i}].to"), problem));
         }
         match injection.timeout_ms {
             Some(_) if !injection.request => {

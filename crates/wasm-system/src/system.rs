@@ -479,6 +479,22 @@ impl System {
         host_request(&self.shared.router, target.into(), payload.into(), timeout)
     }
 
+    /// This host's node name when it is in a cluster
+    /// ([`SystemBuilder::cluster`]): its components are `name@<node>` to
+    /// the others.
+    #[must_use]
+    pub fn node(&self) -> Option<&str> {
+        self.shared.router.node()
+    }
+
+    /// The host's own sending handle ([`HostHandle`]): sends and requests
+    /// to any target, local or on another node, from any task, without
+    /// borrowing the system.
+    #[must_use]
+    pub fn host_handle(&self) -> HostHandle {
+        HostHandle { router: Arc::clone(&self.shared.router) }
+    }
+
     /// A handle on component `id`, to send to it, request from it and read
     /// its mailbox and request counts without naming it again (ractor's
     /// `ActorRef`, kameo's `ActorRef`). The handle stays usable after the
@@ -745,6 +761,74 @@ pub struct ComponentRef {
 /// and request gauges, and the counts of what it accepted, handled, failed,
 /// dead-lettered and was refused ([`wasm_messaging::ActorStats`]).
 pub type ComponentStats = wasm_messaging::ActorStats;
+
+/// The embedding host's own sending handle, from [`System::host_handle`]:
+/// [`System::try_send`], [`System::send`] and [`System::request`] to any
+/// target, a component of this host or `name@node` of another, from any
+/// task. Cheap to clone (one `Arc`). Unlike a [`ComponentRef`], it is not
+/// tied to one component: each send looks its target up (and checks its
+/// syntax), so a component that stops and starts again is reached again.
+#[derive(Clone)]
+pub struct HostHandle {
+    router: Arc<Router>,
+}
+
+impl HostHandle {
+    /// [`System::try_send`].
+    ///
+    /// # Errors
+    /// As [`System::try_send`].
+    pub fn try_send(&self, target: &str, payload: impl Into<Vec<u8>>) -> Result<(), SendError<Vec<u8>>> {
+        host_send(&self.router, target.into(), payload.into())
+    }
+
+    /// [`System::send`]: waits up to `timeout` for room (a remote target's
+    /// credit).
+    ///
+    /// # Errors
+    /// As [`System::send`].
+    ///
+    /// # Cancel safety
+    /// As [`System::send`]: the message is queued only by the call that
+    /// returns `Ok`.
+    pub async fn send(
+        &self,
+        target: &str,
+        payload: impl Into<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(), SendError<Vec<u8>>> {
+        self.router.host_send_within(target, payload.into(), timeout).await
+    }
+
+    /// [`System::request`].
+    ///
+    /// # Errors
+    /// As [`System::request`].
+    pub fn request(
+        &self,
+        target: &str,
+        payload: impl Into<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<HostRequest, SendError<Vec<u8>>> {
+        host_request(&self.router, target.into(), payload.into(), timeout)
+    }
+
+    /// Whether `target` names a component of another node (`name@node`
+    /// with a node other than this host's, in a cluster).
+    #[must_use]
+    pub fn is_remote(&self, target: &str) -> bool {
+        match (target.split_once('@'), self.router.node()) {
+            (Some((_, node)), Some(own)) => node != own,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostHandle").field("node", &self.router.node()).finish_non_exhaustive()
+    }
+}
 
 impl ComponentRef {
     /// The component's id.

@@ -1009,6 +1009,51 @@ fn cli_two_hosts_rally_across_a_real_nats_server() {
     }
 }
 
+#[test]
+fn cli_run_injects_into_a_component_of_another_node() {
+    let broker = broker::Broker::start();
+    let url = broker.url();
+    let dir = TempDir::new("inject-remote");
+    dir.write("echo.toml", format!("[component]\nid = \"echo\"\nwasm = {:?}\n", fixture("echo.wat")));
+    dir.write("local.toml", format!("[component]\nid = \"local\"\nwasm = {:?}\n", fixture("echo.wat")));
+    let node_b = dir.write("b.toml", "components = [\"echo.toml\"]\n\n[cluster]\nnode = \"b\"\n");
+    let injections = "[[inject]]\nto = \"echo@b\"\ntext = \"over\"\nrequest = true\n\n\
+                      [[inject]]\nto = \"echo@b\"\ntext = \"note\"\nrepeat = 3\n";
+    let node_a =
+        dir.write("a.toml", format!("components = [\"local.toml\"]\n\n[cluster]\nnode = \"a\"\n\n{injections}"));
+    let b = wasm_system_command()
+        .args(["run", arg(&node_b), "--nats", &url, "--linger", "2s", "--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting node b");
+    // a waits until b announced echo (an injection target of another node
+    // is awaited like `[cluster] requires`), then injects.
+    let a = wasm_system(&["run", arg(&node_a), "--nats", &url, "--json", "-"]);
+    let (_, a_stderr) = text(&a);
+    let response =
+        a_stderr.lines().find(|l| l.starts_with("response from echo@b (")).unwrap_or_else(|| panic!("{a_stderr}"));
+    assert!(response.ends_with("): raw over"), "{response}");
+    let a = json_report(&a, "node a");
+    let b = json_report(&wait_bounded(b, "node b"), "node b");
+    let to_b = &a["nodes"][0];
+    assert_eq!(to_b["node"], "b", "{a:#}");
+    let counts: Vec<u64> = ["messages_sent", "requests_sent", "acknowledged", "undelivered_total"]
+        .iter()
+        .map(|key| number(&to_b[*key], key))
+        .collect();
+    assert_eq!(counts, [3, 1, 4, 0], "{to_b:#}");
+    assert_eq!(number(&component(&b, "echo")["handled"], "echo handled"), 4, "{b:#}");
+    assert_eq!(number(&a["totals"]["requests"]["completed"], "completed"), 1, "{a:#}");
+
+    // Without a cluster, the same injection is a clear error at start.
+    let alone = dir.write("alone.toml", format!("components = [\"local.toml\"]\n\n{injections}"));
+    let output = wasm_system(&["run", arg(&alone)]);
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("echo@b") && stderr.contains("needs a cluster"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // On a terminal
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wasm_core::{CorrelationId, Injection, RequestError};
-use wasm_system::{ComponentRef, System, injection_payload};
+use wasm_system::{HostHandle, System, injection_payload};
 
 use crate::cli::console::Console;
 use crate::cli::payload::describe;
@@ -32,7 +32,10 @@ pub(crate) struct Injector {
 
 /// One `[[inject]]` entry, ready to send.
 struct Planned {
-    target: ComponentRef,
+    /// The host's sending handle.
+    host: HostHandle,
+    /// A component of this app, or `name@node` of another node.
+    target: String,
     payload: Vec<u8>,
     after: Duration,
     every: Duration,
@@ -46,7 +49,9 @@ impl Injector {
     /// outcomes are printed to `console`.
     ///
     /// # Errors
-    /// When an injection names a component that does not run.
+    /// When an injection names a component of this app that does not run,
+    /// or a component of another node (`name@node`) while this host is not
+    /// in a cluster.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -54,11 +59,22 @@ impl Injector {
         let plan = injections
             .iter()
             .map(|injection| {
-                let target = system
-                    .component(injection.to.as_str())
-                    .with_context(|| format!("injecting into {}", injection.to))?;
+                let host = system.host_handle();
+                if host.is_remote(injection.to.as_str()) {
+                    // The directory check happens at each send (and `run`
+                    // waited for the target to be announced).
+                } else if injection.to.node().is_some() && system.node().is_none() {
+                    anyhow::bail!(
+                        "injecting into {}: a component of another node needs a cluster (`--node` and `--nats`, or `[cluster]`)",
+                        injection.to
+                    );
+                } else {
+                    // A component of this host, named alone or as `name@<this node>`.
+                    system.component(injection.to.name()).with_context(|| format!("injecting into {}", injection.to))?;
+                }
                 Ok(Planned {
-                    target,
+                    host,
+                    target: injection.to.to_string(),
                     payload: injection_payload(injection),
                     after: Duration::from_millis(injection.after_ms),
                     every: Duration::from_millis(injection.every_ms),
@@ -118,14 +134,14 @@ async fn send_on_schedule(mut plan: Vec<Planned>, console: Console, alive: mpsc:
 /// Sends one message or request; a request's outcome is awaited (and
 /// printed) by a task of its own, which holds `alive` until then.
 fn send(planned: &Planned, console: &Console, alive: &mpsc::Sender<()>) {
-    let target = planned.target.id();
+    let target = planned.target.as_str();
     let Some(timeout) = planned.request else {
-        if let Err(error) = planned.target.try_send(planned.payload.clone()) {
+        if let Err(error) = planned.host.try_send(target, planned.payload.clone()) {
             tracing::warn!(target_id = %target, %error, "injected message refused");
         }
         return;
     };
-    match planned.target.request(planned.payload.clone(), timeout) {
+    match planned.host.request(target, planned.payload.clone(), timeout) {
         Ok(request) => {
             let (console, alive, target) = (console.clone(), alive.clone(), target.to_string());
             tokio::spawn(async move {
