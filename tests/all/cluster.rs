@@ -273,7 +273,9 @@ async fn cluster_nats_broker_restart_ends_requests_in_flight_and_traffic_resumes
         a.system.dead_letters().iter().filter(|l| l.cause == DeadLetterCause::DeliveryFailed).count();
     assert_eq!(undelivered_messages as u64, stats.remote_dead_lettered);
     assert!(stats.remote_dead_lettered <= to_b.undelivered_total(), "{to_b:?} {stats:?}");
+    // What the restart did to this run's traffic (shown with --nocapture).
     let from_a = node_of(&tb, "a");
+    eprintln!("after the broker restart, a's traffic to b: {to_b:?}; b's from a: {from_a:?}");
     assert!(from_a.received <= to_b.messages_sent + to_b.requests_sent, "{from_a:?} {to_b:?}");
     // Both hosts' counters balance (finish asserts it).
     a.finish().await;
