@@ -95,17 +95,7 @@ pub(crate) fn summary(app: &LoadedApp, outcome: &RunOutcome, audit: Option<Audit
     line(format!(
         "handlers   ok {completed:>14}  handler errors {handler_errors:>4}  (messages, requests and callbacks)"
     ));
-    let refusals: Vec<String> = MessagingError::KINDS
-        .iter()
-        .zip(stats.refused)
-        .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
-    line(format!(
-        "refused    {:>8}{}",
-        stats.refused_total(),
-        if refusals.is_empty() { String::new() } else { format!("  ({})", refusals.join(", ")) }
-    ));
+    line(format!("refused    {:>8}{}", stats.refused_total(), nonzero(MessagingError::KINDS, &stats.refused)));
     if stats.remote_messages_sent + stats.remote_requests_sent + stats.remote_outcomes_sent > 0 {
         line(format!(
             "cluster    sent to other nodes: messages {}  requests {}  outcomes {}  dead letters {}",
@@ -116,12 +106,6 @@ pub(crate) fn summary(app: &LoadedApp, outcome: &RunOutcome, audit: Option<Audit
         ));
     }
     for n in &report.nodes {
-        let losses: Vec<String> = DeliveryLoss::ALL
-            .iter()
-            .zip(n.undelivered)
-            .filter(|(_, count)| *count > 0)
-            .map(|(loss, count)| format!("{loss} {count}"))
-            .collect();
         line(format!(
             "node {}  sent {}  acknowledged {}  pending acks {}  undelivered {}{}  credit refusals {}  received {} (refused {})",
             n.node,
@@ -129,7 +113,7 @@ pub(crate) fn summary(app: &LoadedApp, outcome: &RunOutcome, audit: Option<Audit
             n.acknowledged,
             n.pending_acks,
             n.undelivered_total(),
-            if losses.is_empty() { String::new() } else { format!(" ({})", losses.join(", ")) },
+            nonzero(DeliveryLoss::ALL.map(DeliveryLoss::as_str), &n.undelivered),
             n.credit_refusals,
             n.received,
             n.refused_here
@@ -201,6 +185,13 @@ fn component_table(components: &[(ComponentId, ComponentStats)]) -> String {
          callbacks: handled; refused: its own sends)"
     );
     text
+}
+
+/// `  (name n, ...)` for the counts that are not zero, or nothing.
+fn nonzero(names: impl IntoIterator<Item = &'static str>, counts: &[u64]) -> String {
+    let parts: Vec<String> =
+        names.into_iter().zip(counts).filter(|(_, n)| **n > 0).map(|(name, n)| format!("{name} {n}")).collect();
+    if parts.is_empty() { String::new() } else { format!("  ({})", parts.join(", ")) }
 }
 
 /// Counts by kind name, serialized as a JSON object in the kinds' order.
