@@ -588,7 +588,7 @@ impl Inbound {
             if !credits.is_empty() {
                 // Credits only: covers nothing (`upto < from`), counted from
                 // the last number acknowledged.
-                let upto = state.from - 1;
+                let upto = state.from.saturating_sub(1);
                 acks.push((
                     state.node.clone(),
                     Ack { node: node.to_owned(), session: *session, from: upto + 1, upto, credits, ..Ack::default() },
@@ -779,6 +779,20 @@ mod tests {
         let repeat = &repeats[0].1;
         assert_eq!((repeat.from, repeat.upto, repeat.nacks.len()), (1, ACK_EVERY + 1, 1));
         assert!(inbound.tick("b", now + ACK_REPEAT * 2, |_| Some(10)).is_empty());
+    }
+
+    #[test]
+    fn a_zero_or_repeated_sequence_number_neither_panics_nor_acknowledges_twice() {
+        let now = Instant::now();
+        let mut inbound = Inbound::default();
+        assert!(!inbound.record("a", 5, 0, "echo", now));
+        assert!(!inbound.record("a", 5, 0, "echo", now));
+        // Credits only for a session that acknowledged nothing yet.
+        inbound.tick("b", now, |_| Some(4));
+        let acks = inbound.take_acks("b", now, |_| Some(4));
+        assert!(acks.iter().all(|(_, ack)| ack.upto <= ack.from), "{acks:?}");
+        assert!(inbound.take_acks("b", now, |_| Some(4)).is_empty());
+        inbound.tick("b", now + ACK_REPEAT, |_| Some(100));
     }
 
     #[test]
