@@ -38,25 +38,29 @@
 //!
 //! Names and nodes may contain `.`, so subjects only route; the headers are
 //! authoritative: a host drops (and counts in
-//! [`ClusterStats::dropped_wrong_node`]) an envelope whose
-//! `airssys-target` names another node. (An id with an empty dot-token,
+//! [`ClusterStats::dropped_wrong_node`]) an envelope whose target
+//! names another node. (An id with an empty dot-token,
 //! such as `a..b`, has its dots written `_` in subjects, which NATS would
 //! otherwise drop.)
 //!
-//! An envelope's NATS headers are `airssys-sender` and `airssys-target`
-//! (`name@node`), `airssys-kind` (`message` or `request`), for a request
-//! `airssys-correlation-id` (UUID v4) and `airssys-timeout-ms` (decimal),
-//! and `traceparent` (W3C trace context); its body is the payload, multicodec
-//! prefix included. An outcome's headers are `airssys-requester`,
+//! An envelope's NATS headers are two: `airssys-envelope`, its routing line
+//! `<kind> <sender> <target> <session> <seq> [<correlation-id> <timeout-ms>]`
+//! (space-separated: `message` or `request`; sender and target `name@node`;
+//! the sending transport's session and the envelope's sequence number to
+//! that node, decimal u64; for a request its correlation id (UUID v4) and
+//! timeout in decimal ms; for example `message pinger@a echo@b 8417223301 42`),
+//! and `traceparent` (W3C trace context); its body is the payload,
+//! multicodec prefix included. One header rather than one per field: each
+//! NATS header costs allocations on both sides.
+//!
+//! An outcome's headers are `airssys-requester`,
 //! `airssys-correlation-id`, `airssys-outcome` (`response` or the
 //! request-error kind: `timeout`, `cancelled`, `handler-error`,
 //! `target-failed`, `delivery-failed`), `airssys-error-code` (decimal, for
 //! `handler-error`), `airssys-error` (the error's message, with `%`,
 //! control characters and leading or trailing spaces percent-encoded) and
 //! `traceparent`; its body is the response bytes (empty for an error).
-//! Envelopes also carry `airssys-session` and `airssys-seq` (decimal): the
-//! sending transport's session and the envelope's number in its sequence to
-//! that node. Acknowledgements go to the sender's outcome subject with
+//! Acknowledgements go to the sender's outcome subject with
 //! `airssys-kind: ack` and a JSON body
 //! `{"node": "b", "session": 7, "from": 1, "upto": 10, "nacks": [[4, "queue full"]], "lost": [[6, 7]], "credits": {"echo": 100}}`
 //! (the protocol is in the `flow` module's docs: cumulative acknowledgements,

@@ -316,10 +316,10 @@ impl RemoteTransport for NatsTransport {
             return Err(SendError::new(error, envelope.payload));
         };
         let subject = shared.subjects.envelope(node, envelope.target.name());
-        let mut headers = wire::envelope_headers(&envelope);
-        // With the largest sequence headers, so the check holds for any
-        // number given below.
-        let size = wire::header_bytes(&headers) + wire::SEQUENCE_HEADER_BYTES_MAX + envelope.payload.len();
+        let line = wire::envelope_line(&envelope);
+        // With the largest sequence part, so the check holds for any number
+        // given below.
+        let size = wire::envelope_header_bytes_max(&line, envelope.kind) + envelope.payload.len();
         let max = shared.client.max_payload();
         if size > max {
             let error = MessagingError::InvalidMessage(format!(
@@ -340,7 +340,7 @@ impl RemoteTransport for NatsTransport {
                 return Err(SendError::new(MessagingError::QueueFull, envelope.payload));
             }
         };
-        wire::sequence_headers(&mut headers, outbound.session(), seq);
+        let headers = wire::envelope_headers(&line, envelope.kind, outbound.session(), seq, &envelope.trace);
         let item =
             Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload), node: node.to_owned(), seq };
         // The body comes back out of a refused item without a copy (the
@@ -593,8 +593,8 @@ impl Shared {
     /// Hands one envelope to the host; returns whether acknowledgements
     /// are due.
     fn on_envelope(&self, message: &Message, inbound: &Weak<dyn RemoteInbound>) -> bool {
-        let envelope = match wire::decode_envelope(message.headers.as_ref(), &message.payload) {
-            Ok(envelope) => envelope,
+        let (envelope, (session, seq)) = match wire::decode_envelope(message.headers.as_ref(), &message.payload) {
+            Ok(decoded) => decoded,
             Err(Malformed(reason)) => {
                 Counters::bump(&self.counters.dropped_malformed);
                 tracing::warn!(node = %self.node, subject = %message.subject, %reason, "malformed envelope dropped");
@@ -610,11 +610,8 @@ impl Shared {
         Counters::bump(&self.counters.received);
         // Recorded as queued before it is handed over (no copy of the ids),
         // marked refused after if it is.
-        let sequence = wire::sequence(message.headers.as_ref());
-        let due = sequence.is_some_and(|(session, seq)| {
-            let node = envelope.sender.node().unwrap_or_default();
-            lock(&self.inbound_flow).record(node, session, seq, envelope.target.name(), Instant::now())
-        });
+        let node = envelope.sender.node().unwrap_or_default();
+        let due = lock(&self.inbound_flow).record(node, session, seq, envelope.target.name(), Instant::now());
         let request = match envelope.kind {
             RemoteKind::Request { id, .. } => Some((envelope.sender.clone(), id, envelope.trace)),
             RemoteKind::Message => None,
@@ -631,9 +628,7 @@ impl Shared {
                 let outcome = Err(RequestError::DeliveryFailed(error.to_string()));
                 self.respond(RemoteOutcome { requester, id, outcome, trace: trace.child() });
             }
-            if let Some((session, seq)) = sequence {
-                lock(&self.inbound_flow).refuse(session, seq, error.to_string());
-            }
+            lock(&self.inbound_flow).refuse(session, seq, error.to_string());
         }
         due
     }

@@ -9,16 +9,19 @@ use wasm_core::{
     ComponentError, ComponentId, CorrelationId, RemoteEnvelope, RemoteKind, RemoteOutcome, RequestError, TraceContext,
 };
 
-/// The sending component, `name@node`.
-pub(crate) const SENDER: &str = "airssys-sender";
-/// The target component, `name@node`: authoritative over the subject.
-pub(crate) const TARGET: &str = "airssys-target";
-/// `message` or `request`.
+/// An envelope's routing line, one header (one allocation, one lookup):
+/// `<kind> <sender> <target> <session> <seq> [<correlation-id> <timeout-ms>]`,
+/// space-separated (ids hold no spaces): `message` or `request`; sender and
+/// target `name@node` (the target is authoritative over the subject); the
+/// sending transport's session and the envelope's sequence number to that
+/// node (decimal u64, see the `flow` module); for a request, its
+/// correlation id (UUID v4) and timeout (decimal ms).
+pub(crate) const ENVELOPE: &str = "airssys-envelope";
+/// The kind of a message on an outcome subject: absent for an outcome,
+/// [`KIND_ACK`] for an acknowledgement.
 pub(crate) const KIND: &str = "airssys-kind";
 /// A request's correlation id (UUID v4 text).
 pub(crate) const CORRELATION_ID: &str = "airssys-correlation-id";
-/// A request's timeout, decimal ms.
-pub(crate) const TIMEOUT_MS: &str = "airssys-timeout-ms";
 /// W3C trace context.
 pub(crate) const TRACEPARENT: &str = "traceparent";
 /// The requester an outcome goes back to, `name@node`.
@@ -30,10 +33,6 @@ pub(crate) const ERROR_CODE: &str = "airssys-error-code";
 /// An error's message, percent-escaped (see [`escape`]).
 pub(crate) const ERROR: &str = "airssys-error";
 
-/// The sending transport's session (decimal u64; see [`crate::flow`]).
-pub(crate) const SESSION: &str = "airssys-session";
-/// The envelope's sequence number in its session, to its node (decimal).
-pub(crate) const SEQ: &str = "airssys-seq";
 /// The `airssys-kind` of an acknowledgement on an outcome subject.
 pub(crate) const KIND_ACK: &str = "ack";
 
@@ -94,6 +93,7 @@ pub(crate) fn token(part: &str) -> Cow<'_, str> {
 /// The bytes `headers` take in an `HPUB` (`NATS/1.0` line, one
 /// `name: value` line each, the blank line), which the broker counts
 /// against its `max_payload`.
+#[cfg(test)]
 pub(crate) fn header_bytes(headers: &HeaderMap) -> usize {
     let lines: usize = headers
         .iter()
@@ -112,11 +112,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Malformed> 
     headers.get(name).map(|v| v.as_str()).ok_or_else(|| Malformed(format!("no {name} header")))
 }
 
-fn qualified(headers: &HeaderMap, name: &str) -> Result<ComponentId, Malformed> {
-    let text = header(headers, name)?;
-    let id = ComponentId::parse(text).map_err(|e| Malformed(format!("{name}: {e}")))?;
+/// A `name@node` id, `text`, read as `what`.
+fn qualified(text: &str, what: &str) -> Result<ComponentId, Malformed> {
+    let id = ComponentId::parse(text).map_err(|e| Malformed(format!("{what}: {e}")))?;
     if id.node().is_none() {
-        return Err(Malformed(format!("{name}: {text:?} has no @node")));
+        return Err(Malformed(format!("{what}: {text:?} has no @node")));
     }
     Ok(id)
 }
@@ -138,39 +138,47 @@ fn trace(headers: &HeaderMap) -> TraceContext {
     }
 }
 
-/// The headers of `envelope`; its body is the payload.
-pub(crate) fn envelope_headers(envelope: &RemoteEnvelope) -> HeaderMap {
+/// The routing line of `envelope` without its sequence part (see
+/// [`ENVELOPE`]): made once per send, before the envelope is numbered.
+pub(crate) fn envelope_line(envelope: &RemoteEnvelope) -> String {
+    let kind = match envelope.kind {
+        RemoteKind::Message => "message",
+        RemoteKind::Request { .. } => "request",
+    };
+    format!("{kind} {} {}", envelope.sender, envelope.target)
+}
+
+/// The most bytes the headers of an envelope whose line is `line` take
+/// (see [`header_bytes`]), whatever its sequence part.
+pub(crate) fn envelope_header_bytes_max(line: &str, kind: RemoteKind) -> usize {
+    // ` <session> <seq>`, each up to 20 digits; a request's ` <uuid> <ms>`.
+    let sequence = 2 * (1 + 20);
+    let request = match kind {
+        RemoteKind::Message => 0,
+        RemoteKind::Request { .. } => 1 + 36 + 1 + 20,
+    };
+    let traceparent = TRACEPARENT.len() + 4 + "00-".len() + 32 + 1 + 16 + 1 + 2;
+    "NATS/1.0\r\n\r\n".len() + ENVELOPE.len() + 4 + line.len() + sequence + request + traceparent
+}
+
+/// The headers of an envelope (its body is the payload): its routing
+/// `line` with the session and sequence number (and a request's id and
+/// timeout), and its `traceparent`.
+pub(crate) fn envelope_headers(
+    line: &str,
+    kind: RemoteKind,
+    session: u64,
+    seq: u64,
+    trace: &TraceContext,
+) -> HeaderMap {
+    let value = match kind {
+        RemoteKind::Message => format!("{line} {session} {seq}"),
+        RemoteKind::Request { id, timeout_ms } => format!("{line} {session} {seq} {id} {timeout_ms}"),
+    };
     let mut headers = HeaderMap::new();
-    headers.insert(SENDER, envelope.sender.as_str());
-    headers.insert(TARGET, envelope.target.as_str());
-    match envelope.kind {
-        RemoteKind::Message => headers.insert(KIND, "message"),
-        RemoteKind::Request { id, timeout_ms } => {
-            headers.insert(KIND, "request");
-            headers.insert(CORRELATION_ID, id.as_str());
-            headers.insert(TIMEOUT_MS, timeout_ms.to_string());
-        }
-    }
-    headers.insert(TRACEPARENT, envelope.trace.traceparent());
+    headers.insert(ENVELOPE, value);
+    headers.insert(TRACEPARENT, trace.traceparent());
     headers
-}
-
-/// The most bytes [`sequence_headers`] adds to a [`header_bytes`] count:
-/// both names, two 20-digit numbers, and each line's `: ` and CRLF.
-pub(crate) const SEQUENCE_HEADER_BYTES_MAX: usize = SESSION.len() + SEQ.len() + 2 * (20 + 4);
-
-/// Adds an envelope's session and sequence number to its headers.
-pub(crate) fn sequence_headers(headers: &mut HeaderMap, session: u64, seq: u64) {
-    headers.insert(SESSION, session.to_string());
-    headers.insert(SEQ, seq.to_string());
-}
-
-/// An envelope's session and sequence number, when it has both (a host of
-/// an older version sends neither: it is neither acknowledged nor credited).
-pub(crate) fn sequence(headers: Option<&HeaderMap>) -> Option<(u64, u64)> {
-    let headers = headers?;
-    let number = |name: &str| headers.get(name)?.as_str().parse::<u64>().ok();
-    Some((number(SESSION)?, number(SEQ)?))
 }
 
 /// Whether a message on an outcome subject is an acknowledgement.
@@ -185,22 +193,39 @@ pub(crate) fn ack_headers() -> HeaderMap {
     headers
 }
 
-/// The envelope in `headers` and `body`.
-pub(crate) fn decode_envelope(headers: Option<&HeaderMap>, body: &Bytes) -> Result<RemoteEnvelope, Malformed> {
+/// The envelope in `headers` and `body`, with its session and sequence
+/// number.
+pub(crate) fn decode_envelope(
+    headers: Option<&HeaderMap>,
+    body: &Bytes,
+) -> Result<(RemoteEnvelope, (u64, u64)), Malformed> {
     let headers = headers.ok_or_else(|| Malformed("no headers".to_owned()))?;
-    let sender = qualified(headers, SENDER)?;
-    let target = qualified(headers, TARGET)?;
-    let kind = match header(headers, KIND)? {
+    let line = header(headers, ENVELOPE)?;
+    let mut fields = line.split(' ');
+    let mut field = |what: &str| fields.next().ok_or_else(|| Malformed(format!("{ENVELOPE}: no {what} in {line:?}")));
+    let kind = field("kind")?;
+    let sender = qualified(field("sender")?, "sender")?;
+    let target = qualified(field("target")?, "target")?;
+    let number = |text: &str, what: &str| {
+        text.parse::<u64>().map_err(|_| Malformed(format!("{ENVELOPE}: {what} {text:?} is not a decimal u64")))
+    };
+    let session = number(field("session")?, "session")?;
+    let seq = number(field("sequence number")?, "sequence number")?;
+    let kind = match kind {
         "message" => RemoteKind::Message,
         "request" => {
-            let id = correlation_id(headers)?;
-            let timeout = header(headers, TIMEOUT_MS)?;
-            let timeout_ms = timeout.parse().map_err(|_| Malformed(format!("{TIMEOUT_MS}: {timeout:?}")))?;
+            let text = field("correlation id")?;
+            let id = CorrelationId::parse(text).map_err(|e| Malformed(format!("{ENVELOPE}: correlation id: {e}")))?;
+            let timeout_ms = number(field("timeout")?, "timeout")?;
             RemoteKind::Request { id, timeout_ms }
         }
-        other => return Err(Malformed(format!("{KIND}: {other:?}"))),
+        other => return Err(Malformed(format!("{ENVELOPE}: kind {other:?}"))),
     };
-    Ok(RemoteEnvelope { sender, target, kind, payload: body.to_vec(), trace: trace(headers) })
+    if let Some(extra) = fields.next() {
+        return Err(Malformed(format!("{ENVELOPE}: unexpected {extra:?} in {line:?}")));
+    }
+    let envelope = RemoteEnvelope { sender, target, kind, payload: body.to_vec(), trace: trace(headers) };
+    Ok((envelope, (session, seq)))
 }
 
 /// The headers and body of `outcome`: the response bytes, or nothing.
@@ -236,7 +261,7 @@ pub(crate) fn encode_outcome(outcome: &RemoteOutcome) -> (HeaderMap, Bytes) {
 /// The outcome in `headers` and `body`.
 pub(crate) fn decode_outcome(headers: Option<&HeaderMap>, body: &Bytes) -> Result<RemoteOutcome, Malformed> {
     let headers = headers.ok_or_else(|| Malformed("no headers".to_owned()))?;
-    let requester = qualified(headers, REQUESTER)?;
+    let requester = qualified(header(headers, REQUESTER)?, REQUESTER)?;
     let id = correlation_id(headers)?;
     let message = || -> Result<String, Malformed> {
         let text = headers.get(ERROR).map_or("", |v| v.as_str());
@@ -316,8 +341,8 @@ mod tests {
     }
 
     #[test]
-    fn envelopes_round_trip() {
-        for kind in [RemoteKind::Message, RemoteKind::Request { id: CorrelationId::generate(), timeout_ms: 1234 }] {
+    fn envelopes_round_trip_in_one_routing_header_and_the_size_bound_holds() {
+        for kind in [RemoteKind::Message, RemoteKind::Request { id: CorrelationId::generate(), timeout_ms: u64::MAX }] {
             let envelope = RemoteEnvelope {
                 sender: id("pinger@a"),
                 target: id("echo.v2@b.eu"),
@@ -325,41 +350,52 @@ mod tests {
                 payload: b"\x55ping".to_vec(),
                 trace: TraceContext::new_root(),
             };
-            let mut headers = envelope_headers(&envelope);
-            let bound = header_bytes(&headers) + SEQUENCE_HEADER_BYTES_MAX;
-            sequence_headers(&mut headers, u64::MAX, u64::MAX);
-            assert_eq!(header_bytes(&headers), bound, "the bound is the largest sequence headers");
-            assert_eq!(sequence(Some(&headers)), Some((u64::MAX, u64::MAX)));
+            let line = envelope_line(&envelope);
+            let headers = envelope_headers(&line, kind, u64::MAX, u64::MAX, &envelope.trace);
+            assert_eq!(headers.iter().count(), 2, "the routing line and traceparent");
+            assert_eq!(header_bytes(&headers), envelope_header_bytes_max(&line, kind), "the bound is tight");
+            let small = envelope_headers(&line, kind, 7, 1, &envelope.trace);
+            assert!(header_bytes(&small) < envelope_header_bytes_max(&line, kind));
             let body = Bytes::from(envelope.payload.clone());
-            assert_eq!(decode_envelope(Some(&headers), &body), Ok(envelope));
+            assert_eq!(decode_envelope(Some(&small), &body), Ok((envelope, (7, 1))));
         }
+        let message = RemoteEnvelope {
+            sender: id("pinger@a"),
+            target: id("echo@b"),
+            kind: RemoteKind::Message,
+            payload: Vec::new(),
+            trace: TraceContext::new_root(),
+        };
+        let headers = envelope_headers(&envelope_line(&message), message.kind, 3, 9, &message.trace);
+        assert_eq!(headers.get(ENVELOPE).map(|v| v.as_str()), Some("message pinger@a echo@b 3 9"));
     }
 
     #[test]
     fn malformed_envelopes_are_refused_with_the_reason() {
-        let envelope = RemoteEnvelope {
-            sender: id("pinger@a"),
-            target: id("echo@b"),
-            kind: RemoteKind::Request { id: CorrelationId::generate(), timeout_ms: 5 },
-            payload: Vec::new(),
-            trace: TraceContext::new_root(),
-        };
-        let good = envelope_headers(&envelope);
+        let trace = TraceContext::new_root();
         let body = Bytes::new();
         assert!(decode_envelope(None, &body).is_err());
-        let with = |name: &str, value: &str| {
-            let mut headers = good.clone();
-            headers.insert(name, value);
-            decode_envelope(Some(&headers), &body).map_err(|Malformed(m)| m)
+        let with = |line: &str, traceparent: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(ENVELOPE, line);
+            headers.insert(TRACEPARENT, traceparent);
+            decode_envelope(Some(&headers), &body).map(|(e, _)| e).map_err(|Malformed(m)| m)
         };
-        assert!(with(SENDER, "pinger").expect_err("no node").contains("no @node"));
-        assert!(with(TARGET, "Echo@b").is_err());
-        assert!(with(KIND, "gossip").is_err());
-        assert!(with(CORRELATION_ID, "nope").is_err());
-        assert!(with(TIMEOUT_MS, "-1").is_err());
+        let good = trace.traceparent();
+        let id = CorrelationId::generate();
+        assert!(with(&format!("request pinger@a echo@b 1 2 {id} 5"), &good).is_ok());
+        assert!(with("message pinger echo@b 1 2", &good).expect_err("no node").contains("no @node"));
+        assert!(with("message pinger@a Echo@b 1 2", &good).is_err());
+        assert!(with("gossip pinger@a echo@b 1 2", &good).is_err());
+        assert!(with("message pinger@a echo@b 1", &good).expect_err("no seq").contains("sequence number"));
+        assert!(with("message pinger@a echo@b x 2", &good).is_err());
+        assert!(with("message pinger@a echo@b 1 2 3", &good).expect_err("extra").contains("unexpected"));
+        assert!(with("request pinger@a echo@b 1 2 nope 5", &good).is_err());
+        assert!(with(&format!("request pinger@a echo@b 1 2 {id} -1"), &good).is_err());
+        assert!(with(&format!("request pinger@a echo@b 1 2 {id}"), &good).is_err());
         // A bad traceparent starts a new trace; the envelope is kept.
-        let kept = with(TRACEPARENT, "00-zz").expect("kept");
-        assert_ne!(kept.trace, envelope.trace);
+        let kept = with("message pinger@a echo@b 1 2", "00-zz").expect("kept");
+        assert_ne!(kept.trace, trace);
     }
 
     #[test]

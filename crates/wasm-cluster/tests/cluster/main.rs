@@ -162,18 +162,11 @@ async fn envelope_malformed_or_for_another_node_is_dropped_and_counted() {
     raw.publish("airssys.c.b.echo", "hello".into()).await.expect("publish");
     // Valid headers, but the target is on node c (subject says b).
     let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("airssys-sender", "pinger@a"),
-        ("airssys-target", "echo@c"),
-        ("airssys-kind", "message"),
-        ("traceparent", TraceContext::new_root().traceparent().as_str()),
-    ] {
-        headers.insert(name, value);
-    }
+    headers.insert("airssys-envelope", "message pinger@a echo@c 1 1");
+    headers.insert("traceparent", TraceContext::new_root().traceparent().as_str());
     raw.publish_with_headers("airssys.c.b.echo", headers.clone(), "hello".into()).await.expect("publish");
     // A request without its correlation id.
-    headers.insert("airssys-target", "echo@b");
-    headers.insert("airssys-kind", "request");
+    headers.insert("airssys-envelope", "request pinger@a echo@b 1 2");
     raw.publish_with_headers("airssys.c.b.echo", headers, "hello".into()).await.expect("publish");
     // An outcome without headers, and an announcement that is not JSON.
     raw.publish("airssys.r.b", "pong".into()).await.expect("publish");
