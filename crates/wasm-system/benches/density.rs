@@ -137,7 +137,12 @@ fn main() {
         grown(idle, |s| s.size) >> 30,
         per(grown(idle, |s| s.size), n) / 1024.0
     );
-    println!("  mappings:         {} -> {} ({:.2} per instance)", before.maps, idle.maps, per(grown(idle, |s| s.maps), n));
+    println!(
+        "  mappings:         {} -> {} ({:.2} per instance)",
+        before.maps,
+        idle.maps,
+        per(grown(idle, |s| s.maps), n)
+    );
     println!(
         "  answered:         {answered} of {n} in {:.3} s ({:.2} us per request)",
         answer_time.as_secs_f64(),
