@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use wasm_core::{MessagingError, RequestError};
 use wasm_messaging::AuditEvent;
-use wasm_system::SystemEvent;
+use wasm_system::{System, SystemEvent};
 use wasm_tests::{BOUND, Harness, RecordingAudit, raw};
 
 /// The Rust test guest (see its crate docs for the commands it takes).
@@ -160,4 +160,50 @@ async fn containment_a_refusal_flood_is_aggregated_in_the_audit_log_and_every_re
     assert_eq!(from_flooder.iter().map(|r| r.count).sum::<u64>(), refused_sends, "the aggregates add up");
     let quiet = audit.of(AuditEvent::Refused, "permission-denied");
     assert_eq!(quiet.iter().filter(|r| r.tenant() == "quiet").count(), 1, "the other tenant's record is there");
+}
+
+/// The engine of `EngineConfig::dense()` (no memory reservations or guard
+/// regions) and the fixture `name` compiled with it.
+fn dense(name: &str) -> (Arc<wasm_runtime::WasmEngine>, wasm_runtime::CompiledComponent) {
+    let engine =
+        Arc::new(wasm_runtime::WasmEngine::new(wasm_runtime::EngineConfig::dense()).expect("the dense engine"));
+    let compiled = engine.load_file(&wasm_tests::fixture(name)).expect("fixture");
+    (engine, compiled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_dense_engine_runs_2000_instances_that_each_answer() {
+    let (engine, echo) = dense("echo");
+    let builder = (0..2000).fold(System::builder().engine(engine), |builder, i| {
+        builder.compiled(wasm_tests::manifest(&format!("echo-{i}"), "echo", ""), echo.clone())
+    });
+    let h = Harness::from_builder(builder).await;
+    let mut answers = Vec::new();
+    for i in 0..2000 {
+        let request = h.system.request(&format!("echo-{i}"), raw(format!("hi {i}").as_bytes()), Some(BOUND));
+        answers.push(tokio::spawn(request.expect("accepted").response()));
+    }
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.await.expect("task"), Ok(raw(format!("hi {i}").as_bytes())), "echo-{i}");
+    }
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.completed, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_a_dense_engine_grows_memories_to_the_cap_and_no_further() {
+    let (engine, hog) = dense("hog");
+    let builder = System::builder()
+        .engine(engine)
+        .compiled(wasm_tests::manifest("hog", "hog", "[limits]\nmemory_bytes = 50331648"), hog);
+    let mut h = Harness::from_builder(builder).await;
+    // 32 MiB grown in one step with nothing reserved for it: the memory moves.
+    assert_eq!(h.ask("hog", raw(b"a")).await, Ok(raw(b"a")));
+    match h.ask("hog", raw(b"b")).await {
+        Err(RequestError::TargetFailed(reason)) => assert!(reason.contains("memory cap exceeded"), "{reason}"),
+        other => panic!("expected target-failed, got {other:?}"),
+    }
+    h.wait_for("the restart", |e| matches!(e, SystemEvent::Restarted { .. }).then_some(())).await;
+    let stats = h.finish().await;
+    assert_eq!(stats.requests.failed, 1);
 }

@@ -48,6 +48,8 @@ use crate::error::{GuestFailure, RuntimeError};
 use crate::guest_log::{GuestLog, GuestLogLimits};
 use crate::host::HostState;
 use crate::limits::InstanceLimiter;
+#[cfg(target_os = "linux")]
+use crate::stacks::StackPool;
 
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
@@ -59,11 +61,67 @@ pub struct EngineConfig {
     pub epoch_tick_ms: u64,
     /// How much guest stdout and stderr reaches the host log.
     pub guest_log: GuestLogLimits,
+    /// Address space reserved up front for each linear memory, in bytes
+    /// (wasmtime's `Config::memory_reservation`; default 4 GiB). A 32-bit
+    /// memory whose maximum fits is never moved, and with
+    /// [`memory_guard_bytes`](Self::memory_guard_bytes) of 2 GiB or more its
+    /// bounds checks are elided. `0` reserves only what the memory uses: many
+    /// more instances fit in one process, a grow past the reservation moves
+    /// the memory (copies it), and every access is bounds-checked. A
+    /// memory still grows up to the manifest's `memory_bytes` either way.
+    pub memory_reservation_bytes: u64,
+    /// Guard region after each linear memory, in bytes (wasmtime's
+    /// `Config::memory_guard_size`, also placed before it; default 32 MiB):
+    /// lets compiled code skip some bounds checks. `0`: none.
+    pub memory_guard_bytes: u64,
+    /// Extra address space reserved when a memory is allocated or moved, in
+    /// bytes, so that it can grow that much in place (wasmtime's
+    /// `Config::memory_reservation_for_growth`; default 2 GiB; used only
+    /// by memories larger than [`memory_reservation_bytes`](Self::memory_reservation_bytes)).
+    /// `0`: each grow past the allocation moves the memory.
+    pub memory_reservation_for_growth_bytes: u64,
 }
+
+/// wasmtime's defaults, for 64-bit hosts (`Config::memory_reservation` and
+/// friends).
+const WASMTIME_MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
+const WASMTIME_MEMORY_GUARD_BYTES: u64 = 32 << 20;
+const WASMTIME_MEMORY_RESERVATION_FOR_GROWTH_BYTES: u64 = 2 << 30;
+
+/// Size of each fiber stack guest calls run on, in bytes (wasmtime's
+/// default `Config::async_stack_size`; wasm may use `max_wasm_stack`, 512
+/// KiB, of it, host functions the rest).
+const FIBER_STACK_BYTES: usize = 2 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { epoch_tick_ms: 1, guest_log: GuestLogLimits::default() }
+        Self {
+            epoch_tick_ms: 1,
+            guest_log: GuestLogLimits::default(),
+            memory_reservation_bytes: WASMTIME_MEMORY_RESERVATION_BYTES,
+            memory_guard_bytes: WASMTIME_MEMORY_GUARD_BYTES,
+            memory_reservation_for_growth_bytes: WASMTIME_MEMORY_RESERVATION_FOR_GROWTH_BYTES,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Settings for many instances in one process (100,000 and more): no
+    /// address space reserved beyond what each linear memory uses, and no
+    /// guard regions, so a memory is one mapping the size of its pages and
+    /// adjacent memories merge (Linux caps a process's mappings with
+    /// `vm.max_map_count`, 65,530 by default). The price: every memory
+    /// access is bounds-checked, and every grow moves (copies) the memory.
+    /// Measured in `benches/density.rs` and in wasm-system's `messaging`
+    /// bench.
+    #[must_use]
+    pub fn dense() -> Self {
+        Self {
+            memory_reservation_bytes: 0,
+            memory_guard_bytes: 0,
+            memory_reservation_for_growth_bytes: 0,
+            ..Self::default()
+        }
     }
 }
 
@@ -99,7 +157,19 @@ impl WasmEngine {
     pub fn new(config: EngineConfig) -> Result<Self, RuntimeError> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let mut wasm_config = Config::new();
-        wasm_config.wasm_component_model(true).concurrency_support(false).consume_fuel(true).epoch_interruption(true);
+        wasm_config
+            .wasm_component_model(true)
+            .concurrency_support(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_reservation(config.memory_reservation_bytes)
+            .memory_guard_size(config.memory_guard_bytes)
+            .memory_reservation_for_growth(config.memory_reservation_for_growth_bytes)
+            .async_stack_size(FIBER_STACK_BYTES);
+        // Stacks from shared mappings, not one mapping pair per instance
+        // (see `stacks.rs`).
+        #[cfg(target_os = "linux")]
+        wasm_config.with_host_stack(Arc::new(StackPool::new(FIBER_STACK_BYTES)));
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;

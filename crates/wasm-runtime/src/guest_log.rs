@@ -15,15 +15,20 @@ use std::io;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::async_trait;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// One clock for every instance's limiter: making a clock (`quanta`) reads
+/// the CPU's features each time, a few microseconds per instance started.
+static CLOCK: LazyLock<DefaultClock> = LazyLock::new(DefaultClock::default);
 
 /// How much of a guest's output reaches the host log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +74,7 @@ impl GuestLog {
         Arc::new(Self {
             component: component.into(),
             limits,
-            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            limiter: RateLimiter::direct_with_clock(Quota::per_second(per_second).allow_burst(burst), CLOCK.clone()),
             suppressed: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             stdout: Mutex::new(Vec::new()),

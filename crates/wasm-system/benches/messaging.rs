@@ -18,7 +18,9 @@
 //!   so the SDK's guest-side cost is the difference in the same run. The
 //!   bench builds that guest with `wasm-system build` first.
 //!
-//! Run: `cargo bench -p wasm-system --bench messaging`.
+//! Run: `cargo bench -p wasm-system --bench messaging` (`BENCH_ENGINE=dense`
+//! for the engine of `EngineConfig::dense()`: no memory reservations or
+//! guard regions, every access bounds-checked).
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
 mod common;
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use wasm_core::{ComponentId, Limits, MessageRouter, WasiSection};
-use wasm_runtime::{EngineConfig, WasmEngine};
+use wasm_runtime::WasmEngine;
 use wasm_system::{System, SystemEvent};
 
 fn send_command(count: u32, target: &str) -> Vec<u8> {
@@ -108,7 +110,7 @@ fn sdk_guest() -> PathBuf {
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let engine = Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine"));
+    let engine = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
     let echo_wat = "tests/fixtures/echo.wat";
     let requester_wat = "tests/fixtures/requester.wat";
     let pinger_wat = "tests/fixtures/pinger.wat";

@@ -276,6 +276,11 @@ impl System {
     ) -> Result<CompiledComponent, SystemError> {
         let engine = Arc::clone(&self.shared.engine);
         let name = id.to_string();
+        // Already compiled: no trip to the blocking pool (it costs a thread
+        // hand-off per instance when thousands start).
+        if let Source::Compiled(component) = source {
+            return Ok(component);
+        }
         let compiled = tokio::task::spawn_blocking(move || match source {
             Source::File(path) => engine.load_file(&path),
             Source::Bytes(bytes) => engine.load(&name, &bytes),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use wasm_core::ComponentManifest;
+use wasm_runtime::EngineConfig;
 
 /// How long any wait in a bench may take.
 pub(crate) const BOUND: Duration = Duration::from_secs(60);
@@ -26,4 +27,13 @@ pub(crate) fn payload64() -> Vec<u8> {
     let mut payload = vec![0x55];
     payload.resize(64, b'x');
     payload
+}
+
+/// The engine settings a bench runs with: wasmtime's defaults, or
+/// `EngineConfig::dense()` when `BENCH_ENGINE=dense`.
+pub(crate) fn engine_config() -> EngineConfig {
+    match std::env::var("BENCH_ENGINE").as_deref() {
+        Ok("dense") => EngineConfig::dense(),
+        _ => EngineConfig::default(),
+    }
 }
