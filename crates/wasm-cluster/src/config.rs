@@ -16,6 +16,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// The default capacity of the outgoing queue, in envelopes and outcomes.
 pub const DEFAULT_OUTGOING_QUEUE: usize = 65_536;
 
+/// The default capacity of the NATS client's command channel (async-nats's
+/// own default), in commands.
+pub const DEFAULT_CLIENT_CAPACITY: usize = 2048;
+
 /// The default acknowledgement timeout: 5 s.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,6 +61,12 @@ pub struct ClusterConfig {
     /// [`DEFAULT_ACK_TIMEOUT`], 5 s): a message is dead-lettered, a request
     /// fails with `delivery-failed`. Must not be zero.
     pub ack_timeout: Duration,
+    /// Capacity of the NATS client's command channel (async-nats's
+    /// `client_capacity`; default [`DEFAULT_CLIENT_CAPACITY`], 2048), in
+    /// commands: `send` hands an envelope straight to it while it has room
+    /// and nothing waits in the outgoing queue, else queues it. While the
+    /// client reconnects, it fills. Must not be zero.
+    pub client_capacity: usize,
 }
 
 impl ClusterConfig {
@@ -74,6 +84,7 @@ impl ClusterConfig {
             tls: None,
             outgoing_queue: DEFAULT_OUTGOING_QUEUE,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            client_capacity: DEFAULT_CLIENT_CAPACITY,
         }
     }
 
@@ -93,6 +104,9 @@ impl ClusterConfig {
         }
         if self.heartbeat.is_zero() {
             return invalid("heartbeat must not be zero".to_owned());
+        }
+        if self.client_capacity == 0 {
+            return invalid("client_capacity must not be zero".to_owned());
         }
         if self.ack_timeout.is_zero() {
             return invalid("ack_timeout must not be zero".to_owned());
@@ -179,6 +193,7 @@ mod tests {
         assert!(with(&|c| c.heartbeat = Duration::ZERO).is_err());
         assert!(with(&|c| c.outgoing_queue = 0).is_err());
         assert!(with(&|c| c.ack_timeout = Duration::ZERO).is_err());
+        assert!(with(&|c| c.client_capacity = 0).is_err());
         assert!(
             with(&|c| c.tls = Some(TlsConfig { client_cert: Some("c.pem".into()), ..TlsConfig::default() })).is_err()
         );

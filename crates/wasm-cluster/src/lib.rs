@@ -91,8 +91,8 @@ mod transport;
 mod wire;
 
 pub use config::{
-    ClusterAuth, ClusterConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_OUTGOING_QUEUE, DEFAULT_PREFIX,
-    TlsConfig,
+    ClusterAuth, ClusterConfig, DEFAULT_ACK_TIMEOUT, DEFAULT_CLIENT_CAPACITY, DEFAULT_HEARTBEAT,
+    DEFAULT_OUTGOING_QUEUE, DEFAULT_PREFIX, TlsConfig,
 };
 pub use error::{BoxError, ClusterError};
 pub use stats::ClusterStats;

@@ -1,14 +1,14 @@
 //! [`NatsTransport`]: [`RemoteTransport`] over NATS.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use wasm_core::{
@@ -41,8 +41,10 @@ const FLOW_TICK: Duration = Duration::from_millis(10);
 /// `shutdown` stops the tasks at once; the others then forget this node
 /// after 3 heartbeats.
 ///
-/// The sending methods never block and never await: they encode and push
-/// onto a bounded queue that a publisher task drains into the NATS client.
+/// The sending methods never block and never await: they encode and hand
+/// the message straight to the NATS client's command channel when it has
+/// room and nothing of this host's waits ahead of it, else push it onto a
+/// bounded queue that a publisher task drains into the client.
 /// The client reconnects by itself, forever; what is published while the
 /// broker is away waits in the client's and this queue's buffers, and the
 /// queue refuses with `queue-full` once it is full.
@@ -91,6 +93,11 @@ struct Shared {
     /// What each sending session sent here, for the acknowledgements.
     inbound_flow: Mutex<Inbound>,
     ack_timeout: Duration,
+    /// Envelopes in the outgoing queue or being published by the publisher
+    /// task: while there are any, `send` queues behind them (an envelope
+    /// handed to the client directly would overtake them, and the receiving
+    /// host would see a gap in the sequence).
+    queued_envelopes: AtomicUsize,
 }
 
 /// One item of the outgoing queue.
@@ -144,6 +151,7 @@ impl NatsTransport {
             .name(format!("airssys-{}", config.node))
             // A host never needs what it publishes itself.
             .no_echo()
+            .client_capacity(config.client_capacity)
             .max_reconnects(None)
             .event_callback(move |event| {
                 let node = node.clone();
@@ -171,6 +179,7 @@ impl NatsTransport {
             outbound: Mutex::new(Outbound::new(session_id())),
             inbound_flow: Mutex::new(Inbound::default()),
             ack_timeout: config.ack_timeout,
+            queued_envelopes: AtomicUsize::new(0),
         });
         Ok(Arc::new(Self { shared, outgoing: Mutex::new(Some(receiver)), tasks: Mutex::new(Tasks::default()) }))
     }
@@ -340,9 +349,28 @@ impl RemoteTransport for NatsTransport {
                 return Err(SendError::new(MessagingError::QueueFull, envelope.payload));
             }
         };
-        let headers = wire::envelope_headers(&line, envelope.kind, outbound.session(), seq, &envelope.trace);
-        let item =
-            Outgoing::Envelope { subject, headers, body: Bytes::from(envelope.payload), node: node.to_owned(), seq };
+        let headers = || wire::envelope_headers(&line, envelope.kind, outbound.session(), seq, &envelope.trace);
+        let body = Bytes::from(envelope.payload);
+        // Straight into the client's channel when nothing of ours is ahead
+        // of it and the channel has room (no hop through the publisher
+        // task); else through the queue.
+        if shared.queued_envelopes.load(Ordering::Acquire) == 0 {
+            match shared.client.publish_with_headers(subject.clone(), headers(), body.clone()).now_or_never() {
+                Some(Ok(())) => {
+                    Counters::bump(&shared.counters.sent);
+                    return Ok(());
+                }
+                Some(Err(error)) => {
+                    outbound.unreserve(node, seq);
+                    Counters::bump(&shared.counters.publish_failed);
+                    let error = MessagingError::DeliveryFailed(format!("cannot publish: {error}"));
+                    return Err(SendError::new(error, Vec::from(body)));
+                }
+                // The client's channel is full: the dropped future sent nothing.
+                None => {}
+            }
+        }
+        let item = Outgoing::Envelope { subject, headers: headers(), body, node: node.to_owned(), seq };
         // The body comes back out of a refused item without a copy (the
         // `Bytes` is the only owner of the vector).
         let refused = |item: Outgoing| match item {
@@ -351,7 +379,10 @@ impl RemoteTransport for NatsTransport {
         };
         // Queued under the lock: the queue's order is the numbers' order.
         match shared.outgoing.try_send(item) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                shared.queued_envelopes.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(item)) => {
                 outbound.unreserve(node, seq);
                 Counters::bump(&shared.counters.dropped_queue_full);
@@ -420,6 +451,17 @@ impl Shared {
         };
         let subject = self.subjects.outcome(node);
         let (headers, body) = wire::encode_outcome(&outcome);
+        // Outcomes keep no order among themselves: straight into the
+        // client's channel when it has room.
+        match self.client.publish_with_headers(subject.clone(), headers, body).now_or_never() {
+            Some(Ok(())) => return Counters::bump(&self.counters.outcomes_sent),
+            Some(Err(error)) => {
+                Counters::bump(&self.counters.publish_failed);
+                return tracing::warn!(node = %self.node, %error, id = %outcome.id, "cannot publish an outcome");
+            }
+            None => {}
+        }
+        let (headers, body) = wire::encode_outcome(&outcome);
         if let Err(error) = self.outgoing.try_send(Outgoing::Outcome { subject, headers, body }) {
             if matches!(error, mpsc::error::TrySendError::Full(_)) {
                 Counters::bump(&self.counters.dropped_queue_full);
@@ -459,7 +501,12 @@ impl Shared {
             }
             Outgoing::Announce => return self.publish_announcement().await,
         };
-        match self.client.publish_with_headers(subject, headers, body).await {
+        let published = self.client.publish_with_headers(subject, headers, body).await;
+        if sequenced.is_some() {
+            // In the client's channel (or failed): a direct send may follow.
+            self.queued_envelopes.fetch_sub(1, Ordering::AcqRel);
+        }
+        match published {
             Ok(()) => Counters::bump(counter),
             Err(error) => {
                 Counters::bump(&self.counters.publish_failed);

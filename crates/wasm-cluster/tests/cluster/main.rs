@@ -181,21 +181,39 @@ async fn envelope_malformed_or_for_another_node_is_dropped_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_refuses_when_the_queue_is_full_and_after_shutdown() {
-    let broker = Broker::start();
+    let mut broker = Broker::start();
     let mut config = ClusterConfig::new(broker.url(), "a");
     config.outgoing_queue = 1;
-    // Not started: nothing drains the queue.
+    config.client_capacity = 1;
+    // Not started: nothing drains the outgoing queue.
     let a = NatsTransport::connect(config).await.expect("connect");
     // Every refusal hands the payload back.
     let send = |envelope: RemoteEnvelope| a.send(envelope).map_err(SendError::into_parts);
     let payload = envelope(RemoteKind::Message, b"{}").payload;
-    a.send(envelope(RemoteKind::Message, b"{}")).expect("the first fits");
-    assert_eq!(send(envelope(RemoteKind::Message, b"{}")), Err((MessagingError::QueueFull, payload.clone())));
-    assert_eq!(a.stats().dropped_queue_full, 1);
     let mut unqualified = envelope(RemoteKind::Message, b"{}");
     unqualified.target = id("echo");
     assert!(matches!(send(unqualified), Err((MessagingError::InvalidMessage(_), p)) if p == payload));
 
+    // With the broker gone the client stops draining its channel (one
+    // command) while it reconnects: then the outgoing queue (one envelope)
+    // takes the next, and the one after is refused.
+    broker.kill();
+    let mut accepted = 0;
+    let refused = loop {
+        assert!(accepted < 10_000, "no refusal after {accepted} sends");
+        match send(envelope(RemoteKind::Message, b"{}")) {
+            Ok(()) => accepted += 1,
+            Err(refused) => break refused,
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused, (MessagingError::QueueFull, payload.clone()));
+    assert_eq!(a.stats().dropped_queue_full, 1);
+    // Refused sends are not counted as sent to b.
+    let to_b = a.node_stats().into_iter().find(|s| s.node == "b").expect("b");
+    assert_eq!(to_b.messages_sent, accepted, "{to_b:?}");
+
+    broker.restart();
     a.shutdown().await.expect("shutdown");
     let closed = send(envelope(RemoteKind::Message, b"{}"));
     assert!(matches!(closed, Err((MessagingError::DeliveryFailed(_), ref p)) if *p == payload), "{closed:?}");
