@@ -1,7 +1,8 @@
 //! Density: how many idle instances one process holds, how fast they start,
 //! and what each costs in resident memory.
 //!
-//! Starts `DENSITY_N` (default 100,000) instances of the echo fixture
+//! Starts `DENSITY_N` (default 100,000; 1,000 when `cargo test` runs it as a
+//! smoke test) instances of the echo fixture
 //! (`tests/fixtures/echo.wat`, compiled once) in one running [`System`],
 //! then sends one request to every instance and checks that each answered
 //! with its own payload. Prints:
@@ -70,8 +71,10 @@ fn engine_config() -> EngineConfig {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this binary takes no arguments.
-    let n: usize = std::env::var("DENSITY_N").ok().map_or(100_000, |v| v.parse().expect("DENSITY_N: a number"));
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, as a smoke test of 1,000 instances.
+    let default_n = if std::env::args().any(|arg| arg == "--bench") { 100_000 } else { 1_000 };
+    let n: usize = std::env::var("DENSITY_N").ok().map_or(default_n, |v| v.parse().expect("DENSITY_N: a number"));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let engine = Arc::new(WasmEngine::new(engine_config()).expect("engine"));
     let compiled = engine.load_file(&root().join("tests/fixtures/echo.wat")).expect("echo.wat");
