@@ -288,7 +288,7 @@ impl Outbound {
 
     /// Numbers an envelope from `sender` to `target` (`name@node`) and
     /// counts it outstanding, if the target has credit left: its granted
-    /// window, or `announced` before the first grant.
+    /// window, or `announced()` before the first grant (asked only then).
     ///
     /// # Errors
     /// [`NoCredit`] when the target's outstanding envelopes fill its credit
@@ -299,7 +299,7 @@ impl Outbound {
         target: &ComponentId,
         sender: &ComponentId,
         kind: Kind,
-        announced: u64,
+        announced: impl FnOnce() -> u64,
         now: Instant,
     ) -> Result<u64, NoCredit> {
         // Looked up before inserting: no allocation on the hot path.
@@ -309,7 +309,7 @@ impl Outbound {
         let out = self.nodes.get_mut(node).expect("inserted above");
         let target = out.target_slot(target);
         let credit = &mut out.targets[target as usize];
-        let window = credit.window.unwrap_or(announced);
+        let window = credit.window.unwrap_or_else(announced);
         if credit.outstanding >= window {
             out.stats.credit_refusals += 1;
             return Err(NoCredit { credit: window });
@@ -652,7 +652,7 @@ mod tests {
 
     /// A message from `s@a`.
     fn message(out: &mut Outbound, target: &ComponentId, announced: u64, now: Instant) -> Result<u64, NoCredit> {
-        out.reserve(target.node().expect("qualified"), target, &id("s@a"), Kind::Message, announced, now)
+        out.reserve(target.node().expect("qualified"), target, &id("s@a"), Kind::Message, || announced, now)
     }
 
     #[test]
@@ -745,7 +745,7 @@ mod tests {
         let (request_id, trace) = (CorrelationId::generate(), TraceContext::new_root());
         let request = Kind::Request { id: request_id, trace };
         message(&mut out, &id("echo@b"), 10, now).expect("credit");
-        out.reserve("b", &id("echo@b"), &id("r@a"), request, 10, now).expect("credit");
+        out.reserve("b", &id("echo@b"), &id("r@a"), request, || 10, now).expect("credit");
         message(&mut out, &id("echo@c"), 10, now).expect("credit");
         let ended = out.node_left("b");
         assert_eq!(ended.len(), 2);

@@ -340,7 +340,8 @@ impl RemoteTransport for NatsTransport {
             RemoteKind::Message => Kind::Message,
             RemoteKind::Request { id, .. } => Kind::Request { id, trace: envelope.trace },
         };
-        let announced = shared.directory.credit(&envelope.target).unwrap_or(flow::DEFAULT_CREDIT);
+        // Read from the directory only before the target's first grant.
+        let announced = || shared.directory.credit(&envelope.target).unwrap_or(flow::DEFAULT_CREDIT);
         let mut outbound = lock(&shared.outbound);
         let seq = match outbound.reserve(node, &envelope.target, &envelope.sender, kind, announced, Instant::now()) {
             Ok(seq) => seq,
@@ -523,7 +524,7 @@ impl Shared {
     /// a dead letter, a request as its `delivery-failed` outcome (a request
     /// the other host refused was answered by that host already).
     fn report(&self, ended: impl IntoIterator<Item = Undelivered>) {
-        let inbound = self.inbound.get().and_then(Weak::upgrade);
+        let inbound = self.host();
         for Undelivered { sent, target, loss, reason } in ended {
             tracing::debug!(node = %self.node, %target, %loss, %reason, "undelivered");
             let Some(inbound) = &inbound else { continue };
@@ -565,11 +566,15 @@ impl Shared {
         }
     }
 
+    /// The host `start` was given, while it lives.
+    fn host(&self) -> Option<Arc<dyn RemoteInbound>> {
+        self.inbound.get().and_then(Weak::upgrade)
+    }
+
     /// The acknowledgements due now, with their credits.
-    async fn flush_acks(&self, inbound: &Weak<dyn RemoteInbound>) {
-        let host = inbound.upgrade();
-        let free = |name: &str| host.as_ref().and_then(|h| h.free_slots(name));
-        let acks = lock(&self.inbound_flow).take_acks(&self.node, Instant::now(), free);
+    async fn flush_acks(&self) {
+        let host = self.host();
+        let acks = lock(&self.inbound_flow).take_acks(&self.node, Instant::now(), |name| free_slots(&host, name));
         self.publish_acks(acks).await;
     }
 
@@ -581,8 +586,8 @@ impl Shared {
         loop {
             ticks.tick().await;
             let now = Instant::now();
-            let host = self.inbound.get().and_then(Weak::upgrade);
-            let free = |name: &str| host.as_ref().and_then(|h| h.free_slots(name));
+            let host = self.host();
+            let free = |name: &str| free_slots(&host, name);
             let acks = {
                 let mut flow = lock(&self.inbound_flow);
                 let mut acks = flow.take_acks(&self.node, now, free);
@@ -606,9 +611,9 @@ impl Shared {
     /// free slots divided among the live hosts as the credit each starts
     /// with.
     async fn publish_announcement(&self) {
-        let host = self.inbound.get().and_then(Weak::upgrade);
+        let host = self.host();
         let hosts = self.directory.live_nodes(Instant::now()).max(1) as u64;
-        let credit = |name: &str| host.as_ref().and_then(|h| h.free_slots(name)).map(|free| free / hosts);
+        let credit = |name: &str| free_slots(&host, name).map(|free| free / hosts);
         let body = Announcement::new(&self.node, self.heartbeat, &lock(&self.local), credit).to_json();
         drop(host);
         if let Err(error) = self.client.publish(self.subjects.directory.clone(), body.into()).await {
@@ -632,7 +637,7 @@ impl Shared {
     async fn envelope_loop(self: Arc<Self>, mut subscriber: Subscriber, inbound: Weak<dyn RemoteInbound>) {
         while let Some(message) = subscriber.next().await {
             if self.on_envelope(&message, &inbound) {
-                self.flush_acks(&inbound).await;
+                self.flush_acks().await;
             }
         }
     }
@@ -802,6 +807,12 @@ impl Drop for Taken<'_> {
             *lock(self.slot) = Some(receiver);
         }
     }
+}
+
+/// Component `name`'s free mailbox slots on `host` (none when the host is
+/// gone or runs no such component).
+fn free_slots(host: &Option<Arc<dyn RemoteInbound>>, name: &str) -> Option<u64> {
+    host.as_ref().and_then(|host| host.free_slots(name))
 }
 
 /// Locks `mutex`, a poisoned one too (every critical section here leaves

@@ -763,6 +763,14 @@ impl Router {
         }
     }
 
+    /// Whether `target` names a component of another node (a `name@node`
+    /// whose node is not this host's, in a cluster): the remote path of
+    /// [`Router::route`].
+    #[must_use]
+    pub fn is_remote(&self, target: &str) -> bool {
+        matches!(self.route(Target::Text(target)), Route::Remote(_))
+    }
+
     /// The policy step for a target on another node: the sender's part, then
     /// the directory (`target-not-found` for a component no live host
     /// announced, `invalid-message` for a codec it does not accept).

@@ -359,11 +359,11 @@ async fn run_app(
         tracing::info!(node = %wasm_core::RemoteTransport::node(transport.as_ref()), "joined the cluster");
         // `[cluster] requires`, and the other nodes' components the app
         // injects into: announced before anything is sent.
-        let own = wasm_core::RemoteTransport::node(transport.as_ref()).to_owned();
+        let host = system.host_handle();
         let mut requires = app.manifest.cluster.as_ref().map_or_else(Vec::new, |c| c.requires.clone());
         for injection in &app.manifest.injections {
             let target = injection.to.to_string();
-            if injection.to.node().is_some_and(|node| node != own) && !requires.contains(&target) {
+            if host.is_remote(&target) && !requires.contains(&target) {
                 requires.push(target);
             }
         }

@@ -822,10 +822,7 @@ impl HostHandle {
     /// with a node other than this host's, in a cluster).
     #[must_use]
     pub fn is_remote(&self, target: &str) -> bool {
-        match (target.split_once('@'), self.router.node()) {
-            (Some((_, node)), Some(own)) => node != own,
-            _ => false,
-        }
+        self.router.is_remote(target)
     }
 }
 
