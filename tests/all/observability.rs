@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use wasm_core::{MessagingError, RequestError};
 use wasm_messaging::DeadLetterCause;
-use wasm_system::metrics::{HANDLER_DURATION, HANDLER_DURATION_BUCKETS};
+use wasm_system::metrics::{HANDLER_DURATION, HANDLER_DURATION_BUCKETS, REQUEST_DURATION};
 use wasm_system::{ComponentStats, System, SystemEvent};
 use wasm_tests::{Harness, RecordingAudit, cmd_send, compiled, engine, manifest, raw};
 
@@ -95,6 +95,11 @@ fn prometheus() -> &'static PrometheusHandle {
                 &HANDLER_DURATION_BUCKETS,
             )
             .expect("buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(REQUEST_DURATION.into()),
+                &HANDLER_DURATION_BUCKETS,
+            )
+            .expect("buckets")
             .install_recorder()
             .expect("the one recorder of this test binary")
     })
@@ -156,6 +161,14 @@ async fn observability_metrics_pass_promtool_and_equal_the_hosts_counts() {
         // One duration per handler that returned or trapped.
         let calls = s.handled + s.callbacks_handled + s.crashes;
         assert_eq!(value(&format!("{HANDLER_DURATION}_count")), expect(calls), "{id}");
+        // One round trip per callback handled: the requests this component
+        // sent, timed from their registration (none for the others).
+        let round_trips = value(&format!("{REQUEST_DURATION}_count")).unwrap_or(0.0);
+        assert_eq!(Some(round_trips), expect(s.callbacks_handled), "{id}\n{text}");
+        if s.callbacks_handled > 0 {
+            let total = value(&format!("{REQUEST_DURATION}_sum")).expect("a sum beside the count");
+            assert!(total > 0.0, "{id}: a round trip takes time\n{text}");
+        }
     }
     let series = |name: &str, labels: &str| sample(&text, &format!("{name}{{{labels}}}"));
     assert_eq!(series("airssys_refused_total", "component=\"requester\",kind=\"permission-denied\""), Some(1.0));

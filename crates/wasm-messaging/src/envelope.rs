@@ -40,6 +40,10 @@ pub enum Envelope {
         /// The requester's pending-request slot, given back when the
         /// callback settles (or the envelope is dropped unqueued).
         slot: QuotaSlot,
+        /// When the request was registered ([`crate::Requester::registered_ns`]),
+        /// so its actor can measure the round trip with
+        /// [`crate::Router::elapsed_since`].
+        registered_ns: u64,
     },
 }
 

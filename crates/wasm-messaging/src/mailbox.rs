@@ -15,6 +15,10 @@
 //! [`Mailbox::try_send_callback`], so the router can deliver a short
 //! `target-failed` in its place ([`Mailbox::send_callback`] always takes it).
 
+// Every refusal hands the envelope back (128 bytes), by design: the caller
+// keeps it, and nothing is lost or copied to the heap on the refusal path.
+#![allow(clippy::result_large_err, reason = "a refusal returns the envelope itself")]
+
 use std::fmt;
 
 use tokio::sync::{Notify, mpsc};
@@ -306,6 +310,10 @@ impl MailboxReceiver {
     /// Cancel-safe: if the future is dropped before it completes, no
     /// envelope is lost (it relies on tokio's cancel-safe `recv`).
     pub async fn recv(&mut self) -> Option<Envelope> {
+        // What is queued is taken without arming either channel's wait.
+        if let Some(envelope) = self.try_recv() {
+            return Some(envelope);
+        }
         tokio::select! {
             biased;
             Some(env) = self.callbacks.recv() => Some(self.took_callback(env)),
@@ -406,6 +414,7 @@ mod tests {
                 outcome: Ok(vec![0x55]),
                 trace: TraceContext::new_root(),
                 slot: test_slot(),
+                registered_ns: 0,
             })
             .expect("callbacks are unbounded");
         assert_eq!(mailbox.len(), 3);
@@ -434,6 +443,7 @@ mod byte_tests {
             outcome: Ok(vec![0x55; bytes]),
             trace: TraceContext::new_root(),
             slot: super::tests::test_slot(),
+            registered_ns: 0,
         }
     }
 

@@ -55,6 +55,11 @@ pub struct Requester {
     pub reply: ReplyTo,
     /// The sending span's context (W3C trace context).
     pub trace: TraceContext,
+    /// When the request was registered, in ns on the router's clock
+    /// ([`crate::Router::now_ns`]), read back with
+    /// [`crate::Router::elapsed_since`] when its callback has run (the
+    /// request latency histogram).
+    pub registered_ns: u64,
 }
 
 impl RequestOwner for Requester {

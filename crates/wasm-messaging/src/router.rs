@@ -369,6 +369,21 @@ impl Router {
         }
     }
 
+    /// The router's clock in ns since it started (the tracker's TSC clock,
+    /// about 10 ns a read): what [`Requester::registered_ns`] holds.
+    #[must_use]
+    pub fn now_ns(&self) -> u64 {
+        self.tracker.clock().now_ns()
+    }
+
+    /// Time since `since_ns` (from [`Router::now_ns`]); for example a
+    /// request's round trip, read from its [`Requester::registered_ns`] as
+    /// its callback ends. Zero for a time ahead of the clock.
+    #[must_use]
+    pub fn elapsed_since(&self, since_ns: u64) -> Duration {
+        Duration::from_nanos(self.now_ns().saturating_sub(since_ns))
+    }
+
     /// Drops every request pending from `owner` (its instance crashed or it
     /// stopped, or, for `host`, the system shut down; the new instance does
     /// not know them): each is counted as dropped and gets no callback (a
@@ -382,7 +397,9 @@ impl Router {
 
     /// Hands `outcome` to the requester the entry names: a host request's
     /// future at once, a component through its callback queue.
+    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn deliver(&self, id: CorrelationId, pending: PendingRequest<Requester>, outcome: Outcome, trace: TraceContext) {
+        let registered_ns = pending.owner.registered_ns;
         let slot = match pending.owner.reply {
             ReplyTo::Host(reply) => {
                 // The future may be gone (dropped after the outcome was
@@ -414,7 +431,7 @@ impl Router {
             // `target-failed`, so the requester still gets its one callback.
             match outcome {
                 Ok(_) | Err(RequestError::HandlerError(_)) => {
-                    match mailbox.try_send_callback(Envelope::Callback { id, outcome, trace, slot }) {
+                    match mailbox.try_send_callback(Envelope::Callback { id, outcome, trace, slot, registered_ns }) {
                         Err(MailboxError::Full(refused)) => {
                             self.counters.responses_refused.fetch_add(1, Ordering::Relaxed);
                             let reason = format!(
@@ -428,12 +445,12 @@ impl Router {
                                 unreachable!("try_send_callback hands back the callback it was given")
                             };
                             let outcome = Err(RequestError::TargetFailed(reason));
-                            mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot })
+                            mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot, registered_ns })
                         }
                         other => other,
                     }
                 }
-                Err(_) => mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot }),
+                Err(_) => mailbox.send_callback(Envelope::Callback { id, outcome, trace, slot, registered_ns }),
             }
         });
         // A closed mailbox hands the envelope back; dropping it gives the
@@ -855,7 +872,11 @@ impl Router {
             }
         };
         let trace = checked.trace;
-        let id = self.tracker.register(Requester { reply, trace }, checked.target.clone(), timeout_ms);
+        let id = self.tracker.register(
+            Requester { reply, trace, registered_ns: self.now_ns() },
+            checked.target.clone(),
+            timeout_ms,
+        );
         let envelope = RemoteEnvelope {
             sender: checked.qualified,
             target: checked.target,
@@ -1049,6 +1070,7 @@ impl Router {
 
     /// The message path without the audit of a refusal: the refusal and
     /// the message come back.
+    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn send_message_unaudited(
         &self,
         origin: Origin<'_>,
@@ -1152,7 +1174,9 @@ impl Router {
         // timeout firing at once) can never settle ahead of it. The slot was
         // reserved, so queueing cannot fail.
         let queued = self.accounting.enqueue(Enqueued::Request, || {
-            let id = self.tracker.register(Requester { reply, trace }, target_actor.id().clone(), timeout_ms);
+            let registered_ns = self.now_ns();
+            let id =
+                self.tracker.register(Requester { reply, trace, registered_ns }, target_actor.id().clone(), timeout_ms);
             permit.send(Envelope::Request { sender: origin.sender.clone(), id, payload: request, trace });
             Ok::<_, Infallible>(id)
         });
@@ -1201,6 +1225,7 @@ pub const REMOTE_RESPONSE_GRACE_MS: u64 = 5_000;
 /// target is one of its components, accepts the codec, and its mailbox has
 /// room (by count and bytes).
 impl RemoteInbound for Router {
+    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn deliver(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError> {
         let RemoteEnvelope { sender, target, kind, payload, trace } = envelope;
         let local = self.remote.get().is_some_and(|t| target.node() == Some(t.node()));
@@ -1236,7 +1261,11 @@ impl RemoteInbound for Router {
                 let reply = ReplyTo::Remote(Box::new(RemoteRequester { requester: sender.clone(), id }));
                 let keep_ms = timeout_ms.saturating_add(REMOTE_RESPONSE_GRACE_MS);
                 let queued = self.accounting.enqueue(Enqueued::Request, || {
-                    let local_id = self.tracker.register(Requester { reply, trace }, actor.id().clone(), keep_ms);
+                    let local_id = self.tracker.register(
+                        Requester { reply, trace, registered_ns: self.now_ns() },
+                        actor.id().clone(),
+                        keep_ms,
+                    );
                     permit.send(Envelope::Request { sender, id: local_id, payload, trace });
                     Ok::<_, Infallible>(())
                 });

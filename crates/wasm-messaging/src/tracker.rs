@@ -31,12 +31,13 @@
 //! owner's index (16-byte key + one control byte). At 1,000,000 pending the
 //! map has 2^21 slots: `2^21 * (41 + 17) / 10^6 + 24 * 2^20 / 10^6`, about
 //! 147 bytes per request (the tracker bench measures it, with `ComponentId`
-//! owners). The router's owner, [`crate::Requester`], is 48 bytes: the way
+//! owners). The router's owner, [`crate::Requester`], is 56 bytes: the way
 //! back ([`crate::ReplyTo`], 16 bytes: a quota slot or a one-shot sender, and
-//! the tag) and the sending span's trace context (25 bytes, padded), so a
-//! timeout stays in the requester's trace. That is 40 more per map slot than
-//! an 8-byte owner: `2^21 * (81 + 17) / 10^6 + 24 * 2^20 / 10^6`, about 231
-//! bytes per pending request (164 without the trace context).
+//! the tag), the sending span's trace context (25 bytes, padded), so a
+//! timeout stays in the requester's trace, and the registration time (8
+//! bytes, for the request latency histogram). That is 48 more per map slot
+//! than an 8-byte owner: `2^21 * (89 + 17) / 10^6 + 24 * 2^20 / 10^6`, about
+//! 248 bytes per pending request.
 //!
 //! **Per-owner index.** A crash or stop drops the requests pending from one
 //! component ([`PendingRequests::drain_owner`]); the index makes that
@@ -652,7 +653,7 @@ mod tests {
     fn slot_and_timer_entry_sizes_stay_compact() {
         assert_eq!(size_of::<(SlotKey, PendingRequest<ComponentId>)>(), 40);
         assert_eq!(size_of::<crate::ReplyTo>(), 16);
-        assert_eq!(size_of::<(SlotKey, PendingRequest<crate::Requester>)>(), 80, "the router's owner: 48 bytes");
+        assert_eq!(size_of::<(SlotKey, PendingRequest<crate::Requester>)>(), 88, "the router's owner: 56 bytes");
         assert_eq!(size_of::<TimerEntry>(), 24);
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Actor {
     pub(crate) stop: watch::Receiver<Option<&'static str>>,
     /// Where each handler's duration goes, when metrics are on.
     pub(crate) handler_duration: Option<metrics::Histogram>,
+    /// Where the round trip of each request this component sent goes (from
+    /// registration to its callback handled), when metrics are on.
+    pub(crate) request_duration: Option<metrics::Histogram>,
 }
 
 impl Actor {
@@ -71,13 +74,23 @@ impl Actor {
     /// hands out can borrow it while the actor handles it.
     pub(crate) async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
         let reason = loop {
+            // The stop signal comes first: an atomic read of its version
+            // while it has not changed, so a busy actor checks it before
+            // every envelope for almost nothing. An envelope already queued
+            // is taken in the first poll of `recv` (no wait armed); the
+            // coop budget makes a busy actor give its worker to the other
+            // tasks every 128 envelopes, as an awaited channel would.
+            if let Some(reason) = stop_signalled(&self.stop) {
+                break Stop::Told(reason.to_owned());
+            }
+            tokio::task::consume_budget().await;
             let delivery = tokio::select! {
                 biased;
-                reason = self.stop.wait_for(Option::is_some) => break Stop::Told(stop_reason(reason).to_owned()),
                 delivery = inbox.recv() => match delivery {
                     Some(delivery) => delivery,
                     None => break Stop::OnItsOwn("mailbox closed".to_owned()),
                 },
+                reason = self.stop.wait_for(Option::is_some) => break Stop::Told(stop_reason(reason).to_owned()),
             };
             // A panic leaves the delivery inside the dropped future, whose
             // `Drop` dead-letters it (a request's requester: `target-failed`).
@@ -106,6 +119,10 @@ impl Actor {
     /// Handles one envelope. `Err` means the component must stop.
     async fn handle(&mut self, delivery: Delivery<'_>) -> Result<(), Stop> {
         let envelope = delivery.envelope();
+        let registered_ns = match envelope {
+            Envelope::Callback { registered_ns, .. } => Some(*registered_ns),
+            Envelope::Message { .. } | Envelope::Request { .. } => None,
+        };
         let parent = *envelope.trace();
         let trace = parent.child();
         let span = handler_span(self.me.id(), envelope, trace, parent);
@@ -114,7 +131,8 @@ impl Actor {
             return Ok(());
         };
         let stop = &mut self.stop;
-        let started = self.handler_duration.is_some().then(Instant::now);
+        // The router's TSC clock: a fifth of the cost of `Instant::now` here.
+        let started = self.handler_duration.is_some().then(|| self.shared.router.now_ns());
         // A host panic inside the call (a host function, the router, an
         // audit sink) is caught here, while the delivery is still at hand,
         // so the requester's `target-failed` names the panic.
@@ -133,7 +151,7 @@ impl Actor {
         .catch_unwind()
         .await;
         if let (Some(histogram), Some(started)) = (&self.handler_duration, started) {
-            histogram.record(started.elapsed());
+            histogram.record(self.shared.router.elapsed_since(started));
         }
         let called = match called {
             Ok(called) => called,
@@ -149,6 +167,9 @@ impl Actor {
                 span.record("outcome", if result.is_ok() { "ok" } else { "handler-error" });
                 self.emit(&delivery, (trace, parent), &result);
                 delivery.handled(result, trace);
+                if let (Some(histogram), Some(registered_ns)) = (&self.request_duration, registered_ns) {
+                    histogram.record(self.shared.router.elapsed_since(registered_ns));
+                }
                 self.intensity.on_success();
                 return Ok(());
             }
@@ -348,6 +369,17 @@ fn handled_event(
         result: result.clone(),
         trace,
         parent,
+    }
+}
+
+/// The reason to stop, if the actor was told to: `None` while the signal is
+/// unchanged (one atomic read); a dropped sender (the system gone) is a
+/// shutdown.
+fn stop_signalled(stop: &watch::Receiver<Option<&'static str>>) -> Option<&'static str> {
+    match stop.has_changed() {
+        Ok(false) => None,
+        Ok(true) => *stop.borrow(),
+        Err(_) => Some(SHUTDOWN),
     }
 }
 

@@ -250,8 +250,8 @@ fn otlp_exporter(endpoint: Option<&str>) -> anyhow::Result<Option<OtlpTracing>> 
     Ok(Some(otlp))
 }
 
-/// Serves `/metrics` at `addr` with the handler duration histogram's
-/// buckets, as the process's metrics recorder.
+/// Serves `/metrics` at `addr` with the handler and request duration
+/// histograms' buckets, as the process's metrics recorder.
 fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     PrometheusBuilder::new()
@@ -261,6 +261,11 @@ fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
             &wasm_system::metrics::HANDLER_DURATION_BUCKETS,
         )
         .context("the handler duration buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full(wasm_system::metrics::REQUEST_DURATION.to_owned()),
+            &wasm_system::metrics::HANDLER_DURATION_BUCKETS,
+        )
+        .context("the request duration buckets")?
         .install()
         .with_context(|| format!("serving metrics at {addr}"))?;
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");

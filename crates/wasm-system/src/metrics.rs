@@ -51,6 +51,10 @@ pub const CRASHES: &str = "airssys_crashes_total";
 pub const RESTARTS: &str = "airssys_restarts_total";
 /// Time a component's handler took, seconds (histogram).
 pub const HANDLER_DURATION: &str = "airssys_handler_duration_seconds";
+/// A component's request round trip as it sees it, seconds (histogram):
+/// from `send-request` accepted to the end of its `handle-callback` for
+/// that request (response, error, timeout or cancellation alike).
+pub const REQUEST_DURATION: &str = "airssys_request_duration_seconds";
 /// Requests in the correlation tracker (gauge, all requesters).
 pub const TRACKER_PENDING: &str = "airssys_tracker_pending_requests";
 /// Requests that ended, by outcome (label `outcome`: `completed`, `failed`,
@@ -81,9 +85,9 @@ pub const CLUSTER_RECEIVED: &str = "airssys_cluster_received_total";
 /// Envelopes from another node that this host refused (label `node`).
 pub const CLUSTER_REFUSED_HERE: &str = "airssys_cluster_refused_here_total";
 
-/// The buckets of [`HANDLER_DURATION`], seconds: 10 us to 10 s, about
-/// three per decade (guest handlers range from microseconds to the time
-/// budget).
+/// The buckets of [`HANDLER_DURATION`] and [`REQUEST_DURATION`], seconds:
+/// 10 us to 10 s, about three per decade (guest handlers and request round
+/// trips range from microseconds to the time budget).
 pub const HANDLER_DURATION_BUCKETS: [f64; 19] = [
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
     0.5, 1.0, 2.5, 5.0, 10.0,
@@ -112,6 +116,11 @@ fn describe() {
     describe_counter!(CRASHES, Unit::Count, "Crashes of the component's instance (trap, limit, host panic).");
     describe_counter!(RESTARTS, Unit::Count, "New instances started by the supervisor after a crash.");
     describe_histogram!(HANDLER_DURATION, Unit::Seconds, "Time the component's handler took.");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from a request the component sent being accepted to its handle-callback returning."
+    );
     describe_gauge!(TRACKER_PENDING, Unit::Count, "Requests pending in the correlation tracker.");
     describe_counter!(REQUESTS_ENDED, Unit::Count, "Requests that ended, by outcome.");
     describe_counter!(ORPHANED, Unit::Count, "Responses and cancellations that came after their request ended.");

@@ -344,6 +344,10 @@ impl System {
                 .shared
                 .measure_handlers
                 .then(|| metrics::histogram!(crate::metrics::HANDLER_DURATION, "component" => id.to_string())),
+            request_duration: self
+                .shared
+                .measure_handlers
+                .then(|| metrics::histogram!(crate::metrics::REQUEST_DURATION, "component" => id.to_string())),
         };
         let task = tokio::spawn(actor.run(inbox));
         registration.keep();

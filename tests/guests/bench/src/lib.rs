@@ -4,19 +4,42 @@
 //!
 //! - from the host, raw `r:TARGET`: `request(TARGET, 64-byte raw payload,
 //!   60 s)`, answered with the request id; raw `m:N:TARGET`: `send` the
-//!   64-byte payload N times, answered with the number sent;
+//!   64-byte payload N times, answered with the number sent; raw
+//!   `R:N:TARGET`: a request rally driven by the guest, N requests one
+//!   after another, each sent from the callback of the one before (as the
+//!   WAT requester's `R` command), answered once the first is sent;
 //! - from a component: the payload echoed back unchanged.
 //!
-//! `handle_callback` takes the outcome and does nothing else, as the WAT
-//! requester does.
+//! `handle_callback` takes the outcome and, during a rally, sends the next
+//! request, as the WAT requester does.
 
 use std::time::Duration;
 
-use wasm_guest::{Component, HandlerError, Message, Payload};
+use wasm_guest::{Callback, Component, HandlerError, Message, Payload};
 
-/// No state.
+/// The request rally under way, if any.
 #[derive(Default)]
-struct Bench;
+struct Bench {
+    /// Requests of the rally still to send, and to whom.
+    rally: Option<(u32, String)>,
+}
+
+impl Bench {
+    /// Sends the rally's next request, if one is due; a refusal ends it.
+    fn rally_next(&mut self) -> Result<(), HandlerError> {
+        let Some((left, target)) = self.rally.as_mut() else { return Ok(()) };
+        if *left == 0 {
+            self.rally = None;
+            return Ok(());
+        }
+        *left -= 1;
+        let sent = wasm_guest::request(target, &Payload::raw(BODY), Duration::from_secs(60));
+        if sent.is_err() {
+            self.rally = None;
+        }
+        sent.map(drop).map_err(Into::into)
+    }
+}
 
 /// The body of the 64-byte payload (63 bytes after the raw prefix).
 const BODY: [u8; 63] = [b'x'; 63];
@@ -32,6 +55,12 @@ impl Component for Bench {
             let id = wasm_guest::request(target, &payload, Duration::from_secs(60))?;
             return Ok(Payload::raw(id.as_str()));
         }
+        if let Some((count, target)) = command.strip_prefix("R:").and_then(|rest| rest.split_once(':')) {
+            let count: u32 = count.parse().map_err(|_| HandlerError::new(1, "bad count"))?;
+            self.rally = Some((count, target.to_owned()));
+            self.rally_next()?;
+            return Ok(Payload::raw(b""));
+        }
         if let Some((count, target)) = command.strip_prefix("m:").and_then(|rest| rest.split_once(':')) {
             let count: u32 = count.parse().map_err(|_| HandlerError::new(1, "bad count"))?;
             for _ in 0..count {
@@ -40,6 +69,11 @@ impl Component for Bench {
             return Ok(Payload::raw(count.to_string()));
         }
         Ok(message.into_payload())
+    }
+
+    fn handle_callback(&mut self, callback: Callback) -> Result<(), HandlerError> {
+        drop(callback);
+        self.rally_next()
     }
 }
 

@@ -1,0 +1,443 @@
+//! Guest-to-guest messaging as users feel it, each figure beside its
+//! physical baseline measured in the same run, printed as a table.
+//!
+//! Baselines (no router, no actor):
+//! - **raw call**: one async `handle-message` of the echo fixture with a
+//!   64-byte payload, straight through wasmtime (what every delivery costs
+//!   at least);
+//! - **channel hop**: one tokio mpsc message between two tasks (half a
+//!   ping-pong round trip; its p50 and p99 are of the round trip).
+//!
+//! Measured in a running [`System`] with real guests (`requester.wat` and
+//! `echo.wat`, then the same on the guest SDK, `tests/guests/bench`):
+//! - **request round trip driven by the guests**: the requester's `R`
+//!   command sends a request to `echo`, and each `handle-callback` sends the
+//!   next, so no host command sits in the loop. p50, p99 and mean come from
+//!   the latency histogram the host keeps per request
+//!   (`airssys_request_duration_seconds`: `send-request` accepted to the
+//!   end of its `handle-callback`), read through a metrics recorder this
+//!   bench installs. The physical floor is two raw calls (echo's
+//!   `handle-message`, the requester's `handle-callback`) and two hops.
+//! - **fire-and-forget**, one sender guest to one sink guest (the sender's
+//!   one `handle-message` sends N messages); eight senders to one sink;
+//!   two independent sender/sink pairs at once (scaling over the cores).
+//!   Time per message from the command to every message handled, with the
+//!   time the senders took to send alone; the floor is one raw call and
+//!   one hop per message.
+//!
+//! Each case runs `ROUNDS` times (3) and the table gives the median round
+//! and the range. Run: `cargo bench -p wasm-system --bench guest_to_guest`
+//! (`G2G_N` sets N, default 200,000 per case; `cargo test` runs it as a
+//! smoke test with N = 2,000 and one round). `BENCH_ENGINE=dense` runs it
+//! on `EngineConfig::dense()`. `G2G_ONLY` runs only the cases whose names
+//! contain it (`wat round trip`, `sdk fire-and-forget`, `round trip`, ...),
+//! for profiling one. `G2G_WORKERS` sets the tokio runtime's worker threads
+//! (default 2, the machine's cores).
+#![allow(missing_docs, reason = "a bench binary")]
+
+mod common;
+
+use common::{BOUND, manifest, payload64, root};
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram as Hdr;
+use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use tokio::runtime::Runtime;
+use wasm_core::{ComponentId, Limits, MessageRouter, WasiSection};
+use wasm_runtime::WasmEngine;
+use wasm_system::System;
+use wasm_system::metrics::REQUEST_DURATION;
+
+/// Request latencies in ns, as the host records them.
+struct Latencies(Mutex<Hdr<u64>>);
+
+impl Latencies {
+    fn new() -> Self {
+        // 1 ns to 60 s, 3 significant digits.
+        Self(Mutex::new(Hdr::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")))
+    }
+
+    fn take(&self) -> Hdr<u64> {
+        let mut histogram = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = histogram.clone();
+        histogram.reset();
+        taken
+    }
+}
+
+impl HistogramFn for Latencies {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "seconds to whole ns")]
+    fn record(&self, seconds: f64) {
+        let ns = (seconds * 1e9).round() as u64;
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).saturating_record(ns.max(1));
+    }
+}
+
+/// Keeps `airssys_request_duration_seconds` (all components together) and
+/// drops every other metric.
+struct LatencyRecorder(Arc<Latencies>);
+
+impl Recorder for LatencyRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        if key.name() == REQUEST_DURATION { Histogram::from_arc(Arc::clone(&self.0)) } else { Histogram::noop() }
+    }
+}
+
+/// How the run is sized.
+struct Plan {
+    n: u64,
+    rounds: usize,
+}
+
+/// The median of some measurements and their range.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        Self { median: values[values.len() / 2], min: values[0], max: values[values.len() - 1] }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:8.0} ns  ({:.0}..{:.0})", self.median, self.min, self.max)
+    }
+}
+
+fn per(elapsed: Duration, n: u64) -> f64 {
+    elapsed.as_nanos() as f64 / n as f64
+}
+
+fn in_task<T: Send + 'static>(rt: &Runtime, work: impl Future<Output = T> + Send + 'static) -> T {
+    rt.block_on(async { tokio::spawn(work).await.expect("measuring task") })
+}
+
+fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(String, PathBuf, String)]) -> Arc<System> {
+    Arc::new(rt.block_on(async {
+        let mut builder = System::builder().engine(Arc::clone(engine)).metrics_interval(Duration::from_secs(3600));
+        for (id, file, extra) in components {
+            builder = builder.component(manifest(id, extra), file);
+        }
+        builder.start().await.expect("system starts")
+    }))
+}
+
+fn shutdown(rt: &Runtime, system: Arc<System>) {
+    let system = Arc::into_inner(system).expect("no other owner");
+    rt.block_on(system.shutdown(BOUND));
+}
+
+/// The SDK bench guest, built with `wasm-system build` (as in the
+/// messaging bench).
+fn sdk_guest() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("guests");
+    let wasm = target.join("bench-sdk").join("guest_bench.wasm");
+    let manifest = target.join("bench-sdk.toml");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let text = format!(
+        "[component]\nid = \"bench\"\nwasm = {:?}\nbuild = {:?}\n",
+        wasm.display().to_string(),
+        root().join("tests/guests/bench").display().to_string()
+    );
+    std::fs::write(&manifest, text).expect("manifest");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .arg("build")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("running wasm-system build");
+    assert!(status.success(), "building the SDK bench guest failed");
+    wasm
+}
+
+/// Which guests play requester/sender and echo/sink.
+#[derive(Clone)]
+struct Guests {
+    name: &'static str,
+    requester: PathBuf,
+    echo: PathBuf,
+    /// The command that makes a sender send `n` messages to `target`.
+    send: fn(u64, &str) -> Vec<u8>,
+    /// The command that starts a rally of `n` requests to `target`.
+    rally: fn(u64, &str) -> Vec<u8>,
+}
+
+fn wat_send(n: u64, target: &str) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'm'];
+    cmd.extend_from_slice(&u32::try_from(n).expect("n fits u32").to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(&payload64());
+    cmd
+}
+
+fn wat_rally(n: u64, target: &str) -> Vec<u8> {
+    let mut cmd = wat_send(n, target);
+    cmd[1] = b'R';
+    cmd
+}
+
+fn sdk_send(n: u64, target: &str) -> Vec<u8> {
+    format!("\x55m:{n}:{target}").into_bytes()
+}
+
+fn sdk_rally(n: u64, target: &str) -> Vec<u8> {
+    format!("\x55R:{n}:{target}").into_bytes()
+}
+
+/// ns per raw async `handle-message` call of the echo fixture.
+fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
+    let compiled = engine.load_file(&root().join("tests/fixtures/echo.wat")).expect("echo");
+    let system = start(rt, engine, &[]);
+    let router: Arc<dyn MessageRouter> = system.message_router();
+    let mut instance = rt
+        .block_on(engine.instantiate(
+            &compiled,
+            ComponentId::parse("echo").expect("id"),
+            &Limits::default(),
+            &WasiSection::default(),
+            router,
+        ))
+        .expect("instance");
+    let elapsed = in_task(rt, async move {
+        let sender = ComponentId::host();
+        let payload = payload64();
+        let started = Instant::now();
+        for _ in 0..n {
+            black_box(instance.handle_message(&sender, black_box(&payload), None).await.ok());
+        }
+        started.elapsed()
+    });
+    shutdown(rt, system);
+    per(elapsed, n)
+}
+
+/// A tokio mpsc ping-pong between two tasks: (ns per one-way hop, round
+/// trip histogram in ns).
+fn channel_hop(rt: &Runtime, n: u64) -> (f64, Hdr<u64>) {
+    in_task(rt, async move {
+        let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+        let (to_main, mut main_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+        let echo = tokio::spawn(async move {
+            while let Some(m) = echo_rx.recv().await {
+                if to_main.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let clock = quanta::Clock::new();
+        let mut histogram = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+        let started = Instant::now();
+        for _ in 0..n {
+            let sent = clock.raw();
+            to_echo.send(payload64()).await.expect("send");
+            black_box(main_rx.recv().await.expect("recv"));
+            histogram.saturating_record(clock.delta_as_nanos(sent, clock.raw()).max(1));
+        }
+        let elapsed = started.elapsed();
+        echo.abort();
+        (per(elapsed, n) / 2.0, histogram)
+    })
+}
+
+/// Request rallies driven by the guests: (ns per round trip from the wall
+/// clock, the host's histogram of the rounds).
+fn round_trips(
+    rt: &Runtime,
+    engine: &Arc<WasmEngine>,
+    guests: &Guests,
+    plan: &Plan,
+    latencies: &Latencies,
+) -> (Spread, Hdr<u64>) {
+    let system = start(
+        rt,
+        engine,
+        &[
+            ("requester".into(), guests.requester.clone(), "[capabilities]\nsend = [\"echo\"]\nrequest = true".into()),
+            ("echo".into(), guests.echo.clone(), String::new()),
+        ],
+    );
+    let mut walls = Vec::new();
+    let mut all = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    for _ in 0..plan.rounds {
+        latencies.take();
+        let command = (guests.rally)(plan.n, "echo");
+        let system_in = Arc::clone(&system);
+        let elapsed = in_task(rt, async move {
+            let started = Instant::now();
+            let ask = system_in.request("requester", command, Some(BOUND)).expect("command");
+            ask.response().await.expect("the rally starts");
+            assert!(system_in.wait_quiescent(BOUND).await, "the rally ends");
+            started.elapsed()
+        });
+        let round = latencies.take();
+        assert_eq!(round.len(), plan.n, "{}: every request of the rally came back", guests.name);
+        all.add(&round).expect("same bounds");
+        walls.push(per(elapsed, plan.n));
+    }
+    shutdown(rt, system);
+    (Spread::of(walls), all)
+}
+
+/// Fire-and-forget from `senders` sender guests, `pairs` apart: with
+/// `pairs == 1` every sender sends to one sink; with `pairs == 2` there
+/// are two senders and two sinks, each sender with its own. Returns ns per
+/// message until all were handled, and ns per message until the senders
+/// were done sending.
+fn fire_and_forget(
+    rt: &Runtime,
+    engine: &Arc<WasmEngine>,
+    guests: &Guests,
+    plan: &Plan,
+    senders: usize,
+    pairs: usize,
+) -> (Spread, Spread) {
+    let sinks = pairs;
+    let mut components = Vec::new();
+    for s in 0..senders {
+        let sink = format!("sink{}", s % sinks);
+        components.push((
+            format!("sender{s}"),
+            guests.requester.clone(),
+            format!("[capabilities]\nsend = [\"{sink}\"]"),
+        ));
+    }
+    for k in 0..sinks {
+        components.push((
+            format!("sink{k}"),
+            guests.echo.clone(),
+            "[mailbox]\ncapacity = 262144\nmax_bytes = 67108864".into(),
+        ));
+    }
+    let system = start(rt, engine, &components);
+    let per_sender = plan.n / senders as u64;
+    let total = per_sender * senders as u64;
+    let mut handled = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..plan.rounds {
+        let system_in = Arc::clone(&system);
+        let send = guests.send;
+        let (all_sent, all_handled) = in_task(rt, async move {
+            let started = Instant::now();
+            let asks: Vec<_> = (0..senders)
+                .map(|s| {
+                    let command = send(per_sender, &format!("sink{}", s % sinks));
+                    system_in.request(&format!("sender{s}"), command, Some(BOUND)).expect("command")
+                })
+                .collect();
+            for ask in asks {
+                ask.response().await.expect("all sent");
+            }
+            let all_sent = started.elapsed();
+            assert!(system_in.wait_quiescent(BOUND).await, "every message handled");
+            (all_sent, started.elapsed())
+        });
+        sent.push(per(all_sent, total));
+        handled.push(per(all_handled, total));
+    }
+    shutdown(rt, system);
+    (Spread::of(handled), Spread::of(sent))
+}
+
+fn quantile(histogram: &Hdr<u64>, q: f64) -> f64 {
+    histogram.value_at_quantile(q) as f64
+}
+
+fn main() {
+    let bench = std::env::args().any(|arg| arg == "--bench");
+    let n = std::env::var("G2G_N").ok().and_then(|n| n.parse().ok()).unwrap_or(if bench { 200_000 } else { 2_000 });
+    let plan = Plan { n, rounds: if bench { 3 } else { 1 } };
+    let latencies = Arc::new(Latencies::new());
+    metrics::set_global_recorder(LatencyRecorder(Arc::clone(&latencies))).expect("the only recorder");
+    let workers = std::env::var("G2G_WORKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("runtime");
+    let engine = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
+
+    let raw = Spread::of((0..plan.rounds).map(|_| raw_call(&rt, &engine, plan.n)).collect());
+    let hops: Vec<_> = (0..plan.rounds).map(|_| channel_hop(&rt, plan.n)).collect();
+    let hop = Spread::of(hops.iter().map(|(hop, _)| *hop).collect());
+    let mut hop_rtt = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    for (_, histogram) in &hops {
+        hop_rtt.add(histogram).expect("same bounds");
+    }
+    println!(
+        "guest_to_guest: N = {} per case, {} round(s), {workers} worker threads, median (range)",
+        plan.n, plan.rounds
+    );
+    println!("baseline  raw handle-message call      {raw}");
+    println!(
+        "baseline  channel hop (one way)        {hop}   round trip p50 {:.0} ns, p99 {:.0} ns",
+        quantile(&hop_rtt, 0.5),
+        quantile(&hop_rtt, 0.99)
+    );
+    let floor_message = raw.median + hop.median;
+    let floor_round_trip = 2.0 * raw.median + 2.0 * hop.median;
+    println!("floor     fire-and-forget (call + hop) {floor_message:8.0} ns");
+    println!("floor     round trip (2 calls + 2 hops) {floor_round_trip:7.0} ns");
+
+    let wat = Guests {
+        name: "wat",
+        requester: root().join("tests/fixtures/requester.wat"),
+        echo: root().join("tests/fixtures/echo.wat"),
+        send: wat_send,
+        rally: wat_rally,
+    };
+    let sdk = sdk_guest();
+    let sdk = Guests { name: "sdk", requester: sdk.clone(), echo: sdk, send: sdk_send, rally: sdk_rally };
+    let only = std::env::var("G2G_ONLY").unwrap_or_default();
+    let run = |guests: &Guests, case: &str| format!("{} {case}", guests.name).contains(only.as_str());
+    for guests in [&wat, &sdk] {
+        let name = guests.name;
+        if run(guests, "round trip") {
+            let (wall, histogram) = round_trips(&rt, &engine, guests, &plan, &latencies);
+            println!(
+                "{name:<4}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2}",
+                quantile(&histogram, 0.5),
+                quantile(&histogram, 0.99),
+                histogram.mean(),
+                histogram.len(),
+                quantile(&histogram, 0.5) / floor_round_trip
+            );
+        }
+        if !run(guests, "fire-and-forget") {
+            continue;
+        }
+        let (one, one_sent) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
+        println!(
+            "{name:<4}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2}",
+            1e3 / one.median,
+            one.median / floor_message
+        );
+        let (many, many_sent) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
+        println!(
+            "{name:<4}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}",
+            1e3 / many.median
+        );
+        let (two, two_sent) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
+        println!(
+            "{name:<4}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; scaling {:.2}x one pair",
+            1e3 / two.median,
+            one.median / two.median
+        );
+    }
+}
