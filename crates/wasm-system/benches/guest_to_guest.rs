@@ -37,7 +37,7 @@
 
 mod common;
 
-use common::{BOUND, manifest, payload64, root};
+use common::{BOUND, channel_echo, echo_instance, manifest, payload64, root, sdk_guest};
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram as Hdr;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tokio::runtime::Runtime;
-use wasm_core::{ComponentId, Limits, MessageRouter, WasiSection};
+use wasm_core::ComponentId;
 use wasm_runtime::WasmEngine;
 use wasm_system::System;
 use wasm_system::metrics::REQUEST_DURATION;
@@ -146,30 +146,6 @@ fn shutdown(rt: &Runtime, system: Arc<System>) {
     rt.block_on(system.shutdown(BOUND));
 }
 
-/// The SDK bench guest, built with `wasm-system build` (as in the
-/// messaging bench).
-fn sdk_guest() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("guests");
-    let wasm = target.join("bench-sdk").join("guest_bench.wasm");
-    let manifest = target.join("bench-sdk.toml");
-    std::fs::create_dir_all(&target).expect("target dir");
-    let text = format!(
-        "[component]\nid = \"bench\"\nwasm = {:?}\nbuild = {:?}\n",
-        wasm.display().to_string(),
-        root().join("tests/guests/bench").display().to_string()
-    );
-    std::fs::write(&manifest, text).expect("manifest");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-system"))
-        .arg("build")
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("running wasm-system build");
-    assert!(status.success(), "building the SDK bench guest failed");
-    wasm
-}
-
 /// Which guests play requester/sender and echo/sink.
 #[derive(Clone)]
 struct Guests {
@@ -207,18 +183,8 @@ fn sdk_rally(n: u64, target: &str) -> Vec<u8> {
 
 /// ns per raw async `handle-message` call of the echo fixture.
 fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
-    let compiled = engine.load_file(&root().join("tests/fixtures/echo.wat")).expect("echo");
     let system = start(rt, engine, &[]);
-    let router: Arc<dyn MessageRouter> = system.message_router();
-    let mut instance = rt
-        .block_on(engine.instantiate(
-            &compiled,
-            ComponentId::parse("echo").expect("id"),
-            &Limits::default(),
-            &WasiSection::default(),
-            router,
-        ))
-        .expect("instance");
+    let mut instance = echo_instance(rt, engine, system.message_router());
     let elapsed = in_task(rt, async move {
         let sender = ComponentId::host();
         let payload = payload64();
@@ -236,15 +202,7 @@ fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
 /// trip histogram in ns).
 fn channel_hop(rt: &Runtime, n: u64) -> (f64, Hdr<u64>) {
     in_task(rt, async move {
-        let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
-        let (to_main, mut main_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
-        let echo = tokio::spawn(async move {
-            while let Some(m) = echo_rx.recv().await {
-                if to_main.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (to_echo, mut main_rx, echo) = channel_echo();
         let clock = quanta::Clock::new();
         let mut histogram = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
         let started = Instant::now();
@@ -381,8 +339,10 @@ fn main() {
         hop_rtt.add(histogram).expect("same bounds");
     }
     println!(
-        "guest_to_guest: N = {} per case, {} round(s), {workers} worker threads, median (range)",
-        plan.n, plan.rounds
+        "guest_to_guest: N = {} per case, {} round(s), {workers} worker threads, median (range){}",
+        plan.n,
+        plan.rounds,
+        if bench { "" } else { " [smoke run without --bench: the numbers mean nothing]" }
     );
     println!("baseline  raw handle-message call      {raw}");
     println!(

@@ -25,16 +25,15 @@
 
 mod common;
 
-use common::{BOUND, manifest, payload64, root};
+use common::{BOUND, channel_echo, echo_instance, manifest, payload64, root, sdk_guest};
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use wasm_core::{ComponentId, Limits, MessageRouter, WasiSection};
+use wasm_core::ComponentId;
 use wasm_runtime::WasmEngine;
 use wasm_system::{System, SystemEvent};
 
@@ -84,30 +83,6 @@ fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(&str, &str, &str
     })
 }
 
-/// Builds the SDK bench guest (`tests/guests/bench`) with the `wasm-system`
-/// binary, into the guests' target directory, and returns its path.
-fn sdk_guest() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("guests");
-    let wasm = target.join("bench-sdk").join("guest_bench.wasm");
-    let manifest = target.join("bench-sdk.toml");
-    std::fs::create_dir_all(&target).expect("target dir");
-    let text = format!(
-        "[component]\nid = \"bench\"\nwasm = {:?}\nbuild = {:?}\n",
-        wasm.display().to_string(),
-        root().join("tests/guests/bench").display().to_string()
-    );
-    std::fs::write(&manifest, text).expect("manifest");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-system"))
-        .arg("build")
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("running wasm-system build");
-    assert!(status.success(), "building the SDK bench guest failed");
-    wasm
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let engine = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
@@ -119,18 +94,8 @@ fn benches(c: &mut Criterion) {
 
     let mut baseline = c.benchmark_group("baseline");
     {
-        let compiled = engine.load_file(&root().join(echo_wat)).expect("echo");
         let system = start(&rt, &engine, &[]);
-        let router: Arc<dyn MessageRouter> = system.message_router();
-        let instance = rt
-            .block_on(engine.instantiate(
-                &compiled,
-                ComponentId::parse("echo").expect("id"),
-                &Limits::default(),
-                &WasiSection::default(),
-                router,
-            ))
-            .expect("instance");
+        let instance = echo_instance(&rt, &engine, system.message_router());
         let sender = ComponentId::host();
         // The call is async (as the actors make it): the loop runs in a task,
         // which owns the instance for the run and hands it back.
@@ -160,15 +125,7 @@ fn benches(c: &mut Criterion) {
     baseline.bench_function("tokio_mpsc_round_trip", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
-                let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
-                let (to_main, mut main_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
-                let echo = tokio::spawn(async move {
-                    while let Some(m) = echo_rx.recv().await {
-                        if to_main.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+                let (to_echo, mut main_rx, echo) = channel_echo();
                 let driver = tokio::spawn(async move {
                     let start = Instant::now();
                     for _ in 0..iters {

@@ -37,3 +37,63 @@ pub(crate) fn engine_config() -> EngineConfig {
         _ => EngineConfig::default(),
     }
 }
+
+/// Builds the SDK bench guest (`tests/guests/bench`) with the `wasm-system`
+/// binary, into the guests' target directory, and returns its path.
+pub(crate) fn sdk_guest() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from).join("guests");
+    let wasm = target.join("bench-sdk").join("guest_bench.wasm");
+    let manifest = target.join("bench-sdk.toml");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let text = format!(
+        "[component]\nid = \"bench\"\nwasm = {:?}\nbuild = {:?}\n",
+        wasm.display().to_string(),
+        root().join("tests/guests/bench").display().to_string()
+    );
+    std::fs::write(&manifest, text).expect("manifest");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-system"))
+        .arg("build")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("running wasm-system build");
+    assert!(status.success(), "building the SDK bench guest failed");
+    wasm
+}
+
+/// A bare instance of the echo fixture (no actor, no mailbox): what the
+/// raw-call baselines call. Its host calls would go to `router`.
+pub(crate) fn echo_instance(
+    rt: &tokio::runtime::Runtime,
+    engine: &wasm_runtime::WasmEngine,
+    router: std::sync::Arc<dyn wasm_core::MessageRouter>,
+) -> wasm_runtime::ComponentInstance {
+    let compiled = engine.load_file(&root().join("tests/fixtures/echo.wat")).expect("echo");
+    let id = wasm_core::ComponentId::parse("echo").expect("id");
+    rt.block_on(engine.instantiate(
+        &compiled,
+        id,
+        &wasm_core::Limits::default(),
+        &wasm_core::WasiSection::default(),
+        router,
+    ))
+    .expect("instance")
+}
+
+/// The channel baseline's echo: a task that sends back every message it
+/// gets. Returns the way to it, the way back, and the task (to abort).
+/// Call it inside the runtime.
+pub(crate) fn channel_echo()
+-> (tokio::sync::mpsc::Sender<Vec<u8>>, tokio::sync::mpsc::Receiver<Vec<u8>>, tokio::task::JoinHandle<()>) {
+    let (to_echo, mut echo_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+    let (to_main, main_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+    let echo = tokio::spawn(async move {
+        while let Some(m) = echo_rx.recv().await {
+            if to_main.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    (to_echo, main_rx, echo)
+}
