@@ -38,33 +38,17 @@ pub(crate) enum Settled {
     DeadLettered,
 }
 
-/// One counter alone in a 128-byte block (x86 fetches cache lines in
-/// adjacent pairs), so counters that different threads write never share a
-/// line: a sender bumps `messages_accepted` while the receiving actor, on
-/// another core, bumps `handled` and `settled`.
-#[derive(Default)]
-#[repr(align(128))]
-pub(crate) struct Padded(AtomicU64);
-
-impl std::ops::Deref for Padded {
-    type Target = AtomicU64;
-
-    fn deref(&self) -> &AtomicU64 {
-        &self.0
-    }
-}
-
 /// The envelope counters. Every field only grows, except that
 /// [`Accounting::enqueue`] takes back its own count when the send fails.
 #[derive(Default)]
 pub(crate) struct Accounting {
-    pub(crate) messages_accepted: Padded,
-    pub(crate) requests_accepted: Padded,
-    pub(crate) callbacks_queued: Padded,
-    pub(crate) handled: Padded,
-    pub(crate) callbacks_handled: Padded,
-    pub(crate) dead_lettered: Padded,
-    pub(crate) settled: Padded,
+    pub(crate) messages_accepted: AtomicU64,
+    pub(crate) requests_accepted: AtomicU64,
+    pub(crate) callbacks_queued: AtomicU64,
+    pub(crate) handled: AtomicU64,
+    pub(crate) callbacks_handled: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) settled: AtomicU64,
 }
 
 impl Accounting {

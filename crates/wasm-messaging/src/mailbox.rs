@@ -17,7 +17,7 @@
 
 // Every refusal hands the envelope back (128 bytes), by design: the caller
 // keeps it, and nothing is lost or copied to the heap on the refusal path.
-#![allow(clippy::result_large_err, reason = "a refusal returns the envelope itself")]
+#![expect(clippy::result_large_err, reason = "a refusal returns the envelope itself")]
 
 use std::fmt;
 
@@ -390,6 +390,13 @@ mod tests {
     }
 
     /// A pending-request slot of a component of its own, for callbacks.
+    #[test]
+    fn an_envelope_is_128_bytes() {
+        // What a refusal hands back (the `result_large_err` expectation at
+        // the top of this file): the callback variant is the largest.
+        assert_eq!(size_of::<Envelope>(), 128);
+    }
+
     pub(super) fn test_slot() -> crate::QuotaSlot {
         let id = ComponentId::parse("requester").expect("id");
         let (tx, _rx) = mailbox(id.clone(), 1, 0);

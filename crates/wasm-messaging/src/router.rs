@@ -397,7 +397,7 @@ impl Router {
 
     /// Hands `outcome` to the requester the entry names: a host request's
     /// future at once, a component through its callback queue.
-    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
+    #[expect(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn deliver(&self, id: CorrelationId, pending: PendingRequest<Requester>, outcome: Outcome, trace: TraceContext) {
         let registered_ns = pending.owner.registered_ns;
         let slot = match pending.owner.reply {
@@ -1070,7 +1070,7 @@ impl Router {
 
     /// The message path without the audit of a refusal: the refusal and
     /// the message come back.
-    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
+    #[expect(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn send_message_unaudited(
         &self,
         origin: Origin<'_>,
@@ -1225,7 +1225,7 @@ pub const REMOTE_RESPONSE_GRACE_MS: u64 = 5_000;
 /// target is one of its components, accepts the codec, and its mailbox has
 /// room (by count and bytes).
 impl RemoteInbound for Router {
-    #[allow(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
+    #[expect(clippy::result_large_err, reason = "a full or closed mailbox hands the envelope back (see mailbox.rs)")]
     fn deliver(&self, envelope: RemoteEnvelope) -> Result<(), MessagingError> {
         let RemoteEnvelope { sender, target, kind, payload, trace } = envelope;
         let local = self.remote.get().is_some_and(|t| target.node() == Some(t.node()));

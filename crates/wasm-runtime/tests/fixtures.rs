@@ -480,6 +480,82 @@ async fn requester_cancel_request_relays_errors() {
     }
 }
 
+fn rally_command(count: u32, target: &str, payload: &[u8]) -> Vec<u8> {
+    let mut message = send_messages_command(count, target, payload);
+    message[1] = b'R';
+    message
+}
+
+fn rally_call(target: &str, payload: &[u8]) -> Call {
+    Call::Request { sender: "requester".into(), target: target.into(), request: payload.to_vec(), timeout_ms: 60_000 }
+}
+
+#[tokio::test]
+async fn requester_rally_sends_count_requests_one_per_callback() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router)).await;
+    let payload = b"\x55ping";
+    assert_eq!(from_host(&mut instance, &rally_command(3, "echo", payload)).await, Ok(Ok(vec![0x55])));
+    assert_eq!(router.calls(), vec![rally_call("echo", payload)], "the first request at once");
+    // Each callback (whatever its outcome) sends the next, until 3 were sent.
+    let outcomes = [Ok(vec![0x55]), Err(RequestError::Timeout), Ok(vec![0x55]), Ok(vec![0x55])];
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let id = CorrelationId::generate();
+        assert_eq!(instance.handle_callback(&id, outcome, None).await, Ok(Ok(())), "callback {n}");
+        assert_eq!(router.calls().len(), (n + 2).min(3), "after callback {n}");
+    }
+    assert_eq!(router.calls(), vec![rally_call("echo", payload); 3]);
+}
+
+#[tokio::test]
+async fn requester_rally_of_zero_sends_nothing() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router)).await;
+    assert_eq!(from_host(&mut instance, &rally_command(0, "echo", b"\x55")).await, Ok(Ok(vec![0x55])));
+    let id = CorrelationId::generate();
+    assert_eq!(instance.handle_callback(&id, &Ok(vec![0x55]), None).await, Ok(Ok(())));
+    assert_eq!(router.calls(), Vec::new());
+}
+
+#[tokio::test]
+async fn requester_rally_ends_at_a_refusal_with_its_error() {
+    let fixture = Fixture::load("requester");
+    // The first request is accepted, the second refused.
+    let router = RecordingRouter::failing_after(1, MessagingError::TooManyPending("quota".into()));
+    let mut instance = fixture.start(Arc::clone(&router)).await;
+    assert_eq!(from_host(&mut instance, &rally_command(5, "echo", b"\x55")).await, Ok(Ok(vec![0x55])));
+    let id = CorrelationId::generate();
+    assert_eq!(
+        instance.handle_callback(&id, &Ok(vec![0x55]), None).await,
+        Ok(Err(component_error(6, "quota"))),
+        "the callback whose send was refused returns the refusal"
+    );
+    // The rally is over: later callbacks send nothing.
+    assert_eq!(instance.handle_callback(&id, &Ok(vec![0x55]), None).await, Ok(Ok(())));
+    assert_eq!(router.calls().len(), 2);
+    // A refusal of the first request is the command's own error.
+    let mut instance = fixture.start(RecordingRouter::refusing(MessagingError::QueueFull)).await;
+    assert_eq!(from_host(&mut instance, &rally_command(5, "echo", b"\x55")).await, Ok(Err(component_error(4, ""))));
+}
+
+#[tokio::test]
+async fn requester_rally_refuses_more_than_880_bytes_of_target_and_payload() {
+    let fixture = Fixture::load("requester");
+    let router = RecordingRouter::accepting();
+    let mut instance = fixture.start(Arc::clone(&router)).await;
+    let fits = vec![0x55; 880 - 4];
+    assert_eq!(from_host(&mut instance, &rally_command(1, "echo", &fits)).await, Ok(Ok(vec![0x55])));
+    let over = vec![0x55; 880 - 4 + 1];
+    assert_eq!(
+        from_host(&mut instance, &rally_command(1, "echo", &over)).await,
+        Ok(Err(component_error(100, "malformed command")))
+    );
+    assert_eq!(from_host(&mut instance, b"\x55R\x01\x00").await, Ok(Err(component_error(100, "malformed command"))));
+    assert_eq!(router.calls(), vec![rally_call("echo", &fits)], "only the one that fits was sent");
+}
+
 #[tokio::test]
 async fn requester_echoes_other_messages() {
     let fixture = Fixture::load("requester");

@@ -16,8 +16,12 @@
 //!   the latency histogram the host keeps per request
 //!   (`airssys_request_duration_seconds`: `send-request` accepted to the
 //!   end of its `handle-callback`), read through a metrics recorder this
-//!   bench installs. The physical floor is two raw calls (echo's
-//!   `handle-message`, the requester's `handle-callback`) and two hops.
+//!   bench installs. Each sample ends when `handle-callback` returns, and
+//!   that handler sends the next request, so samples overlap by one
+//!   `send-request` (the wall-clock time per round trip is printed too).
+//!   The physical floor is two raw calls (echo's `handle-message`, the
+//!   requester's `handle-callback`) and two hops; the host work in between
+//!   (`send-request`, the response, the callback) is what is above it.
 //! - **fire-and-forget**, one sender guest to one sink guest (the sender's
 //!   one `handle-message` sends N messages); eight senders to one sink;
 //!   two independent sender/sink pairs at once (scaling over the cores).
@@ -25,10 +29,14 @@
 //!   time the senders took to send alone; the floor is one raw call and
 //!   one hop per message.
 //!
-//! Each case runs `ROUNDS` times (3) and the table gives the median round
-//! and the range. Run: `cargo bench -p wasm-system --bench guest_to_guest`
-//! (`G2G_N` sets N, default 200,000 per case; `cargo test` runs it as a
-//! smoke test with N = 2,000 and one round). `BENCH_ENGINE=dense` runs it
+//! Each case runs 3 rounds and the table gives the median round and the
+//! range. After each case the bench checks the host's counts: every
+//! message handled by a sink and none dead-lettered; every request of a
+//! rally answered by echo and its callback handled without an error.
+//!
+//! Run: `cargo bench -p wasm-system --bench guest_to_guest` (`G2G_N` sets
+//! N, default 200,000 per case; `cargo test --all-targets` or `--benches`
+//! runs it as a smoke test with N = 2,000 and one round). `BENCH_ENGINE=dense` runs it
 //! on `EngineConfig::dense()`. `G2G_ONLY` runs only the cases whose names
 //! contain it (`wat round trip`, `sdk fire-and-forget`, `round trip`, ...),
 //! for profiling one. `G2G_WORKERS` sets the tokio runtime's worker threads
@@ -48,9 +56,9 @@ use hdrhistogram::Histogram as Hdr;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tokio::runtime::Runtime;
 use wasm_core::ComponentId;
-use wasm_runtime::WasmEngine;
-use wasm_system::System;
+use wasm_runtime::{CompiledComponent, WasmEngine};
 use wasm_system::metrics::REQUEST_DURATION;
+use wasm_system::{ComponentStats, System};
 
 /// Request latencies in ns, as the host records them.
 struct Latencies(Mutex<Hdr<u64>>);
@@ -131,14 +139,19 @@ fn in_task<T: Send + 'static>(rt: &Runtime, work: impl Future<Output = T> + Send
     rt.block_on(async { tokio::spawn(work).await.expect("measuring task") })
 }
 
-fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(String, PathBuf, String)]) -> Arc<System> {
+fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(String, CompiledComponent, String)]) -> Arc<System> {
     Arc::new(rt.block_on(async {
         let mut builder = System::builder().engine(Arc::clone(engine)).metrics_interval(Duration::from_secs(3600));
-        for (id, file, extra) in components {
-            builder = builder.component(manifest(id, extra), file);
+        for (id, compiled, extra) in components {
+            builder = builder.compiled(manifest(id, extra), compiled.clone());
         }
         builder.start().await.expect("system starts")
     }))
+}
+
+/// The host's counts of component `id`.
+fn stats_of(system: &System, id: &str) -> ComponentStats {
+    system.component_stats().into_iter().find(|(c, _)| c.as_str() == id).map(|(_, stats)| stats).expect("a component")
 }
 
 fn shutdown(rt: &Runtime, system: Arc<System>) {
@@ -146,12 +159,12 @@ fn shutdown(rt: &Runtime, system: Arc<System>) {
     rt.block_on(system.shutdown(BOUND));
 }
 
-/// Which guests play requester/sender and echo/sink.
+/// Which guests play requester/sender and echo/sink, compiled once.
 #[derive(Clone)]
 struct Guests {
     name: &'static str,
-    requester: PathBuf,
-    echo: PathBuf,
+    requester: CompiledComponent,
+    echo: CompiledComponent,
     /// The command that makes a sender send `n` messages to `target`.
     send: fn(u64, &str) -> Vec<u8>,
     /// The command that starts a rally of `n` requests to `target`.
@@ -253,6 +266,14 @@ fn round_trips(
         all.add(&round).expect("same bounds");
         walls.push(per(elapsed, plan.n));
     }
+    let rallies = plan.n * plan.rounds as u64;
+    let (requester, echo) = (stats_of(&system, "requester"), stats_of(&system, "echo"));
+    assert_eq!(
+        (requester.callbacks_handled, requester.handler_errors, echo.handled, echo.handler_errors),
+        (rallies, 0, rallies, 0),
+        "{}: every request answered and its callback handled without an error",
+        guests.name
+    );
     shutdown(rt, system);
     (Spread::of(walls), all)
 }
@@ -313,6 +334,10 @@ fn fire_and_forget(
         sent.push(per(all_sent, total));
         handled.push(per(all_handled, total));
     }
+    let sink_stats: Vec<_> = (0..sinks).map(|k| stats_of(&system, &format!("sink{k}"))).collect();
+    let handled_total: u64 = sink_stats.iter().map(|s| s.handled).sum();
+    let dead: u64 = sink_stats.iter().map(ComponentStats::dead_letters_total).sum();
+    assert_eq!((handled_total, dead), (total * plan.rounds as u64, 0), "{}: every message handled", guests.name);
     shutdown(rt, system);
     (Spread::of(handled), Spread::of(sent))
 }
@@ -355,20 +380,25 @@ fn main() {
     println!("floor     fire-and-forget (call + hop) {floor_message:8.0} ns");
     println!("floor     round trip (2 calls + 2 hops) {floor_round_trip:7.0} ns");
 
+    let load = |path: PathBuf| engine.load_file(&path).expect("a guest that loads");
     let wat = Guests {
         name: "wat",
-        requester: root().join("tests/fixtures/requester.wat"),
-        echo: root().join("tests/fixtures/echo.wat"),
+        requester: load(root().join("tests/fixtures/requester.wat")),
+        echo: load(root().join("tests/fixtures/echo.wat")),
         send: wat_send,
         rally: wat_rally,
     };
-    let sdk = sdk_guest();
-    let sdk = Guests { name: "sdk", requester: sdk.clone(), echo: sdk, send: sdk_send, rally: sdk_rally };
     let only = std::env::var("G2G_ONLY").unwrap_or_default();
-    let run = |guests: &Guests, case: &str| format!("{} {case}", guests.name).contains(only.as_str());
-    for guests in [&wat, &sdk] {
+    let run = |name: &str, case: &str| format!("{name} {case}").contains(only.as_str());
+    let mut all_guests = vec![wat];
+    // Built and compiled only when one of its cases runs.
+    if run("sdk", "round trip") || run("sdk", "fire-and-forget") {
+        let sdk = load(sdk_guest());
+        all_guests.push(Guests { name: "sdk", requester: sdk.clone(), echo: sdk, send: sdk_send, rally: sdk_rally });
+    }
+    for guests in &all_guests {
         let name = guests.name;
-        if run(guests, "round trip") {
+        if run(guests.name, "round trip") {
             let (wall, histogram) = round_trips(&rt, &engine, guests, &plan, &latencies);
             println!(
                 "{name:<4}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2}",
@@ -379,7 +409,7 @@ fn main() {
                 quantile(&histogram, 0.5) / floor_round_trip
             );
         }
-        if !run(guests, "fire-and-forget") {
+        if !run(guests.name, "fire-and-forget") {
             continue;
         }
         let (one, one_sent) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);

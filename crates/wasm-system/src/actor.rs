@@ -39,7 +39,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Arc<WasmEngine>,
     pub(crate) router: Arc<Router>,
     pub(crate) events: Arc<EventHub>,
-    /// Whether actors measure each handler's duration (metrics are on).
+    /// Whether actors measure each handler's duration and each request's
+    /// round trip (metrics are on).
     pub(crate) measure_handlers: bool,
 }
 
@@ -165,11 +166,13 @@ impl Actor {
         let failure = match called {
             Ok(result) => {
                 span.record("outcome", if result.is_ok() { "ok" } else { "handler-error" });
-                self.emit(&delivery, (trace, parent), &result);
-                delivery.handled(result, trace);
+                // Before settling: the settle may make the system quiescent,
+                // and whoever waits for that must find the round trip counted.
                 if let (Some(histogram), Some(registered_ns)) = (&self.request_duration, registered_ns) {
                     histogram.record(self.shared.router.elapsed_since(registered_ns));
                 }
+                self.emit(&delivery, (trace, parent), &result);
+                delivery.handled(result, trace);
                 self.intensity.on_success();
                 return Ok(());
             }
@@ -373,13 +376,15 @@ fn handled_event(
 }
 
 /// The reason to stop, if the actor was told to: `None` while the signal is
-/// unchanged (one atomic read); a dropped sender (the system gone) is a
-/// shutdown.
+/// unchanged (one atomic read); once the sender is dropped, the reason it
+/// left, or a shutdown.
 fn stop_signalled(stop: &watch::Receiver<Option<&'static str>>) -> Option<&'static str> {
     match stop.has_changed() {
         Ok(false) => None,
         Ok(true) => *stop.borrow(),
-        Err(_) => Some(SHUTDOWN),
+        // The value stays readable after the sender is gone (a host's stop
+        // already sent, then its future dropped): its reason, else shutdown.
+        Err(_) => Some(stop.borrow().unwrap_or(SHUTDOWN)),
     }
 }
 

@@ -153,7 +153,7 @@ struct RunArgs {
     no_progress: bool,
     /// Serve Prometheus metrics at `http://ADDR/metrics` while the app runs
     /// (e.g. `127.0.0.1:9464`): per-component counts, gauges and the handler
-    /// duration histogram (names in `wasm_system::metrics`).
+    /// and request duration histograms (names in `wasm_system::metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// How often the counts are published to `/metrics`.

@@ -6,9 +6,11 @@
 //! anyway ([`ComponentStats`], [`RouterStats`]); publishing copies them into
 //! the recorder (counters with `absolute`, gauges with `set`), so the message
 //! path pays nothing for metrics. [`System::record_metrics`] publishes once;
-//! [`crate::SystemBuilder::metrics_interval`] publishes on a timer. The one
-//! measurement taken per envelope is the handler duration histogram, and only
-//! when metrics are on.
+//! [`crate::SystemBuilder::metrics_interval`] publishes on a timer. The
+//! measurements taken per envelope, only when metrics are on, are the
+//! handler duration histogram and, for a callback, the request duration
+//! histogram (from the registration time each request carries: one TSC read
+//! per request, metrics on or off).
 //!
 //! Names follow Prometheus conventions (base units, `_total` for counters,
 //! `airssys_` prefix); every per-component series has the label `component`.
