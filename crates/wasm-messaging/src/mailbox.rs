@@ -389,7 +389,6 @@ mod tests {
         Envelope::Message { sender: ComponentId::host(), payload: vec![0x55, n], trace: TraceContext::new_root() }
     }
 
-    /// A pending-request slot of a component of its own, for callbacks.
     #[test]
     fn an_envelope_is_128_bytes() {
         // What a refusal hands back (the `result_large_err` expectation at
@@ -397,6 +396,7 @@ mod tests {
         assert_eq!(size_of::<Envelope>(), 128);
     }
 
+    /// A pending-request slot of a component of its own, for callbacks.
     pub(super) fn test_slot() -> crate::QuotaSlot {
         let id = ComponentId::parse("requester").expect("id");
         let (tx, _rx) = mailbox(id.clone(), 1, 0);

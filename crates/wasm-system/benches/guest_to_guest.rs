@@ -45,7 +45,9 @@
 
 mod common;
 
-use common::{BOUND, channel_echo, echo_instance, manifest, payload64, root, sdk_guest};
+use common::{
+    BOUND, channel_echo, echo_instance, in_task, manifest, payload64, root, sdk_guest, send_command, shutdown,
+};
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -135,10 +137,6 @@ fn per(elapsed: Duration, n: u64) -> f64 {
     elapsed.as_nanos() as f64 / n as f64
 }
 
-fn in_task<T: Send + 'static>(rt: &Runtime, work: impl Future<Output = T> + Send + 'static) -> T {
-    rt.block_on(async { tokio::spawn(work).await.expect("measuring task") })
-}
-
 fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(String, CompiledComponent, String)]) -> Arc<System> {
     Arc::new(rt.block_on(async {
         let mut builder = System::builder().engine(Arc::clone(engine)).metrics_interval(Duration::from_secs(3600));
@@ -154,11 +152,6 @@ fn stats_of(system: &System, id: &str) -> ComponentStats {
     system.component_stats().into_iter().find(|(c, _)| c.as_str() == id).map(|(_, stats)| stats).expect("a component")
 }
 
-fn shutdown(rt: &Runtime, system: Arc<System>) {
-    let system = Arc::into_inner(system).expect("no other owner");
-    rt.block_on(system.shutdown(BOUND));
-}
-
 /// Which guests play requester/sender and echo/sink, compiled once.
 #[derive(Clone)]
 struct Guests {
@@ -172,12 +165,7 @@ struct Guests {
 }
 
 fn wat_send(n: u64, target: &str) -> Vec<u8> {
-    let mut cmd = vec![0x55, b'm'];
-    cmd.extend_from_slice(&u32::try_from(n).expect("n fits u32").to_le_bytes());
-    cmd.push(u8::try_from(target.len()).expect("short"));
-    cmd.extend_from_slice(target.as_bytes());
-    cmd.extend_from_slice(&payload64());
-    cmd
+    send_command(u32::try_from(n).expect("n fits u32"), target)
 }
 
 fn wat_rally(n: u64, target: &str) -> Vec<u8> {

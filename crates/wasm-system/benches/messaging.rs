@@ -25,7 +25,9 @@
 
 mod common;
 
-use common::{BOUND, channel_echo, echo_instance, manifest, payload64, root, sdk_guest};
+use common::{
+    BOUND, channel_echo, echo_instance, in_task, manifest, payload64, root, sdk_guest, send_command, shutdown,
+};
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -36,15 +38,6 @@ use tokio::runtime::Runtime;
 use wasm_core::ComponentId;
 use wasm_runtime::WasmEngine;
 use wasm_system::{System, SystemEvent};
-
-fn send_command(count: u32, target: &str) -> Vec<u8> {
-    let mut cmd = vec![0x55, b'm'];
-    cmd.extend_from_slice(&count.to_le_bytes());
-    cmd.push(u8::try_from(target.len()).expect("short"));
-    cmd.extend_from_slice(target.as_bytes());
-    cmd.extend_from_slice(&payload64());
-    cmd
-}
 
 fn request_command(target: &str) -> Vec<u8> {
     let mut cmd = vec![0x55, b'r'];
@@ -57,21 +50,6 @@ fn request_command(target: &str) -> Vec<u8> {
 
 /// The host command that makes a requester send a batch of this many messages.
 type BatchCommand = fn(u64) -> Vec<u8>;
-
-/// Runs a measured loop inside a spawned task: waking the bench thread from
-/// a worker (`block_on`) costs tens of microseconds here and would swamp the
-/// numbers, so hot paths stay between tasks.
-fn in_task<F>(rt: &Runtime, measure: F) -> Duration
-where
-    F: std::future::Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async { tokio::spawn(measure).await.expect("measuring task") })
-}
-
-fn shutdown(rt: &Runtime, system: Arc<System>) {
-    let system = Arc::into_inner(system).expect("no other owner");
-    rt.block_on(system.shutdown(BOUND));
-}
 
 fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(&str, &str, &str)]) -> System {
     rt.block_on(async {

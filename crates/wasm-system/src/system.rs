@@ -331,6 +331,10 @@ impl System {
         tracing::info!(component = %id, origin = compiled.origin(), "component started");
         let (stop_tx, stop_rx) = watch::channel(None);
         let handle = ComponentRef { actor: me.clone(), router: Arc::clone(router) };
+        // This component's series of a histogram, when metrics are on.
+        let histogram = |name: &'static str| {
+            self.shared.measure_handlers.then(|| metrics::histogram!(name, "component" => id.to_string()))
+        };
         let actor = Actor {
             me,
             compiled,
@@ -340,14 +344,8 @@ impl System {
             intensity: RestartIntensity::new(manifest.restart),
             shared: Arc::clone(&self.shared),
             stop: stop_rx,
-            handler_duration: self
-                .shared
-                .measure_handlers
-                .then(|| metrics::histogram!(crate::metrics::HANDLER_DURATION, "component" => id.to_string())),
-            request_duration: self
-                .shared
-                .measure_handlers
-                .then(|| metrics::histogram!(crate::metrics::REQUEST_DURATION, "component" => id.to_string())),
+            handler_duration: histogram(crate::metrics::HANDLER_DURATION),
+            request_duration: histogram(crate::metrics::REQUEST_DURATION),
         };
         let task = tokio::spawn(actor.run(inbox));
         registration.keep();

@@ -97,3 +97,31 @@ pub(crate) fn channel_echo()
     });
     (to_echo, main_rx, echo)
 }
+
+/// The `requester.wat` command that sends `count` 64-byte messages to
+/// `target` (`0x55 'm' count:u32 L:u8 target payload`, see
+/// `tests/fixtures/README.md`).
+pub(crate) fn send_command(count: u32, target: &str) -> Vec<u8> {
+    let mut cmd = vec![0x55, b'm'];
+    cmd.extend_from_slice(&count.to_le_bytes());
+    cmd.push(u8::try_from(target.len()).expect("short"));
+    cmd.extend_from_slice(target.as_bytes());
+    cmd.extend_from_slice(&payload64());
+    cmd
+}
+
+/// Runs `work` inside a spawned task and returns its output: waking the
+/// bench thread from a worker (`block_on`) costs tens of microseconds here
+/// and would swamp the numbers, so hot paths stay between tasks.
+pub(crate) fn in_task<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    work: impl Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async { tokio::spawn(work).await.expect("measuring task") })
+}
+
+/// Shuts down the bench's system, which must have no other owner left.
+pub(crate) fn shutdown(rt: &tokio::runtime::Runtime, system: std::sync::Arc<wasm_system::System>) {
+    let system = std::sync::Arc::into_inner(system).expect("no other owner");
+    rt.block_on(system.shutdown(BOUND));
+}
