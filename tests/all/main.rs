@@ -3,6 +3,7 @@
 //! `<area>_<behaviour>`. Tests wait on events with a generous bound, never
 //! on time, and end by checking that the counters balance.
 
+mod batching;
 mod cluster;
 mod containment;
 mod embedding;

@@ -154,6 +154,7 @@ async fn observability_metrics_pass_promtool_and_equal_the_hosts_counts() {
         assert_eq!(value("airssys_requests_accepted_total"), expect(s.requests_accepted), "{id}");
         assert_eq!(value("airssys_handled_total"), expect(s.handled), "{id}");
         assert_eq!(value("airssys_handler_errors_total"), expect(s.handler_errors), "{id}");
+        assert_eq!(value("airssys_batches_total"), expect(s.batches), "{id}");
         assert_eq!(value("airssys_callbacks_handled_total"), expect(s.callbacks_handled), "{id}");
         assert_eq!(value("airssys_crashes_total"), expect(s.crashes), "{id}");
         assert_eq!(value("airssys_restarts_total"), expect(s.restarts), "{id}");

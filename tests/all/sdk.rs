@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 use wasm_core::{Codec, MessagePayload, RequestError};
+use wasm_system::Payload;
 use wasm_system::SystemEvent;
 use wasm_tests::{Harness, raw};
 
@@ -128,8 +129,47 @@ async fn sdk_per_request_state_is_cleared_by_timeouts_and_cancellations_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_components_take_queued_messages_in_batches_in_order_with_each_outcome() {
+    #[derive(serde::Serialize)]
+    struct Order {
+        sku: String,
+        qty: u32,
+    }
+    let h = shop_and_client("[limits]\ntime_per_call_ms = 60000").await;
+    // The shop sleeps 300 ms in its first message; the 200 orders queue
+    // behind it and are handed over in batches.
+    let shop = h.system.component("shop").expect("running");
+    shop.try_send(raw(b"sleep:300")).expect("queued");
+    while shop.stats().mailbox_len > 0 {
+        tokio::task::yield_now().await;
+    }
+    for n in 0..200 {
+        let order = if n == 100 {
+            // Not an order: the SDK reports the handler's error for this
+            // message alone.
+            Payload::json(&"not an order")
+        } else {
+            Payload::json(&Order { sku: format!("o{n}"), qty: 1 })
+        };
+        shop.try_send(order.expect("encodes")).expect("queued");
+    }
+    h.settle().await;
+    let stats = shop.stats();
+    assert_eq!((stats.handled, stats.handler_errors), (201, 1), "{stats:?}");
+    assert!(
+        (1..10).contains(&stats.batches),
+        "201 messages in {} calls of handle-messages, not one call each",
+        stats.batches
+    );
+    let received = strings(&report(&h, "shop").await["received"]);
+    let expected: Vec<String> = (0..200).filter(|n| *n != 100).map(|n| format!("json o{n} x1")).collect();
+    assert_eq!(received, expected, "in the order sent");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_the_host_speaks_the_same_typed_payloads_as_the_guests() {
-    use wasm_system::{Message, Payload};
+    use wasm_system::Message;
 
     #[derive(serde::Serialize)]
     struct Order<'a> {

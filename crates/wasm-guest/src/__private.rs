@@ -6,6 +6,7 @@ use std::thread::LocalKey;
 pub use wit_bindgen;
 
 pub use self::bindings::airssys::wasm::types::{ComponentError, RequestError as WitRequestError};
+pub use self::bindings::exports::airssys::wasm::batch_lifecycle::Guest as BatchGuest;
 pub use self::bindings::exports::airssys::wasm::component_lifecycle::Guest;
 use crate::{Callback, Component, Message, RequestError, RequestId};
 
@@ -17,7 +18,7 @@ use crate::{Callback, Component, Message, RequestError, RequestId};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "component",
+        world: "batch-component",
         pub_export_macro: true,
         export_macro_name: "__export_component",
         runtime_path: "::wasm_guest::__private::wit_bindgen::rt",
@@ -44,6 +45,24 @@ pub fn handle_message<T: Component>(
     with_instance(instance, |component| component.handle_message(&sender, message))
         .map(crate::Payload::into_bytes)
         .map_err(ComponentError::from)
+}
+
+/// The `handle-messages` export of a [`Component`]: the batch the host
+/// hands out, each message through [`Component::handle_message`] in order,
+/// its outcome reported as the next one is taken.
+pub fn handle_messages<T: Component>(instance: &'static LocalKey<RefCell<Option<T>>>) {
+    let mut previous = None;
+    while let Some(inbound) = bindings::airssys::wasm::inbox::next_message(previous.as_ref().map(as_ref_outcome)) {
+        previous = Some(handle_message(instance, inbound.sender, inbound.message).map(drop));
+    }
+}
+
+/// The outcome as `next-message` borrows it.
+fn as_ref_outcome(outcome: &Result<(), ComponentError>) -> Result<(), &ComponentError> {
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// The `handle-callback` export of a [`Component`].

@@ -77,6 +77,20 @@
 //! handler traps the instance: the host answers the pending request with
 //! `target-failed` and its supervisor restarts the component with fresh state.
 //!
+//! # Batches
+//!
+//! [`export!`] exports world `batch-component`: when fire-and-forget messages
+//! queue up, the host hands a run of them (up to 64) to one
+//! `handle-messages` call, and the SDK takes each with the `inbox` import
+//! and calls [`Component::handle_message`] for it, in mailbox order, then
+//! reports its outcome as it takes the next. Nothing changes for the
+//! component: each message gets the whole fuel and time budget, its own
+//! handler error, span and counters; a panic fails only the message it
+//! happened in, and the messages not yet taken go to the restarted
+//! instance. Requests and callbacks are never batched. One call instead of
+//! one per message is what makes a busy sink cheap (see the host's
+//! `guest_to_guest` bench).
+//!
 //! # Output
 //!
 //! `println!` and `eprintln!` go to the host's log, one event per line, rate
@@ -142,9 +156,12 @@ pub trait Component: Default + 'static {
 /// wasm_guest::export!(MyComponent);
 /// ```
 ///
-/// It expands to the canonical-ABI exports of `component-lifecycle` (the
-/// SDK's wit-bindgen bindings; no wit-bindgen dependency is needed in the
-/// component crate) and to the per-instance value of the type. The exported
+/// It expands to the canonical-ABI exports of `component-lifecycle` and
+/// `batch-lifecycle` (world `batch-component`: the host hands queued
+/// fire-and-forget messages over in batches, each still one
+/// [`Component::handle_message`] call, in order, with the same outcome as
+/// alone; the SDK's wit-bindgen bindings, so no wit-bindgen dependency is
+/// needed in the component crate) and to the per-instance value of the type. The exported
 /// functions are `unsafe extern "C"` items, so a crate that uses the macro
 /// cannot be `#![forbid(unsafe_code)]` (`deny` is fine: the expansion allows
 /// it locally).
@@ -173,6 +190,12 @@ macro_rules! export {
                     outcome: ::std::result::Result<::std::vec::Vec<u8>, $crate::__private::WitRequestError>,
                 ) -> ::std::result::Result<(), $crate::__private::ComponentError> {
                     $crate::__private::handle_callback(&INSTANCE, request_id, outcome)
+                }
+            }
+
+            impl $crate::__private::BatchGuest for Export {
+                fn handle_messages() {
+                    $crate::__private::handle_messages(&INSTANCE)
                 }
             }
 

@@ -74,6 +74,30 @@ impl Inbox {
         Delivery { envelope, router: &self.router, target: &self.owner, settled: false }
     }
 
+    /// As [`Inbox::recv`], held apart from the inbox as a [`Taken`] (see
+    /// [`Inbox::try_take`]).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`Inbox::recv`].
+    pub async fn recv_taken(&mut self) -> Option<Taken> {
+        self.receiver.recv().await.map(Taken)
+    }
+
+    /// The next envelope if one is queued, without waiting, held apart from
+    /// the inbox as a [`Taken`] (so the inbox stays free while it is
+    /// handled: a batch holds one while it takes the next). Turn it back
+    /// into a [`Delivery`] with [`Inbox::resume`] to settle it.
+    pub fn try_take(&mut self) -> Option<Taken> {
+        self.receiver.try_recv().map(Taken)
+    }
+
+    /// The [`Delivery`] of an envelope taken with [`Inbox::try_take`] or
+    /// [`Inbox::recv_taken`], to settle it. `taken` must come from this
+    /// inbox.
+    pub fn resume(&self, taken: Taken) -> Delivery<'_> {
+        self.guard(taken.0)
+    }
+
     /// Closes the mailbox (later sends fail with `delivery-failed`) and
     /// dead-letters every envelope still queued with `reason`; a queued
     /// request's requester gets `delivery-failed` with it. Returns how many
@@ -194,6 +218,32 @@ impl Drop for Delivery<'_> {
         if !self.settled {
             self.fail(DROPPED_UNSETTLED);
         }
+    }
+}
+
+/// An envelope taken from a mailbox and not settled yet, held apart from
+/// its [`Inbox`] ([`Inbox::try_take`], [`Inbox::recv_taken`]).
+///
+/// It does not settle itself: give it back to [`Inbox::resume`], whose
+/// [`Delivery`] settles (or dead-letters itself when dropped). Dropping a
+/// `Taken` loses the envelope's settle, so the accounting would not balance;
+/// a holder keeps it where its own `Drop` resumes it (as the actor's batch
+/// does).
+#[must_use = "a taken envelope must be resumed and settled"]
+#[derive(Debug)]
+pub struct Taken(Envelope);
+
+impl Taken {
+    /// The envelope.
+    #[must_use]
+    pub fn envelope(&self) -> &Envelope {
+        &self.0
+    }
+
+    /// The envelope, to move its payload out (a batch hands the payload to
+    /// the guest instead of copying it).
+    pub fn envelope_mut(&mut self) -> &mut Envelope {
+        &mut self.0
     }
 }
 

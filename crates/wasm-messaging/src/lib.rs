@@ -46,7 +46,7 @@ mod tests;
 
 pub use audit::{AuditCounts, AuditEvent, AuditRecord, AuditSink, NoAudit};
 pub use clock::{ManualClock, MonotonicClock};
-pub use delivery::{DROPPED_UNSETTLED, Delivery, Inbox};
+pub use delivery::{DROPPED_UNSETTLED, Delivery, Inbox, Taken};
 pub use envelope::Envelope;
 pub use error::{MailboxError, PolicyError, RegistryError};
 pub use mailbox::{Mailbox, MailboxPermit, MailboxReceiver, mailbox};

@@ -33,6 +33,7 @@ struct ActorCounters {
     handled: AtomicU64,
     handler_errors: AtomicU64,
     callbacks_handled: AtomicU64,
+    batches: AtomicU64,
     dead_letters: [AtomicU64; DeadLetterCause::ALL.len()],
     refused: [AtomicU64; MessagingError::KINDS.len()],
     crashes: AtomicU64,
@@ -48,6 +49,7 @@ impl ActorCounters {
             handled: zero(),
             handler_errors: zero(),
             callbacks_handled: zero(),
+            batches: zero(),
             dead_letters: std::array::from_fn(|_| zero()),
             refused: std::array::from_fn(|_| zero()),
             crashes: zero(),
@@ -139,6 +141,10 @@ pub struct ActorStats {
     pub handler_errors: u64,
     /// Callbacks its `handle-callback` returned for, with an error or not.
     pub callbacks_handled: u64,
+    /// Batches its `handle-messages` was called with that handed out at
+    /// least one message (0 for a component without `batch-lifecycle`);
+    /// `handled / batches` is roughly the messages per call.
+    pub batches: u64,
     /// Envelopes for it that were dead-lettered, indexed by
     /// [`DeadLetterCause::index`]; the `delivery-failed` slot counts the
     /// messages it sent to other nodes that were not delivered there.
@@ -255,6 +261,7 @@ impl ActorRef {
             handled: load(&c.handled),
             handler_errors: load(&c.handler_errors),
             callbacks_handled: load(&c.callbacks_handled),
+            batches: load(&c.batches),
             dead_letters: std::array::from_fn(|i| load(&c.dead_letters[i])),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
             crashes: load(&c.crashes),
@@ -265,6 +272,12 @@ impl ActorRef {
     /// Counts a crash of its instance (for the supervisor that saw it).
     pub fn count_crash(&self) {
         bump(&self.0.counters.crashes);
+    }
+
+    /// Counts a batch that handed out at least one message (for the actor
+    /// that ran it).
+    pub fn count_batch(&self) {
+        bump(&self.0.counters.batches);
     }
 
     /// Counts a restart of its instance (for the supervisor that did it).

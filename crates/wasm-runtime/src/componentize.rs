@@ -12,19 +12,30 @@ use crate::error::RuntimeError;
 pub const WIT: &str = include_str!("../../../wit/world.wit");
 
 /// Componentizes a core module, given as WAT text, against world
-/// `airssys:wasm/component`. `origin` names the source in errors.
+/// `airssys:wasm/component`, or `airssys:wasm/batch-component` when the
+/// module exports `airssys:wasm/batch-lifecycle@0.1.0#handle-messages`.
+/// `origin` names the source in errors.
 ///
 /// The module must import `airssys:wasm/host-services@0.1.0` functions (any
-/// subset) and export `airssys:wasm/component-lifecycle@0.1.0#handle-message`
-/// and `#handle-callback`, `memory` and `cabi_realloc`, with the canonical
-/// ABI's core signatures.
+/// subset; with batches also `airssys:wasm/inbox@0.1.0#next-message`) and
+/// export `airssys:wasm/component-lifecycle@0.1.0#handle-message` and
+/// `#handle-callback`, `memory` and `cabi_realloc`, with the canonical ABI's
+/// core signatures.
 ///
 /// # Errors
 /// [`RuntimeError::Componentize`] when the text does not parse, or the module
 /// does not match the world (a missing export, a wrong signature), with the
 /// encoder's reason.
 pub fn componentize_wat(origin: &str, wat_text: &str) -> Result<Vec<u8>, RuntimeError> {
-    componentize_wat_with_wit(origin, wat_text, WIT, "component")
+    let world = if exports_batches(wat_text) { "batch-component" } else { "component" };
+    componentize_wat_with_wit(origin, wat_text, WIT, world)
+}
+
+/// Whether the module's text exports the batch handler. A text test: a
+/// module that merely mentions the name elsewhere is componentized against
+/// `batch-component` and then fails with the encoder's missing-export reason.
+fn exports_batches(wat_text: &str) -> bool {
+    wat_text.contains("(export \"airssys:wasm/batch-lifecycle@0.1.0#handle-messages\")")
 }
 
 /// As [`componentize_wat`], against world `world` of the WIT package

@@ -21,6 +21,13 @@
 //!   so a call that finishes within its first tick pays no timer; past the
 //!   budget the call is dropped (wasmtime unwinds the fiber) and fails with
 //!   [`GuestFailure::Timeout`]. A call may overrun by up to one tick.
+//! - **Batches.** A component that exports `batch-lifecycle` can be handed
+//!   a run of queued messages in one call ([`ComponentInstance::handle_messages`]):
+//!   the guest takes each from a [`MessageSource`] through the `inbox`
+//!   import. Each message taken gets the full fuel budget again, and the time
+//!   budget starts again once the call next waits, so a message in a batch
+//!   is bounded as a call of its own would be (plus up to one tick), and the
+//!   last message taken is the one a trap fails.
 //!
 //! The price, measured in `benches/guest_call.rs` beside a synchronous call
 //! of the same guest: the fiber switch in and out of each call.
@@ -28,8 +35,10 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,16 +46,16 @@ use wasm_core::{
     ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, RequestError, SocketGrant, TraceContext,
     WasiSection,
 };
-use wasmtime::component::{Component as WasmComponent, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component as WasmComponent, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use crate::bindings::airssys::wasm::types as wit;
-use crate::bindings::{Component as ComponentWorld, ComponentPre as ComponentWorldPre};
+use crate::bindings::airssys::wasm::{host_services, types as wit};
+use crate::bindings::exports::airssys::wasm::{batch_lifecycle, component_lifecycle};
 use crate::error::{GuestFailure, RuntimeError};
 use crate::guest_log::{GuestLog, GuestLogLimits};
-use crate::host::HostState;
+use crate::host::{BatchState, HostState, MessageSource, add_inbox_to_linker};
 use crate::limits::InstanceLimiter;
 #[cfg(target_os = "linux")]
 use crate::stacks::StackPool;
@@ -173,8 +182,9 @@ impl WasmEngine {
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        ComponentWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        host_services::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
+        add_inbox_to_linker(&mut linker).map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
         let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms)?;
         Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker })
@@ -182,8 +192,10 @@ impl WasmEngine {
 
     /// Compiles and type-checks a component against the world: every import
     /// must be one the host provides and both lifecycle exports must exist
-    /// with the WIT signatures. `bytes` is a component binary or
-    /// component-model WAT text; `origin` names it in errors.
+    /// with the WIT signatures. `batch-lifecycle` is optional (world
+    /// `batch-component`); with it the component accepts batches
+    /// ([`ComponentInstance::accepts_batches`]). `bytes` is a component
+    /// binary or component-model WAT text; `origin` names it in errors.
     ///
     /// # Errors
     /// [`RuntimeError::Compile`] for invalid bytes, [`RuntimeError::World`]
@@ -196,9 +208,20 @@ impl WasmEngine {
             .map_err(|e| RuntimeError::Compile { origin: origin.to_owned(), reason: format!("{e:#}") })?;
         let world_error =
             |e: wasmtime::Error| RuntimeError::World { origin: origin.to_owned(), reason: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
-        let pre = ComponentWorldPre::new(instance_pre).map_err(world_error)?;
-        Ok(CompiledComponent { pre, origin: origin.to_owned() })
+        let pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let lifecycle = component_lifecycle::GuestIndices::new(&pre).map_err(world_error)?;
+        // Optional, but a component that names the interface must export it
+        // whole.
+        let batch = match component.get_export_index(None, BATCH_LIFECYCLE) {
+            Some(_) => Some(batch_lifecycle::GuestIndices::new(&pre).map_err(world_error)?),
+            None => None,
+        };
+        Ok(CompiledComponent {
+            pre,
+            lifecycle: Arc::new(lifecycle),
+            batch: batch.map(Arc::new),
+            origin: origin.to_owned(),
+        })
     }
 
     /// Reads and loads a component file: a `.wat` file is a core module that
@@ -268,6 +291,7 @@ impl WasmEngine {
             |e: wasmtime::Error| RuntimeError::Instantiate { id: id.to_string(), reason: format!("{e:#}") };
         let log = GuestLog::new(id.as_str(), self.guest_log);
         let wasi = wasi_context(&log, wasi).map_err(instantiate_error)?;
+        let taken = Arc::new(AtomicU32::new(0));
         let state = HostState {
             id: id.clone(),
             router,
@@ -275,6 +299,7 @@ impl WasmEngine {
             wasi,
             table: ResourceTable::new(),
             limits: InstanceLimiter::new(limits),
+            batch: BatchState { source: None, taken: Arc::clone(&taken), fuel_per_message: limits.fuel_per_call },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -282,17 +307,22 @@ impl WasmEngine {
         store.set_epoch_deadline(1);
         store.set_fuel(limits.fuel_per_call).map_err(instantiate_error)?;
         let budget = Duration::from_millis(limits.time_per_call_ms);
-        let world = within(budget, compiled.pre.instantiate_async(&mut store))
+        let instance = within(budget, compiled.pre.instantiate_async(&mut store))
             .await
             .ok_or_else(|| RuntimeError::Instantiate {
                 id: id.to_string(),
                 reason: format!("time budget of {} ms exceeded", limits.time_per_call_ms),
             })?
             .map_err(instantiate_error)?;
+        let lifecycle = compiled.lifecycle.load(&mut store, &instance).map_err(instantiate_error)?;
+        let batch = compiled.batch.as_ref().map(|batch| batch.load(&mut store, &instance)).transpose();
+        let batch = batch.map_err(instantiate_error)?;
         log.flush_partial();
         Ok(ComponentInstance {
             store,
-            world,
+            lifecycle,
+            batch,
+            taken,
             log,
             fuel_per_call: limits.fuel_per_call,
             time_per_call_ms: limits.time_per_call_ms,
@@ -349,6 +379,34 @@ async fn within<F: Future>(budget: Duration, call: F) -> Option<F::Output> {
     }
 }
 
+/// As [`within`], for a batch: the budget starts again whenever `taken`
+/// (messages handed out) has moved since the call last waited, so each
+/// message of the batch gets the whole budget, counted from the first wait
+/// after it was taken (at most one epoch tick after, for a guest that
+/// computes). No clock is read while the call does not wait.
+async fn within_each<F: Future>(budget: Duration, taken: &AtomicU32, call: F) -> Option<F::Output> {
+    let mut call = pin!(call);
+    let mut timer: Option<(u32, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let now_taken = taken.load(Ordering::Relaxed);
+        let sleep = match &mut timer {
+            Some((seen, sleep)) => {
+                if *seen != now_taken {
+                    *seen = now_taken;
+                    sleep.as_mut().reset(tokio::time::Instant::now() + budget);
+                }
+                sleep
+            }
+            None => &mut timer.insert((now_taken, Box::pin(tokio::time::sleep(budget)))).1,
+        };
+        if sleep.as_mut().poll(cx).is_ready() { Poll::Ready(None) } else { Poll::Pending }
+    })
+    .await
+}
+
 impl fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WasmEngine")
@@ -363,15 +421,28 @@ impl fmt::Debug for WasmEngine {
 /// any number of times. Cloning is cheap (shared compiled code).
 #[derive(Clone)]
 pub struct CompiledComponent {
-    pre: ComponentWorldPre<HostState>,
+    pre: InstancePre<HostState>,
+    lifecycle: Arc<component_lifecycle::GuestIndices>,
+    /// `Some` when the component exports `batch-lifecycle`.
+    batch: Option<Arc<batch_lifecycle::GuestIndices>>,
     origin: String,
 }
+
+/// The optional export interface of world `batch-component`.
+const BATCH_LIFECYCLE: &str = "airssys:wasm/batch-lifecycle@0.1.0";
 
 impl CompiledComponent {
     /// Where the component came from (a path or a name).
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Whether the component exports `batch-lifecycle` (world
+    /// `batch-component`), so its instances accept batches.
+    #[must_use]
+    pub fn accepts_batches(&self) -> bool {
+        self.batch.is_some()
     }
 }
 
@@ -385,7 +456,12 @@ impl fmt::Debug for CompiledComponent {
 /// After a [`GuestFailure`] the instance must be dropped and a new one made.
 pub struct ComponentInstance {
     store: Store<HostState>,
-    world: ComponentWorld,
+    lifecycle: component_lifecycle::Guest,
+    /// `Some` when the component exports `batch-lifecycle`.
+    batch: Option<batch_lifecycle::Guest>,
+    /// Messages handed to batches so far (shared with the store's
+    /// `BatchState`, read by [`within_each`] while the store is borrowed).
+    taken: Arc<AtomicU32>,
     log: Arc<GuestLog>,
     fuel_per_call: u64,
     time_per_call_ms: u64,
@@ -423,11 +499,7 @@ impl ComponentInstance {
     ) -> Result<Result<Vec<u8>, ComponentError>, GuestFailure> {
         self.arm(trace)?;
         let budget = Duration::from_millis(self.time_per_call_ms);
-        let call = self.world.airssys_wasm_component_lifecycle().call_handle_message(
-            &mut self.store,
-            sender.as_string(),
-            message,
-        );
+        let call = self.lifecycle.call_handle_message(&mut self.store, sender.as_string(), message);
         let result = within(budget, call).await;
         self.finish(result)
     }
@@ -459,13 +531,65 @@ impl ComponentInstance {
             }
         };
         let budget = Duration::from_millis(self.time_per_call_ms);
-        let call = self.world.airssys_wasm_component_lifecycle().call_handle_callback(
-            &mut self.store,
-            request_id.as_str(),
-            outcome,
-        );
+        let call = self.lifecycle.call_handle_callback(&mut self.store, request_id.as_str(), outcome);
         let result = within(budget, call).await;
         self.finish(result)
+    }
+
+    /// Whether the component exports `batch-lifecycle`, so
+    /// [`ComponentInstance::handle_messages`] can be called.
+    #[must_use]
+    pub fn accepts_batches(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Calls the guest's `handle-messages`, with `source` installed as the
+    /// batch's [`MessageSource`]: each `next-message` of the guest reports
+    /// how the message before ended and takes the next from `source`, with a
+    /// fresh fuel budget, and the time budget starts again (see the module's
+    /// execution model). The source stays in the instance after the call,
+    /// however the call ends: take it back with
+    /// [`ComponentInstance::take_source`] (the source knows which message
+    /// it handed out last, which is the one a [`GuestFailure`] fails).
+    ///
+    /// # Errors
+    /// [`GuestFailure`] as for [`ComponentInstance::handle_message`]; also a
+    /// trap when the component does not export `batch-lifecycle`
+    /// ([`ComponentInstance::accepts_batches`]), before any message is taken.
+    ///
+    /// # Panics
+    /// As [`ComponentInstance::handle_message`]; a panic of
+    /// [`MessageSource::next`] resumes here.
+    ///
+    /// # Cancel safety
+    /// As [`ComponentInstance::handle_message`]; the source stays installed.
+    pub async fn handle_messages(&mut self, source: Box<dyn MessageSource>) -> Result<(), GuestFailure> {
+        self.store.data_mut().batch.source = Some(source);
+        let Some(batch) = &self.batch else {
+            return Err(GuestFailure::Trap("the component does not export airssys:wasm/batch-lifecycle".into()));
+        };
+        self.store.set_fuel(self.fuel_per_call).map_err(|e| GuestFailure::Trap(format!("{e:#}")))?;
+        self.store.set_epoch_deadline(1);
+        self.store.data_mut().trace = None;
+        let budget = Duration::from_millis(self.time_per_call_ms);
+        let call = batch.call_handle_messages(&mut self.store);
+        let result = within_each(budget, &self.taken, call).await;
+        self.store.data_mut().trace = None;
+        self.log.flush_partial();
+        match result {
+            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(self.classify(&e)),
+        }
+    }
+
+    /// Takes back the [`MessageSource`] of the last
+    /// [`ComponentInstance::handle_messages`]; `None` if there is none or it
+    /// is not an `S`.
+    pub fn take_source<S: MessageSource>(&mut self) -> Option<Box<S>> {
+        let source = self.store.data_mut().batch.source.take()?;
+        let source: Box<dyn std::any::Any> = source;
+        source.downcast::<S>().ok()
     }
 
     fn arm(&mut self, trace: Option<TraceContext>) -> Result<(), GuestFailure> {

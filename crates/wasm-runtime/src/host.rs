@@ -1,15 +1,64 @@
 //! The host side of `airssys:wasm/host-services`: each call asks the injected
 //! [`MessageRouter`] on behalf of the instance's own id (a guest cannot
-//! forge its sender).
+//! forge its sender). And of `airssys:wasm/inbox`: during a batch
+//! (`handle-messages`), `next-message` asks the [`MessageSource`] the
+//! embedder installed for the call.
 
+use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use wasm_core::{ComponentId, MessageRouter, MessagingError, Origin, TraceContext};
-use wasmtime::component::ResourceTable;
+use wasm_core::{ComponentError, ComponentId, MessageRouter, MessagingError, Origin, TraceContext};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::airssys::wasm::{host_services, types};
+use crate::bindings::airssys::wasm::{host_services, inbox, types};
 use crate::limits::InstanceLimiter;
+
+/// Where a batch's messages come from: the embedder's side of
+/// `airssys:wasm/inbox`, installed in an instance for one
+/// [`crate::ComponentInstance::handle_messages`] call.
+///
+/// The guest calls `next-message` once per message and once more to learn
+/// that the batch is over; each call arrives here as [`MessageSource::next`],
+/// synchronously, on the thread that drives the guest call.
+pub trait MessageSource: Any + Send {
+    /// Settles the message handed out last with `previous` (`None`: the
+    /// first call of a batch, or the guest did not say), then hands out the
+    /// next message of the batch, or `None` to end it. After `None` the
+    /// guest should return; a later call is answered again.
+    ///
+    /// # Panics
+    /// A panic here unwinds out of the guest call and resumes in the
+    /// caller of `handle_messages`.
+    fn next(&mut self, previous: Option<Result<(), ComponentError>>) -> Option<InboundMessage>;
+}
+
+/// One message handed to a batch: what `handle-message` would receive, and
+/// the trace context that sends made while handling it carry as their parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// Who sent it, set by the host (a component id, or `host`).
+    pub sender: String,
+    /// Its multicodec-prefixed payload.
+    pub message: Vec<u8>,
+    /// The handler's trace context for this message (`None`: no parent for
+    /// the sends it makes).
+    pub trace: Option<TraceContext>,
+}
+
+/// What an instance's store keeps for batched delivery.
+pub(crate) struct BatchState {
+    /// The source of the batch under way; `None` outside `handle-messages`
+    /// (then `next-message` answers `none`).
+    pub(crate) source: Option<Box<dyn MessageSource>>,
+    /// Messages handed out over the instance's life: the call's time budget
+    /// starts again whenever it moves (see `engine::within_each`).
+    pub(crate) taken: Arc<AtomicU32>,
+    /// The fuel each message gets when it is taken.
+    pub(crate) fuel_per_message: u64,
+}
 
 /// What a [`wasmtime::Store`] holds for one instance.
 pub(crate) struct HostState {
@@ -20,6 +69,7 @@ pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: InstanceLimiter,
+    pub(crate) batch: BatchState,
 }
 
 impl HostState {
@@ -56,6 +106,32 @@ impl host_services::Host for HostState {
     fn cancel_request(&mut self, request_id: String) -> Result<(), types::MessagingError> {
         self.router.cancel_request(self.origin(), &request_id).map_err(to_wit)
     }
+}
+
+/// Links `airssys:wasm/inbox`'s `next-message`. By hand rather than by the
+/// generated trait, because taking a message re-arms the store's fuel,
+/// which a `Host` method (given only the store's data) cannot reach.
+pub(crate) fn add_inbox_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    type Previous = Option<Result<(), types::ComponentError>>;
+    linker.instance("airssys:wasm/inbox@0.1.0")?.func_wrap(
+        "next-message",
+        |mut store: StoreContextMut<'_, HostState>, (previous,): (Previous,)| {
+            let state = store.data_mut();
+            let Some(source) = state.batch.source.as_mut() else {
+                return Ok((None,));
+            };
+            let previous =
+                previous.map(|outcome| outcome.map_err(|e| ComponentError { code: e.code, message: e.message }));
+            let Some(next) = source.next(previous) else {
+                return Ok((None,));
+            };
+            state.trace = next.trace;
+            state.batch.taken.fetch_add(1, Ordering::Relaxed);
+            let fuel = state.batch.fuel_per_message;
+            store.set_fuel(fuel)?;
+            Ok((Some(inbox::InboundMessage { sender: next.sender, message: next.message }),))
+        },
+    )
 }
 
 fn to_wit(error: MessagingError) -> types::MessagingError {

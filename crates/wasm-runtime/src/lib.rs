@@ -42,3 +42,4 @@ pub use componentize::{WIT, componentize_wat, componentize_wat_with_packages, co
 pub use engine::{CompiledComponent, ComponentInstance, EngineConfig, WasmEngine};
 pub use error::{GuestFailure, RuntimeError};
 pub use guest_log::GuestLogLimits;
+pub use host::{InboundMessage, MessageSource};

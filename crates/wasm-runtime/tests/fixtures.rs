@@ -8,15 +8,18 @@
 //! to: every `messaging-error` case through the requester, every
 //! `request-error` case through the probe.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use wasm_core::{
     ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, MessagingError, Origin, RequestError,
     WasiSection,
 };
 use wasm_runtime::{
-    CompiledComponent, ComponentInstance, EngineConfig, GuestFailure, RuntimeError, WasmEngine, componentize_wat,
+    CompiledComponent, ComponentInstance, EngineConfig, GuestFailure, InboundMessage, MessageSource, RuntimeError,
+    WasmEngine, componentize_wat,
 };
 
 // ---------------------------------------------------------------------------
@@ -719,6 +722,157 @@ async fn probe_callback_returns_component_error() {
         instance.handle_callback(&CorrelationId::generate(), &outcome, None).await,
         Ok(Err(component_error(1, "probe-sink")))
     );
+}
+
+// ---------------------------------------------------------------------------
+// batching (world batch-component)
+// ---------------------------------------------------------------------------
+
+/// A [`MessageSource`] handing out a script of messages from `sender-a`,
+/// recording what it handed out and every outcome reported. `pause` is
+/// slept (blocking the thread, as a slow host would) before each message is
+/// handed out.
+#[derive(Default)]
+struct ScriptedSource {
+    queue: VecDeque<Vec<u8>>,
+    handed: Vec<Vec<u8>>,
+    /// What each `next` reported for the message before it.
+    reported: Vec<Option<Result<(), ComponentError>>>,
+    pause: Duration,
+}
+
+impl ScriptedSource {
+    fn of(messages: &[&[u8]]) -> Box<Self> {
+        Box::new(Self { queue: messages.iter().map(|m| m.to_vec()).collect(), ..Self::default() })
+    }
+}
+
+impl MessageSource for ScriptedSource {
+    fn next(&mut self, previous: Option<Result<(), ComponentError>>) -> Option<InboundMessage> {
+        if self.reported.len() < self.handed.len() {
+            self.reported.push(previous);
+        }
+        std::thread::sleep(self.pause);
+        let message = self.queue.pop_front()?;
+        self.handed.push(message.clone());
+        Some(InboundMessage { sender: "sender-a".into(), message, trace: None })
+    }
+}
+
+/// Runs one batch of `source` and takes the source back.
+async fn batch(
+    instance: &mut ComponentInstance,
+    source: Box<ScriptedSource>,
+) -> (Result<(), GuestFailure>, Box<ScriptedSource>) {
+    let outcome = instance.handle_messages(source).await;
+    (outcome, instance.take_source::<ScriptedSource>().expect("the source comes back"))
+}
+
+/// The batching fixture's counts: (batches, messages, largest batch).
+async fn batch_counts(instance: &mut ComponentInstance) -> (u32, u32, u32) {
+    let reply = from_host(instance, b"\x55q").await.expect("no trap").expect("ok");
+    let word = |at: usize| u32::from_le_bytes(reply[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!((reply.len(), reply[0]), (13, 0x55), "{reply:?}");
+    (word(1), word(5), word(9))
+}
+
+/// A `batching` message spinning `iterations` times.
+fn batch_spin(iterations: u32) -> Vec<u8> {
+    let mut message = b"\x55s".to_vec();
+    message.extend_from_slice(&iterations.to_le_bytes());
+    message
+}
+
+#[tokio::test]
+async fn batching_takes_every_message_in_order_and_reports_each_outcome() {
+    let fixture = Fixture::load("batching");
+    assert!(fixture.compiled.accepts_batches(), "batching.wat exports batch-lifecycle");
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    assert!(instance.accepts_batches());
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a", b"\x55e", b"\x55b"])).await;
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(source.handed, [b"\x55a".to_vec(), b"\x55e".to_vec(), b"\x55b".to_vec()]);
+    let error = component_error(7, "batch error");
+    assert_eq!(source.reported, [Some(Ok(())), Some(Err(error)), Some(Ok(()))], "one outcome per message, in order");
+    // An empty batch is a call that takes nothing.
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[])).await;
+    assert_eq!((outcome, source.handed.len()), (Ok(()), 0));
+    assert_eq!(batch_counts(&mut instance).await, (2, 3, 3));
+}
+
+#[tokio::test]
+async fn batching_a_trap_fails_the_message_taken_last_and_leaves_the_rest_untaken() {
+    let fixture = Fixture::load("batching");
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a", b"\x55!", b"\x55b"])).await;
+    assert!(matches!(outcome, Err(GuestFailure::Trap(_))), "{outcome:?}");
+    assert_eq!(source.handed, [b"\x55a".to_vec(), b"\x55!".to_vec()], "the trap hit the message taken last");
+    assert_eq!(source.reported, [Some(Ok(()))], "the message before it was reported handled");
+    assert_eq!(source.queue, [b"\x55b".to_vec()], "the message after it was never taken");
+}
+
+#[tokio::test]
+async fn batching_a_guest_that_returns_early_leaves_the_rest_untaken() {
+    let fixture = Fixture::load("batching");
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a", b"\x55x", b"\x55b"])).await;
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(source.handed.len(), 2, "'x' returns at once");
+    assert_eq!(source.reported, [Some(Ok(()))], "'x' itself is never reported: the caller settles it");
+    assert_eq!(source.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn batching_each_message_gets_the_whole_fuel_budget() {
+    let fixture = Fixture::load("batching");
+    let budget = 1_000_000;
+    let limits = Limits { fuel_per_call: budget, ..Limits::default() };
+    // Twice the work of one message below is more than one budget...
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
+    let (outcome, _) = batch(&mut instance, ScriptedSource::of(&[&batch_spin(2 * ITERATIONS)])).await;
+    assert_eq!(outcome, Err(GuestFailure::OutOfFuel { budget }), "{} iterations exceed the budget", 2 * ITERATIONS);
+    // ...yet five such messages in one batch all run: each got its own.
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
+    let one = batch_spin(ITERATIONS);
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[&one, &one, &one, &one, &one])).await;
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(source.reported, vec![Some(Ok(())); 5]);
+}
+
+/// Iterations of the batching fixture's spin loop that fit one budget of
+/// 1,000,000 fuel, twice over not (its loop costs about 14 fuel an
+/// iteration).
+const ITERATIONS: u32 = 40_000;
+
+#[tokio::test]
+async fn batching_the_time_budget_starts_again_for_each_message() {
+    let fixture = Fixture::load("batching");
+    let limits = Limits { fuel_per_call: u64::MAX, time_per_call_ms: 300, ..Limits::default() };
+    let mut instance = fixture.instance(&limits, RecordingRouter::accepting()).await;
+    // Three messages that each wait a while in the host (200 ms before each
+    // is handed out) and then compute across epoch ticks: 600 ms in all,
+    // twice the budget of one call, but each message well inside it.
+    let one = batch_spin(3_000_000);
+    let mut source = ScriptedSource::of(&[&one, &one, &one]);
+    source.pause = Duration::from_millis(200);
+    let (outcome, source) = batch(&mut instance, source).await;
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(source.reported.len(), 3);
+    // A message that never ends still meets the budget.
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a", &batch_spin(u32::MAX)])).await;
+    assert_eq!(outcome, Err(GuestFailure::Timeout { budget_ms: 300 }));
+    assert_eq!(source.handed.len(), 2);
+}
+
+#[tokio::test]
+async fn batching_a_component_without_the_export_refuses_a_batch_and_gives_the_source_back() {
+    let fixture = Fixture::load("echo");
+    assert!(!fixture.compiled.accepts_batches());
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    assert!(!instance.accepts_batches());
+    let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a"])).await;
+    assert!(matches!(&outcome, Err(GuestFailure::Trap(reason)) if reason.contains("batch-lifecycle")), "{outcome:?}");
+    assert_eq!((source.handed.len(), source.queue.len()), (0, 1), "nothing was taken");
 }
 
 // ---------------------------------------------------------------------------

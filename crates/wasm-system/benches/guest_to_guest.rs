@@ -27,7 +27,10 @@
 //!   two independent sender/sink pairs at once (scaling over the cores).
 //!   Time per message from the command to every message handled, with the
 //!   time the senders took to send alone; the floor is one raw call and
-//!   one hop per message.
+//!   one hop per message. `wat-batch` runs the same with a sink that takes
+//!   its messages in batches (`batching.wat`, world `batch-component`), and
+//!   prints the messages per `handle-messages` call; the SDK sink batches
+//!   too (every SDK component does).
 //!
 //! Each case runs 3 rounds and the table gives the median round and the
 //! range. After each case the bench checks the host's counts: every
@@ -160,8 +163,9 @@ struct Guests {
     echo: CompiledComponent,
     /// The command that makes a sender send `n` messages to `target`.
     send: fn(u64, &str) -> Vec<u8>,
-    /// The command that starts a rally of `n` requests to `target`.
-    rally: fn(u64, &str) -> Vec<u8>,
+    /// The command that starts a rally of `n` requests to `target`;
+    /// `None` when `echo` cannot answer requests (a sink only).
+    rally: Option<fn(u64, &str) -> Vec<u8>>,
 }
 
 fn wat_send(n: u64, target: &str) -> Vec<u8> {
@@ -225,6 +229,7 @@ fn round_trips(
     rt: &Runtime,
     engine: &Arc<WasmEngine>,
     guests: &Guests,
+    rally: fn(u64, &str) -> Vec<u8>,
     plan: &Plan,
     latencies: &Latencies,
 ) -> (Spread, Hdr<u64>) {
@@ -240,7 +245,7 @@ fn round_trips(
     let mut all = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     for _ in 0..plan.rounds {
         latencies.take();
-        let command = (guests.rally)(plan.n, "echo");
+        let command = rally(plan.n, "echo");
         let system_in = Arc::clone(&system);
         let elapsed = in_task(rt, async move {
             let started = Instant::now();
@@ -269,8 +274,9 @@ fn round_trips(
 /// Fire-and-forget from `senders` sender guests, `pairs` apart: with
 /// `pairs == 1` every sender sends to one sink; with `pairs == 2` there
 /// are two senders and two sinks, each sender with its own. Returns ns per
-/// message until all were handled, and ns per message until the senders
-/// were done sending.
+/// message until all were handled, ns per message until the senders were
+/// done sending, and the messages per `handle-messages` call the sinks got
+/// (`None` for sinks that take them one call each).
 fn fire_and_forget(
     rt: &Runtime,
     engine: &Arc<WasmEngine>,
@@ -278,7 +284,7 @@ fn fire_and_forget(
     plan: &Plan,
     senders: usize,
     pairs: usize,
-) -> (Spread, Spread) {
+) -> (Spread, Spread, Option<f64>) {
     let sinks = pairs;
     let mut components = Vec::new();
     for s in 0..senders {
@@ -326,8 +332,10 @@ fn fire_and_forget(
     let handled_total: u64 = sink_stats.iter().map(|s| s.handled).sum();
     let dead: u64 = sink_stats.iter().map(ComponentStats::dead_letters_total).sum();
     assert_eq!((handled_total, dead), (total * plan.rounds as u64, 0), "{}: every message handled", guests.name);
+    let batches: u64 = sink_stats.iter().map(|s| s.batches).sum();
+    let per_batch = (batches > 0).then(|| handled_total as f64 / batches as f64);
     shutdown(rt, system);
-    (Spread::of(handled), Spread::of(sent))
+    (Spread::of(handled), Spread::of(sent), per_batch)
 }
 
 fn quantile(histogram: &Hdr<u64>, q: f64) -> f64 {
@@ -374,22 +382,37 @@ fn main() {
         requester: load(root().join("tests/fixtures/requester.wat")),
         echo: load(root().join("tests/fixtures/echo.wat")),
         send: wat_send,
-        rally: wat_rally,
+        rally: Some(wat_rally),
+    };
+    // The same sender, and a sink that takes its messages in batches
+    // (`batching.wat`: world batch-component; it cannot answer requests).
+    let wat_batch = Guests {
+        name: "wat-batch",
+        requester: wat.requester.clone(),
+        echo: load(root().join("tests/fixtures/batching.wat")),
+        send: wat_send,
+        rally: None,
     };
     let only = std::env::var("G2G_ONLY").unwrap_or_default();
     let run = |name: &str, case: &str| format!("{name} {case}").contains(only.as_str());
-    let mut all_guests = vec![wat];
+    let mut all_guests = vec![wat, wat_batch];
     // Built and compiled only when one of its cases runs.
     if run("sdk", "round trip") || run("sdk", "fire-and-forget") {
         let sdk = load(sdk_guest());
-        all_guests.push(Guests { name: "sdk", requester: sdk.clone(), echo: sdk, send: sdk_send, rally: sdk_rally });
+        all_guests.push(Guests {
+            name: "sdk",
+            requester: sdk.clone(),
+            echo: sdk,
+            send: sdk_send,
+            rally: Some(sdk_rally),
+        });
     }
     for guests in &all_guests {
         let name = guests.name;
-        if run(guests.name, "round trip") {
-            let (wall, histogram) = round_trips(&rt, &engine, guests, &plan, &latencies);
+        if let Some(rally) = guests.rally.filter(|_| run(guests.name, "round trip")) {
+            let (wall, histogram) = round_trips(&rt, &engine, guests, rally, &plan, &latencies);
             println!(
-                "{name:<4}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2}",
+                "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2}",
                 quantile(&histogram, 0.5),
                 quantile(&histogram, 0.99),
                 histogram.mean(),
@@ -400,22 +423,26 @@ fn main() {
         if !run(guests.name, "fire-and-forget") {
             continue;
         }
-        let (one, one_sent) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
+        let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
+        let (one, one_sent, one_batch) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
         println!(
-            "{name:<4}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2}",
+            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2}{}",
             1e3 / one.median,
-            one.median / floor_message
+            one.median / floor_message,
+            batched(one_batch)
         );
-        let (many, many_sent) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
+        let (many, many_sent, many_batch) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
         println!(
-            "{name:<4}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}",
-            1e3 / many.median
+            "{name:<9}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}{}",
+            1e3 / many.median,
+            batched(many_batch)
         );
-        let (two, two_sent) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
+        let (two, two_sent, two_batch) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
         println!(
-            "{name:<4}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; scaling {:.2}x one pair",
+            "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; scaling {:.2}x one pair{}",
             1e3 / two.median,
-            one.median / two.median
+            one.median / two.median,
+            batched(two_batch)
         );
     }
 }

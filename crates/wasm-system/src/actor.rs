@@ -16,6 +16,11 @@
 //! by consuming it; one dropped unconsumed (a panic unwinding out of the
 //! handler) dead-letters itself, so the actor keeps no bookkeeping of its own
 //! about what is in flight.
+//!
+//! A component that exports `batch-lifecycle` gets its queued
+//! fire-and-forget messages in batches (see `batch.rs`): the actor then
+//! hands its inbox to the batch for the length of one `handle-messages`
+//! call.
 
 use std::any::Any;
 use std::fmt;
@@ -27,9 +32,10 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tracing::Instrument;
 use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, TraceContext, WasiSection};
-use wasm_messaging::{ActorRef, AuditEvent, Delivery, Envelope, Inbox, Router};
+use wasm_messaging::{ActorRef, AuditEvent, Delivery, Envelope, Inbox, Router, Taken};
 use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngine};
 
+use crate::batch::Batch;
 use crate::events::{EventHub, SystemEvent};
 use crate::supervisor::RestartIntensity;
 use crate::system::SHUTDOWN;
@@ -73,8 +79,14 @@ impl Actor {
     ///
     /// The inbox is kept apart from the actor so that the [`Delivery`] it
     /// hands out can borrow it while the actor handles it.
-    pub(crate) async fn run(mut self, mut inbox: Inbox) -> Result<(), String> {
+    pub(crate) async fn run(mut self, inbox: Inbox) -> Result<(), String> {
+        let mut batch = Some(Batch::new(inbox, Arc::clone(&self.shared), self.handler_duration.clone()));
         let reason = loop {
+            // `None` only if a batch's call lost it (see `run_batch`): the
+            // mailbox went with the instance, and the component stops.
+            let Some(mut held) = batch.take() else {
+                break Stop::OnItsOwn("the mailbox was lost with a failed batch".to_owned());
+            };
             // The stop signal comes first: an atomic read of its version
             // while it has not changed, so a busy actor checks it before
             // every envelope for almost nothing. An envelope already queued
@@ -85,17 +97,48 @@ impl Actor {
                 break Stop::Told(reason.to_owned());
             }
             tokio::task::consume_budget().await;
-            let delivery = tokio::select! {
-                biased;
-                delivery = inbox.recv() => match delivery {
-                    Some(delivery) => delivery,
-                    None => break Stop::OnItsOwn("mailbox closed".to_owned()),
+            // What the last batch left to handle next comes before the
+            // mailbox; it is never batched again (a batch that handed out
+            // nothing gives its first message to `handle-message`).
+            let next = match held.pending() {
+                Some(taken) => Ok((taken, true)),
+                None => tokio::select! {
+                    biased;
+                    taken = held.inbox.recv_taken() => {
+                        taken.map(|taken| (taken, false)).ok_or_else(|| Stop::OnItsOwn("mailbox closed".to_owned()))
+                    }
+                    reason = self.stop.wait_for(Option::is_some) => Err(Stop::Told(stop_reason(reason).to_owned())),
                 },
-                reason = self.stop.wait_for(Option::is_some) => break Stop::Told(stop_reason(reason).to_owned()),
             };
+            let (taken, resumed) = match next {
+                Ok(next) => next,
+                Err(stop) => {
+                    batch = Some(held);
+                    break stop;
+                }
+            };
+            let batched = !resumed
+                && matches!(taken.envelope(), Envelope::Message { .. })
+                && self.instance.as_ref().is_some_and(ComponentInstance::accepts_batches);
+            if batched {
+                // A panic escaping `run_batch` (one while recovering from a
+                // crash) drops the batch, which dead-letters what it held
+                // and closes the mailbox: the component stops.
+                let (returned, outcome) = match AssertUnwindSafe(self.run_batch(held, taken)).catch_unwind().await {
+                    Ok(ran) => ran,
+                    Err(panic) => (None, Err(Stop::OnItsOwn(self.panicked(panic.as_ref())))),
+                };
+                batch = returned;
+                if let Err(stop) = outcome {
+                    break stop;
+                }
+                continue;
+            }
+            let delivery = held.inbox.resume(taken);
             // A panic leaves the delivery inside the dropped future, whose
             // `Drop` dead-letters it (a request's requester: `target-failed`).
             let mut outcome = AssertUnwindSafe(self.handle(delivery)).catch_unwind().await;
+            batch = Some(held);
             // A panic while recovering from a panic is one more crash: the
             // restart intensity ends the loop.
             while let Err(panic) = outcome {
@@ -113,8 +156,58 @@ impl Actor {
             Stop::Told(reason) => (reason, true),
             Stop::OnItsOwn(reason) => (reason, false),
         };
-        self.stop_for_good(&mut inbox, &reason);
+        self.stop_for_good(batch.as_deref_mut(), &reason);
         if told { Ok(()) } else { Err(reason) }
+    }
+
+    /// Runs one batch that starts with `first` (a message): moves the
+    /// inbox into the instance for the `handle-messages` call, then takes it
+    /// back and settles what the call left: the message handed out last is
+    /// handled if the call returned, failed if not (a crash, as in
+    /// [`Actor::handle`]). A batch that handed out nothing leaves `first`
+    /// pending, and the loop gives it to `handle-message`.
+    ///
+    /// Returns the batch (`None` if the instance lost it: it cannot, short
+    /// of a bug, and the component then stops) and `Err` when the component
+    /// must stop.
+    async fn run_batch(&mut self, mut batch: Box<Batch>, first: Taken) -> (Option<Box<Batch>>, Result<(), Stop>) {
+        batch.begin(first);
+        let Some(instance) = self.instance.as_mut() else {
+            // The caller checked; keep the batch's first message pending.
+            return (Some(batch), Ok(()));
+        };
+        let stop = &mut self.stop;
+        let called = AssertUnwindSafe(unless_stopped(stop, instance.handle_messages(batch))).catch_unwind().await;
+        let Some(mut batch) = instance.take_source::<Batch>() else {
+            self.instance = None;
+            return (None, Err(Stop::OnItsOwn("the batch source was lost".to_owned())));
+        };
+        let failure = match called {
+            Ok(Ok(())) => {
+                batch.returned();
+                if batch.handed() > 0 {
+                    self.me.count_batch();
+                    self.intensity.on_success();
+                }
+                return (Some(batch), Ok(()));
+            }
+            Ok(Err(failure)) => failure,
+            Err(panic) => {
+                let failure = self.panicked(panic.as_ref());
+                batch.failed(&failure);
+                let outcome = self.crashed(&failure).await;
+                return (Some(batch), outcome);
+            }
+        };
+        batch.failed(&failure.to_string());
+        let outcome = match failure {
+            CallFailure::Stopped(reason) => {
+                self.instance = None;
+                Err(Stop::Told(reason.to_owned()))
+            }
+            CallFailure::Guest(failure) => self.crashed(&failure.to_string()).await,
+        };
+        (Some(batch), outcome)
     }
 
     /// Handles one envelope. `Err` means the component must stop.
@@ -291,11 +384,15 @@ impl Actor {
     /// Stops the component: no new sends reach it; what is queued is
     /// dead-lettered (queued requests answer `delivery-failed`), and requests
     /// it had pending are dropped.
-    fn stop_for_good(mut self, inbox: &mut Inbox, reason: &str) {
+    fn stop_for_good(mut self, batch: Option<&mut Batch>, reason: &str) {
         let router = Arc::clone(&self.shared.router);
         router.unregister(self.id());
+        // Dropping the instance drops a batch lost inside it, which closes
+        // the mailbox the same way.
         self.instance = None;
-        inbox.close(&format!("{} stopped: {reason}", self.id()));
+        if let Some(batch) = batch {
+            batch.close(&format!("{} stopped: {reason}", self.id()));
+        }
         router.drop_requests_of(self.id());
         router.audit_lifecycle(AuditEvent::Stop, self.id(), reason.to_owned());
         tracing::info!(component = %self.id(), reason, "component stopped");
@@ -356,7 +453,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The [`SystemEvent::Handled`] of a message or request.
-fn handled_event(
+pub(crate) fn handled_event(
     component: ComponentId,
     sender: &ComponentId,
     request_id: Option<CorrelationId>,
@@ -406,7 +503,7 @@ fn stop_reason(signal: Result<watch::Ref<'_, Option<&'static str>>, watch::error
 /// recorded when the call ends: `ok`, `handler-error`, `target-failed`
 /// (trap, limit, host panic) or `stopped`; a callback also records
 /// `request_outcome`: `response` or the `request-error` case.
-fn handler_span(
+pub(crate) fn handler_span(
     component: &ComponentId,
     envelope: &Envelope,
     trace: TraceContext,

@@ -25,6 +25,7 @@
 
 mod actor;
 mod audit_log;
+mod batch;
 mod error;
 mod events;
 mod guest_build;

@@ -119,7 +119,7 @@ struct RunArgs {
     /// `failed`, `timed_out`, `cancelled`, `dropped`, `orphaned`, `pending`),
     /// `components` (one object per component, by id: `id`,
     /// `messages_accepted`, `requests_accepted`, `handled`, `handler_errors`,
-    /// `callbacks_handled`, `completed`, `dead_letters` by cause
+    /// `callbacks_handled`, `batches`, `completed`, `dead_letters` by cause
     /// (`target-failed`, `undelivered`, `delivery-failed`), `dead_letters_total`, `refused` by
     /// kind, `refused_total`, `crashes`, `restarts`, `mailbox_len`,
     /// `mailbox_bytes`, `pending_requests`, `stopped`), `nodes` (in a

@@ -34,6 +34,9 @@ pub const REQUESTS_ACCEPTED: &str = "airssys_requests_accepted_total";
 pub const HANDLED: &str = "airssys_handled_total";
 /// Callbacks whose `handle-callback` returned.
 pub const CALLBACKS_HANDLED: &str = "airssys_callbacks_handled_total";
+/// Batches a component's `handle-messages` was called with that handed out
+/// at least one message (see `airssys:wasm/batch-lifecycle`).
+pub const BATCHES: &str = "airssys_batches_total";
 /// Handlers (`handle-message`, `handle-callback`) that returned an error.
 pub const HANDLER_ERRORS: &str = "airssys_handler_errors_total";
 /// Envelopes for a component dead-lettered (label `reason`:
@@ -109,6 +112,11 @@ fn describe() {
         HANDLER_ERRORS,
         Unit::Count,
         "Handlers (handle-message, handle-callback) that returned an error."
+    );
+    describe_counter!(
+        BATCHES,
+        Unit::Count,
+        "Batches of queued messages handed to the component's handle-messages (at least one message each)."
     );
     describe_counter!(DEAD_LETTERS, Unit::Count, "Envelopes for the component that were dead-lettered, by reason.");
     describe_counter!(REFUSED, Unit::Count, "Sends by the component refused, by messaging-error kind.");
@@ -204,6 +212,7 @@ fn publish_component(id: &str, s: &ComponentStats) {
     counter!(HANDLED, &label()).absolute(s.handled);
     counter!(CALLBACKS_HANDLED, &label()).absolute(s.callbacks_handled);
     counter!(HANDLER_ERRORS, &label()).absolute(s.handler_errors);
+    counter!(BATCHES, &label()).absolute(s.batches);
     counter!(CRASHES, &label()).absolute(s.crashes);
     counter!(RESTARTS, &label()).absolute(s.restarts);
     for cause in DeadLetterCause::ALL {

@@ -1,0 +1,156 @@
+//! Batched delivery (`batch-lifecycle`, `inbox`): a component that exports
+//! it gets its queued fire-and-forget messages in runs, in order, each
+//! settled once; a trap fails only the message it hit and what was not taken
+//! yet reaches the restarted instance; requests and callbacks end a batch
+//! and keep their place.
+//!
+//! `tests/fixtures/batching.wat` traps on any message that reaches
+//! `handle-message`, so each test here fails if messages are not batched.
+//! Messages are queued behind a message that computes for a while (a spin of
+//! `BLOCK` iterations, about 0.1 s here) so that batches form whatever the
+//! machine's speed; no test asserts a time.
+
+use wasm_system::{ComponentRef, SystemEvent};
+use wasm_tests::{Harness, PATIENT, raw};
+
+/// The batching fixture's spin loop: about 100 ms of computing here, far
+/// longer than the host takes to queue what follows it.
+const BLOCK: u32 = 100_000_000;
+
+/// The most messages one batch hands out (the host's `BATCH_MAX`).
+const BATCH_MAX: u32 = 64;
+
+/// A `batching` message spinning `iterations` times.
+fn spin(iterations: u32) -> Vec<u8> {
+    let mut message = raw(b"s");
+    message.extend_from_slice(&iterations.to_le_bytes());
+    message
+}
+
+/// Message `n` of a numbered run.
+fn numbered(n: u8) -> Vec<u8> {
+    raw(&[b'm', n])
+}
+
+/// Sends a spin of [`BLOCK`] and waits until the actor has taken it: what is
+/// sent next queues behind it.
+async fn block(h: &Harness) -> ComponentRef {
+    let component = h.system.component("batching").expect("running");
+    component.try_send(spin(BLOCK)).expect("queued");
+    while component.stats().mailbox_len > 0 {
+        tokio::task::yield_now().await;
+    }
+    component
+}
+
+/// The fixture's counts, from its `q` request: (batches, messages, largest
+/// batch) since its instance started.
+async fn counts(h: &Harness) -> (u32, u32, u32) {
+    let reply = h.ask("batching", raw(b"q")).await.expect("answered");
+    let word = |at: usize| u32::from_le_bytes(reply[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!(reply.len(), 13, "{reply:?}");
+    (word(1), word(5), word(9))
+}
+
+/// The payloads of the fire-and-forget messages `batching` handled, in the
+/// order their `Handled` events came.
+fn handled_messages(h: &mut Harness) -> Vec<Vec<u8>> {
+    h.take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            SystemEvent::Handled { component, request_id: None, payload, .. } if component.as_str() == "batching" => {
+                Some(payload)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_queued_messages_arrive_in_full_batches_in_order_each_settled_once() {
+    let mut h = Harness::start(&[("batching", "batching", PATIENT)]).await;
+    let component = block(&h).await;
+    for n in 0..100 {
+        h.system.try_send("batching", numbered(n)).expect("queued");
+    }
+    // The request queues behind the 100 messages: it ends the second batch
+    // and is answered through handle-message.
+    let (batches, messages, largest) = counts(&h).await;
+    assert_eq!(messages, 101, "the spin and the 100 messages, all through handle-messages");
+    assert_eq!(largest, BATCH_MAX, "the first batch stopped at the cap");
+    assert_eq!(batches, 2, "64 then 37 messages");
+    h.settle().await;
+    let expected: Vec<Vec<u8>> = std::iter::once(spin(BLOCK)).chain((0..100).map(numbered)).collect();
+    assert_eq!(handled_messages(&mut h), expected, "in the order sent, each once");
+    let stats = component.stats();
+    assert_eq!((stats.handled, stats.batches, stats.dead_letters_total()), (102, 2, 0), "{stats:?}");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_a_trap_mid_batch_dead_letters_that_message_only_and_the_rest_reach_the_new_instance() {
+    let extra = format!("{PATIENT}\n[restart]\nbackoff_ms = 20");
+    let mut h = Harness::start(&[("batching", "batching", &extra)]).await;
+    let component = block(&h).await;
+    for n in 0..10 {
+        let message = if n == 5 { raw(b"!") } else { numbered(n) };
+        h.system.try_send("batching", message).expect("queued");
+    }
+    let letter = h
+        .wait_for("the dead letter", |e| match e {
+            SystemEvent::DeadLettered(letter) => Some(letter.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((letter.target.as_str(), letter.kind), ("batching", "message"));
+    assert!(letter.reason.contains("unreachable"), "the trap's reason: {}", letter.reason);
+    h.wait_for("the restart", |e| matches!(e, SystemEvent::Restarted { .. }).then_some(())).await;
+    h.settle().await;
+    let before_and_after: Vec<Vec<u8>> =
+        std::iter::once(spin(BLOCK)).chain((0..10).filter(|n| *n != 5).map(numbered)).collect();
+    assert_eq!(handled_messages(&mut h), before_and_after, "nothing but the trapping message was lost, in order");
+    let (batches, messages, _) = counts(&h).await;
+    assert_eq!((batches, messages), (1, 4), "the new instance got the four messages never taken, in one batch");
+    let stats = component.stats();
+    assert_eq!((stats.crashes, stats.restarts, stats.dead_letters_total()), (1, 1, 1), "{stats:?}");
+    let totals = h.finish().await;
+    assert_eq!((totals.handled, totals.dead_lettered), (11, 1), "the spin, 9 messages and the q request; the trap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_a_request_between_messages_ends_the_batch_and_keeps_its_place() {
+    let h = Harness::start(&[("batching", "batching", PATIENT)]).await;
+    block(&h).await;
+    for n in 0..5 {
+        h.system.try_send("batching", numbered(n)).expect("queued");
+    }
+    let between = h.system.request("batching", raw(b"q"), None).expect("queued");
+    for n in 5..10 {
+        h.system.try_send("batching", numbered(n)).expect("queued");
+    }
+    let reply = between.await.expect("answered");
+    let messages = u32::from_le_bytes(reply[5..9].try_into().expect("4 bytes"));
+    assert_eq!(messages, 6, "the request saw the spin and the five messages before it, none after");
+    h.settle().await;
+    assert_eq!(counts(&h).await.1, 11);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_a_message_that_never_ends_meets_its_time_budget_and_the_next_runs() {
+    let limits = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 200\n[restart]\nbackoff_ms = 20";
+    let mut h = Harness::start(&[("batching", "batching", limits)]).await;
+    h.system.try_send("batching", raw(b"a")).expect("queued");
+    h.system.try_send("batching", spin(u32::MAX)).expect("queued");
+    h.system.try_send("batching", raw(b"b")).expect("queued");
+    let letter = h
+        .wait_for("the dead letter", |e| match e {
+            SystemEvent::DeadLettered(letter) => Some(letter.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(letter.reason.contains("time budget"), "{}", letter.reason);
+    h.settle().await;
+    assert_eq!(handled_messages(&mut h), [raw(b"a"), raw(b"b")]);
+    h.finish().await;
+}
