@@ -154,3 +154,31 @@ async fn batching_a_message_that_never_ends_meets_its_time_budget_and_the_next_r
     assert_eq!(handled_messages(&mut h), [raw(b"a"), raw(b"b")]);
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_a_guest_that_never_takes_gets_each_message_through_handle_message() {
+    // batching.wat with a handle-messages that counts the call and returns
+    // without taking anything.
+    let text = std::fs::read_to_string(wasm_tests::fixture("batching")).expect("batching.wat");
+    let count = "(global.set $batches (i32.add (global.get $batches) (i32.const 1)))";
+    assert_eq!(text.matches(count).count(), 1, "the fixture counts each call once");
+    let idle = text.replace(count, &format!("{count} (return)"));
+    let component = wasm_runtime::componentize_wat("idle-batching.wat", &idle).expect("componentizes");
+    let compiled = wasm_tests::engine().load("idle-batching", &component).expect("loads");
+    let builder = wasm_system::System::builder()
+        .engine(wasm_tests::engine())
+        .compiled(wasm_tests::manifest("batching", "batching", ""), compiled);
+    let h = Harness::from_builder(builder).await;
+    // `q` as a plain message: handle-message answers it (the answer is
+    // dropped), where any other message would trap.
+    for _ in 0..3 {
+        h.system.try_send("batching", raw(b"q")).expect("queued");
+    }
+    h.settle().await;
+    let (calls, messages, _) = counts(&h).await;
+    assert_eq!(messages, 0, "nothing was taken");
+    assert_eq!(calls, 3, "handle-messages was offered each message once, first");
+    let stats = h.system.component("batching").expect("running").stats();
+    assert_eq!((stats.handled, stats.batches, stats.dead_letters_total()), (4, 0, 0), "{stats:?}");
+    h.finish().await;
+}
