@@ -295,12 +295,11 @@ fn fire_and_forget(
             format!("[capabilities]\nsend = [\"{sink}\"]"),
         ));
     }
+    // Room for every message of a round at once, in count and in bytes
+    // (64-byte payloads), so no send is refused whatever N is.
+    let mailbox = format!("[mailbox]\ncapacity = {}\nmax_bytes = {}", plan.n.max(1024), (plan.n * 64).max(1 << 20));
     for k in 0..sinks {
-        components.push((
-            format!("sink{k}"),
-            guests.echo.clone(),
-            "[mailbox]\ncapacity = 262144\nmax_bytes = 67108864".into(),
-        ));
+        components.push((format!("sink{k}"), guests.echo.clone(), mailbox.clone()));
     }
     let system = start(rt, engine, &components);
     let per_sender = plan.n / senders as u64;
