@@ -178,7 +178,27 @@ async fn batching_a_guest_that_never_takes_gets_each_message_through_handle_mess
     let (calls, messages, _) = counts(&h).await;
     assert_eq!(messages, 0, "nothing was taken");
     assert_eq!(calls, 3, "handle-messages was offered each message once, first");
+    // The answer comes back before the actor counts the request handled.
+    h.settle().await;
     let stats = h.system.component("batching").expect("running").stats();
     assert_eq!((stats.handled, stats.batches, stats.dead_letters_total()), (4, 0, 0), "{stats:?}");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_each_message_of_a_batch_has_the_whole_time_budget() {
+    // Thirteen messages of about 100 ms of computing each, in one batch:
+    // about 1.3 s in one call, over the 1,000 ms a call may take, but each
+    // message well inside it.
+    let limits = "[limits]\nfuel_per_call = 1000000000000\ntime_per_call_ms = 1000";
+    let h = Harness::start(&[("batching", "batching", limits)]).await;
+    let component = block(&h).await;
+    for _ in 0..12 {
+        h.system.try_send("batching", spin(BLOCK)).expect("queued");
+    }
+    h.settle().await;
+    let stats = component.stats();
+    assert_eq!((stats.handled, stats.batches), (13, 1), "one batch of 13: {stats:?}");
+    assert_eq!((stats.crashes, stats.dead_letters_total()), (0, 0), "no message ran out of time: {stats:?}");
     h.finish().await;
 }

@@ -27,15 +27,23 @@ pub const WIT: &str = include_str!("../../../wit/world.wit");
 /// does not match the world (a missing export, a wrong signature), with the
 /// encoder's reason.
 pub fn componentize_wat(origin: &str, wat_text: &str) -> Result<Vec<u8>, RuntimeError> {
-    let world = if exports_batches(wat_text) { "batch-component" } else { "component" };
+    let module = wat::parse_str(wat_text)
+        .map_err(|e| RuntimeError::Componentize { origin: origin.to_owned(), reason: e.to_string() })?;
+    let world = if exports_batches(&module) { "batch-component" } else { "component" };
     componentize_wat_with_wit(origin, wat_text, WIT, world)
 }
 
-/// Whether the module's text exports the batch handler. A text test: a
-/// module that merely mentions the name elsewhere is componentized against
-/// `batch-component` and then fails with the encoder's missing-export reason.
-fn exports_batches(wat_text: &str) -> bool {
-    wat_text.contains("(export \"airssys:wasm/batch-lifecycle@0.1.0#handle-messages\")")
+/// Whether the core module exports the batch handler (read from its export
+/// section with `wasmparser`; a module that does not parse answers `false`
+/// and fails later with the encoder's reason).
+fn exports_batches(module: &[u8]) -> bool {
+    const HANDLE_MESSAGES: &str = "airssys:wasm/batch-lifecycle@0.1.0#handle-messages";
+    wasmparser::Parser::new(0).parse_all(module).any(|payload| match payload {
+        Ok(wasmparser::Payload::ExportSection(exports)) => {
+            exports.into_iter().any(|export| export.is_ok_and(|export| export.name == HANDLE_MESSAGES))
+        }
+        _ => false,
+    })
 }
 
 /// As [`componentize_wat`], against world `world` of the WIT package

@@ -299,7 +299,12 @@ impl WasmEngine {
             wasi,
             table: ResourceTable::new(),
             limits: InstanceLimiter::new(limits),
-            batch: BatchState { source: None, taken: Arc::clone(&taken), fuel_per_message: limits.fuel_per_call },
+            batch: BatchState {
+                source: None,
+                taken: Arc::clone(&taken),
+                fuel_per_message: limits.fuel_per_call,
+                ended: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -564,7 +569,9 @@ impl ComponentInstance {
     /// # Cancel safety
     /// As [`ComponentInstance::handle_message`]; the source stays installed.
     pub async fn handle_messages(&mut self, source: Box<dyn MessageSource>) -> Result<(), GuestFailure> {
-        self.store.data_mut().batch.source = Some(source);
+        let state = self.store.data_mut();
+        state.batch.source = Some(source);
+        state.batch.ended = false;
         let Some(batch) = &self.batch else {
             return Err(GuestFailure::Trap("the component does not export airssys:wasm/batch-lifecycle".into()));
         };

@@ -27,7 +27,8 @@ pub trait MessageSource: Any + Send {
     /// Settles the message handed out last with `previous` (`None`: the
     /// first call of a batch, or the guest did not say), then hands out the
     /// next message of the batch, or `None` to end it. After `None` the
-    /// guest should return; a later call is answered again.
+    /// runtime answers the guest's further calls with `none` itself, without
+    /// asking the source again, until the next batch.
     ///
     /// # Panics
     /// A panic here unwinds out of the guest call and resumes in the
@@ -58,6 +59,10 @@ pub(crate) struct BatchState {
     pub(crate) taken: Arc<AtomicU32>,
     /// The fuel each message gets when it is taken.
     pub(crate) fuel_per_message: u64,
+    /// The source said `None`: the batch is over, and later calls in the
+    /// same `handle-messages` get `none` (so a guest that keeps asking
+    /// cannot take messages that arrive after the end).
+    pub(crate) ended: bool,
 }
 
 /// What a [`wasmtime::Store`] holds for one instance.
@@ -117,12 +122,14 @@ pub(crate) fn add_inbox_to_linker(linker: &mut Linker<HostState>) -> wasmtime::R
         "next-message",
         |mut store: StoreContextMut<'_, HostState>, (previous,): (Previous,)| {
             let state = store.data_mut();
-            let Some(source) = state.batch.source.as_mut() else {
+            let Some(source) = state.batch.source.as_mut().filter(|_| !state.batch.ended) else {
                 return Ok((None,));
             };
             let previous =
                 previous.map(|outcome| outcome.map_err(|e| ComponentError { code: e.code, message: e.message }));
             let Some(next) = source.next(previous) else {
+                state.batch.ended = true;
+                state.trace = None;
                 return Ok((None,));
             };
             state.trace = next.trace;

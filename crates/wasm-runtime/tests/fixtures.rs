@@ -739,6 +739,11 @@ struct ScriptedSource {
     /// What each `next` reported for the message before it.
     reported: Vec<Option<Result<(), ComponentError>>>,
     pause: Duration,
+    /// Answers `None` once after handing out this many messages, as a
+    /// mailbox that ran dry would, however many are still queued.
+    gap_after: Option<usize>,
+    /// Calls of `next`.
+    calls: usize,
 }
 
 impl ScriptedSource {
@@ -749,8 +754,13 @@ impl ScriptedSource {
 
 impl MessageSource for ScriptedSource {
     fn next(&mut self, previous: Option<Result<(), ComponentError>>) -> Option<InboundMessage> {
+        self.calls += 1;
         if self.reported.len() < self.handed.len() {
             self.reported.push(previous);
+        }
+        if self.gap_after.is_some_and(|n| n == self.handed.len()) {
+            self.gap_after = None;
+            return None;
         }
         std::thread::sleep(self.pause);
         let message = self.queue.pop_front()?;
@@ -862,6 +872,35 @@ async fn batching_the_time_budget_starts_again_for_each_message() {
     let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[b"\x55a", &batch_spin(u32::MAX)])).await;
     assert_eq!(outcome, Err(GuestFailure::Timeout { budget_ms: 300 }));
     assert_eq!(source.handed.len(), 2);
+}
+
+#[tokio::test]
+async fn batching_none_ends_the_batch_for_a_guest_that_asks_again() {
+    // batching.wat, asking once more after `none` and handling whatever
+    // that gives.
+    let text = std::fs::read_to_string(fixture_path("batching")).expect("batching.wat");
+    let end = "(br_if $end (i32.eqz (i32.load8_u (i32.const 64))))";
+    assert_eq!(text.matches(end).count(), 1);
+    let again = format!(
+        "(if (i32.eqz (i32.load8_u (i32.const 64))) (then (call $next_message (i32.const 0) (i32.const 0) \
+         (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 64)))) {end}"
+    );
+    let component = componentize_wat("asks-again.wat", &text.replace(end, &again)).expect("componentizes");
+    let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+    let compiled = engine.load("asks-again", &component).expect("loads");
+    let id = ComponentId::parse("asks-again").expect("id");
+    let router = RecordingRouter::accepting();
+    let mut instance =
+        engine.instantiate(&compiled, id, &Limits::default(), &WasiSection::default(), router).await.expect("instance");
+    let mut source = ScriptedSource::of(&[b"\x55a", b"\x55b", b"\x55c"]);
+    source.gap_after = Some(1);
+    let (outcome, source) = batch(&mut instance, source).await;
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(source.handed, [b"\x55a".to_vec()], "nothing taken after the source said none");
+    assert_eq!(source.calls, 2, "the guest's second ask was answered by the runtime, not the source");
+    // The next batch asks the source again.
+    let (outcome, source) = batch(&mut instance, source).await;
+    assert_eq!((outcome, source.handed.len()), (Ok(()), 3));
 }
 
 #[tokio::test]

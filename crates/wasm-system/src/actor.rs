@@ -1,6 +1,7 @@
 //! One actor per component: a tokio task that takes envelopes from the
-//! component's mailbox one at a time and calls its instance, so a component
-//! never handles two things at once. The mailbox outlives the instance: a
+//! component's mailbox one at a time and calls its instance (or hands a run
+//! of queued messages to one batch call, in which the guest still takes them
+//! one at a time), so a component never handles two things at once. The mailbox outlives the instance: a
 //! crash discards the instance, the supervisor makes a new one, and queued
 //! messages wait for it.
 //!
@@ -15,7 +16,9 @@
 //! The actor takes [`Delivery`] guards from its [`Inbox`] and settles each
 //! by consuming it; one dropped unconsumed (a panic unwinding out of the
 //! handler) dead-letters itself, so the actor keeps no bookkeeping of its own
-//! about what is in flight.
+//! about what is in flight. A batch holds its envelopes as `Taken` values
+//! and resumes each into a `Delivery` before it does anything else with it
+//! (see `batch.rs`).
 //!
 //! A component that exports `batch-lifecycle` gets its queued
 //! fire-and-forget messages in batches (see `batch.rs`): the actor then
@@ -121,15 +124,20 @@ impl Actor {
                 && matches!(taken.envelope(), Envelope::Message { .. })
                 && self.instance.as_ref().is_some_and(ComponentInstance::accepts_batches);
             if batched {
-                // A panic escaping `run_batch` (one while recovering from a
-                // crash) drops the batch, which dead-letters what it held
-                // and closes the mailbox: the component stops.
-                let (returned, outcome) = match AssertUnwindSafe(self.run_batch(held, taken)).catch_unwind().await {
-                    Ok(ran) => ran,
-                    Err(panic) => (None, Err(Stop::OnItsOwn(self.panicked(panic.as_ref())))),
-                };
+                let (returned, end) = self.run_batch(held, taken).await;
                 batch = returned;
-                if let Err(stop) = outcome {
+                let failure = match end {
+                    BatchEnd::Done => continue,
+                    BatchEnd::Stop(stop) => break stop,
+                    BatchEnd::Crashed(failure) => failure,
+                };
+                // As after a crash in `handle`: a panic while recovering is
+                // one more crash, and the restart intensity ends the loop.
+                let mut outcome = AssertUnwindSafe(self.crashed(&failure)).catch_unwind().await;
+                while let Err(panic) = outcome {
+                    outcome = AssertUnwindSafe(self.recover(panic)).catch_unwind().await;
+                }
+                if let Ok(Err(stop)) = outcome {
                     break stop;
                 }
                 continue;
@@ -163,51 +171,60 @@ impl Actor {
     /// Runs one batch that starts with `first` (a message): moves the
     /// inbox into the instance for the `handle-messages` call, then takes it
     /// back and settles what the call left: the message handed out last is
-    /// handled if the call returned, failed if not (a crash, as in
-    /// [`Actor::handle`]). A batch that handed out nothing leaves `first`
-    /// pending, and the loop gives it to `handle-message`.
+    /// handled if the call returned, failed if not. A batch that handed out
+    /// nothing leaves `first` pending, and the loop gives it to
+    /// `handle-message`. Host panics during the call and while settling are
+    /// caught here and become a crash; the crash itself (restart) is the
+    /// loop's, under the same panic recovery as [`Actor::handle`].
     ///
     /// Returns the batch (`None` if the instance lost it: it cannot, short
-    /// of a bug, and the component then stops) and `Err` when the component
-    /// must stop.
-    async fn run_batch(&mut self, mut batch: Box<Batch>, first: Taken) -> (Option<Box<Batch>>, Result<(), Stop>) {
+    /// of a bug, and the component then stops) and how the batch ended.
+    async fn run_batch(&mut self, mut batch: Box<Batch>, first: Taken) -> (Option<Box<Batch>>, BatchEnd) {
         batch.begin(first);
         let Some(instance) = self.instance.as_mut() else {
             // The caller checked; keep the batch's first message pending.
-            return (Some(batch), Ok(()));
+            return (Some(batch), BatchEnd::Done);
         };
         let stop = &mut self.stop;
         let called = AssertUnwindSafe(unless_stopped(stop, instance.handle_messages(batch))).catch_unwind().await;
         let Some(mut batch) = instance.take_source::<Batch>() else {
             self.instance = None;
-            return (None, Err(Stop::OnItsOwn("the batch source was lost".to_owned())));
+            return (None, BatchEnd::Stop(Stop::OnItsOwn("the batch source was lost".to_owned())));
         };
-        let failure = match called {
+        let (reason, outcome, end) = match called {
             Ok(Ok(())) => {
-                batch.returned();
-                if batch.handed() > 0 {
-                    self.me.count_batch();
-                    self.intensity.on_success();
+                // Settling runs router and event code: a panic there is a
+                // crash too (the delivery's guard dead-letters the message).
+                match std::panic::catch_unwind(AssertUnwindSafe(|| batch.returned())) {
+                    Ok(()) => {
+                        if batch.handed() > 0 {
+                            self.intensity.on_success();
+                        }
+                        return (Some(batch), BatchEnd::Done);
+                    }
+                    Err(panic) => return (Some(batch), BatchEnd::Crashed(self.panicked(panic.as_ref()))),
                 }
-                return (Some(batch), Ok(()));
             }
-            Ok(Err(failure)) => failure,
+            Ok(Err(CallFailure::Stopped(reason))) => {
+                self.instance = None;
+                (format!("interrupted: {reason}"), "stopped", BatchEnd::Stop(Stop::Told(reason.to_owned())))
+            }
+            Ok(Err(CallFailure::Guest(failure))) => {
+                (failure.to_string(), "target-failed", BatchEnd::Crashed(failure.to_string()))
+            }
             Err(panic) => {
                 let failure = self.panicked(panic.as_ref());
-                batch.failed(&failure);
-                let outcome = self.crashed(&failure).await;
-                return (Some(batch), outcome);
+                (failure.clone(), "target-failed", BatchEnd::Crashed(failure))
             }
         };
-        batch.failed(&failure.to_string());
-        let outcome = match failure {
-            CallFailure::Stopped(reason) => {
-                self.instance = None;
-                Err(Stop::Told(reason.to_owned()))
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| batch.failed(&reason, outcome))) {
+            // The failed message's guard settled it while unwinding.
+            let panicked = self.panicked(panic.as_ref());
+            if matches!(end, BatchEnd::Crashed(_)) {
+                return (Some(batch), BatchEnd::Crashed(panicked));
             }
-            CallFailure::Guest(failure) => self.crashed(&failure.to_string()).await,
-        };
-        (Some(batch), outcome)
+        }
+        (Some(batch), end)
     }
 
     /// Handles one envelope. `Err` means the component must stop.
@@ -409,6 +426,16 @@ enum Stop {
     Told(String),
     /// It stopped on its own: restart intensity exceeded, mailbox closed.
     OnItsOwn(String),
+}
+
+/// How a batch ended (see [`Actor::run_batch`]).
+enum BatchEnd {
+    /// The call returned, or the batch never started: go on.
+    Done,
+    /// The instance failed (the text is the failure): restart it.
+    Crashed(String),
+    /// The component must stop.
+    Stop(Stop),
 }
 
 /// Why a guest call did not return a result.

@@ -70,6 +70,10 @@ struct Current {
     parent: TraceContext,
     span: tracing::Span,
     started_ns: Option<u64>,
+    /// Whether the envelope kept its payload (events were on when it was
+    /// taken); otherwise the payload went to the guest, and a `Handled`
+    /// event for a subscriber that came later shows it empty.
+    kept: bool,
 }
 
 impl Batch {
@@ -105,23 +109,26 @@ impl Batch {
         }
     }
 
-    /// The call failed with `reason` (trap, budget, host panic, stop): the
-    /// message handed out last is dead-lettered with it. Messages not taken
-    /// stay queued.
-    pub(crate) fn failed(&mut self, reason: &str) {
-        if let Some(current) = self.current.take() {
-            if let (Some(histogram), Some(started)) = (&self.handler_duration, current.started_ns) {
+    /// The call failed with `reason` (trap, budget, host panic: span
+    /// outcome `target-failed`; a stop: `stopped`): the message handed out
+    /// last is dead-lettered with it. Messages not taken stay queued.
+    pub(crate) fn failed(&mut self, reason: &str, outcome: &'static str) {
+        if let Some(Current { taken, span, started_ns, .. }) = self.current.take() {
+            // The delivery first: if what follows panics, its guard still
+            // settles the envelope.
+            let delivery = self.inbox.resume(taken);
+            if let (Some(histogram), Some(started)) = (&self.handler_duration, started_ns) {
                 histogram.record(self.shared.router.elapsed_since(started));
             }
-            current.span.record("outcome", "target-failed");
-            self.inbox.resume(current.taken).failed(reason);
+            span.record("outcome", outcome);
+            delivery.failed(reason);
         }
     }
 
     /// The component stops: what the batch holds and the mailbox are
     /// dead-lettered with `reason` (see [`Inbox::close`]).
     pub(crate) fn close(&mut self, reason: &str) {
-        self.failed(reason);
+        self.failed(reason, "stopped");
         while let Some(taken) = self.pending() {
             self.inbox.resume(taken).undelivered(reason);
         }
@@ -129,19 +136,22 @@ impl Batch {
     }
 
     fn settle(&self, current: Current, outcome: Result<(), ComponentError>) {
-        let Current { taken, trace, parent, span, started_ns } = current;
+        let Current { taken, trace, parent, span, started_ns, kept: _ } = current;
+        // The delivery first: if what follows panics, its guard still
+        // settles the envelope (dead-lettered, as a host panic is).
+        let delivery = self.inbox.resume(taken);
         if let (Some(histogram), Some(started)) = (&self.handler_duration, started_ns) {
             histogram.record(self.shared.router.elapsed_since(started));
         }
         span.record("outcome", if outcome.is_ok() { "ok" } else { "handler-error" });
         let result = outcome.map(|()| Vec::new());
         if self.shared.events.active()
-            && let Envelope::Message { sender, payload, .. } = taken.envelope()
+            && let Envelope::Message { sender, payload, .. } = delivery.envelope()
         {
             let event = handled_event(self.me.id().clone(), sender, None, payload, &result, (trace, parent));
             self.shared.events.emit(event);
         }
-        self.inbox.resume(taken).handled(result, trace);
+        delivery.handled(result, trace);
     }
 
     /// The next message of the batch, if there is one to hand out.
@@ -167,22 +177,34 @@ impl MessageSource for Batch {
         if let Some(current) = self.current.take() {
             self.settle(current, previous.unwrap_or(Ok(())));
         }
-        let mut taken = self.take()?;
+        let taken = self.take()?;
+        // Counted with its first message, before that message can settle
+        // (and make the system quiescent).
+        if self.handed == 0 {
+            self.me.count_batch();
+        }
         self.handed += 1;
         let parent = *taken.envelope().trace();
-        let trace = parent.child();
-        let span = handler_span(self.me.id(), taken.envelope(), trace, parent);
-        let started_ns = self.handler_duration.is_some().then(|| self.shared.router.now_ns());
-        // The payload goes to the guest; it is kept only for a `Handled`
-        // event that shows it.
-        let keep_payload = self.shared.events.active();
-        let Envelope::Message { sender, payload, .. } = taken.envelope_mut() else {
+        // Held before anything that could panic (a tracing layer, an
+        // allocation), so a panic leaves it where `failed` finds it.
+        let current = self.current.insert(Current {
+            taken,
+            trace: parent,
+            parent,
+            span: tracing::Span::none(),
+            started_ns: None,
+            // The payload goes to the guest; it is kept only for a
+            // `Handled` event that shows it.
+            kept: self.shared.events.active(),
+        });
+        current.trace = parent.child();
+        current.span = handler_span(self.me.id(), current.taken.envelope(), current.trace, parent);
+        current.started_ns = self.handler_duration.is_some().then(|| self.shared.router.now_ns());
+        let Envelope::Message { sender, payload, .. } = current.taken.envelope_mut() else {
             unreachable!("a batch takes only messages");
         };
-        let message = if keep_payload { payload.clone() } else { std::mem::take(payload) };
-        let sender = sender.as_str().to_owned();
-        self.current = Some(Current { taken, trace, parent, span, started_ns });
-        Some(InboundMessage { sender, message, trace: Some(trace) })
+        let message = if current.kept { payload.clone() } else { std::mem::take(payload) };
+        Some(InboundMessage { sender: sender.as_str().to_owned(), message, trace: Some(current.trace) })
     }
 }
 
