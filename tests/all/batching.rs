@@ -202,3 +202,29 @@ async fn batching_each_message_of_a_batch_has_the_whole_time_budget() {
     assert_eq!((stats.crashes, stats.dead_letters_total()), (0, 0), "no message ran out of time: {stats:?}");
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_a_shutdown_mid_batch_settles_the_message_in_hand_and_what_was_queued() {
+    let h = Harness::start(&[("batching", "batching", PATIENT)]).await;
+    let component = h.system.component("batching").expect("running");
+    component.try_send(raw(b"a")).expect("queued");
+    component.try_send(spin(u32::MAX)).expect("queued");
+    for n in 0..5 {
+        component.try_send(numbered(n)).expect("queued");
+    }
+    // `a` handled; the batch is stuck in the endless spin with five queued.
+    while component.stats().handled < 1 || component.stats().mailbox_len > 5 {
+        tokio::task::yield_now().await;
+    }
+    let report = h.system.shutdown(std::time::Duration::from_millis(200)).await;
+    assert!(!report.drained, "the spin never ends");
+    assert!(report.stats.balanced(), "{:#?}", report.stats);
+    let (_, stats) = report.components.iter().find(|(id, _)| id.as_str() == "batching").expect("its counts");
+    let failed = stats.dead_letters[wasm_messaging::DeadLetterCause::TargetFailed.index()];
+    let undelivered = stats.dead_letters[wasm_messaging::DeadLetterCause::Undelivered.index()];
+    assert_eq!(
+        (stats.handled, failed, undelivered),
+        (1, 1, 5),
+        "the spin interrupted, the rest never taken: {stats:?}"
+    );
+}

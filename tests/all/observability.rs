@@ -12,19 +12,22 @@ use wasm_system::{ComponentStats, System, SystemEvent};
 use wasm_tests::{Harness, RecordingAudit, cmd_send, compiled, engine, manifest, raw};
 
 /// The components of these tests: an echo, a handler that always errs, a
-/// requester allowed to message and ask `echo` only, and a component that
-/// traps on `!` (one restart allowed).
-const COMPONENTS: [(&str, &str, &str); 4] = [
+/// requester allowed to message and ask `echo` only, a component that
+/// traps on `!` (one restart allowed), and one that takes its messages in
+/// batches.
+const COMPONENTS: [(&str, &str, &str); 5] = [
     ("echo", "echo", ""),
     ("rejecting", "rejecting", ""),
     ("requester", "requester", "[capabilities]\nsend = [\"echo\"]\nrequest = true"),
     ("trapping", "trapping", "[restart]\nbackoff_ms = 1"),
+    ("batching", "batching", ""),
 ];
 
 /// Drives the same traffic through `h` and returns each component's counts.
 async fn traffic(h: &mut Harness) -> Vec<(String, ComponentStats)> {
     for _ in 0..3 {
         h.system.try_send("echo", raw(b"m")).expect("accepted");
+        h.system.try_send("batching", raw(b"m")).expect("accepted");
     }
     for _ in 0..2 {
         assert_eq!(h.ask("echo", raw(b"q")).await, Ok(raw(b"q")));
@@ -67,6 +70,10 @@ async fn observability_each_component_counts_what_it_accepted_handled_failed_and
     assert_eq!((trapping.crashes, trapping.restarts), (1, 1), "{trapping:?}");
     assert_eq!(trapping.dead_letters[DeadLetterCause::TargetFailed.index()], 1, "{trapping:?}");
     assert_eq!((trapping.handled, trapping.dead_letters_total()), (0, 1), "{trapping:?}");
+    let batching = stats_of(&all, "batching");
+    assert_eq!(batching.handled, 3, "{batching:?}");
+    assert!((1..=3).contains(&batching.batches), "its messages came in batches: {batching:?}");
+    assert_eq!(echo.batches, 0, "echo.wat has no batch-lifecycle: {echo:?}");
     // The components' parts add up to the router's totals.
     let totals = h.system.stats();
     let sum = |f: fn(&ComponentStats) -> u64| all.iter().map(|(_, s)| f(s)).sum::<u64>();
