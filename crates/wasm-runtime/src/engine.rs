@@ -46,16 +46,16 @@ use wasm_core::{
     ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, RequestError, SocketGrant, TraceContext,
     WasiSection,
 };
-use wasmtime::component::{Component as WasmComponent, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{Component as WasmComponent, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use crate::bindings::airssys::wasm::{host_services, types as wit};
+use crate::bindings::airssys::wasm::types as wit;
 use crate::bindings::exports::airssys::wasm::{batch_lifecycle, component_lifecycle};
 use crate::error::{GuestFailure, RuntimeError};
 use crate::guest_log::{GuestLog, GuestLogLimits};
-use crate::host::{BatchState, HostState, MessageSource, add_inbox_to_linker};
+use crate::host::{BatchState, HostState, MessageSource, add_host_services_to_linker, add_inbox_to_linker};
 use crate::limits::InstanceLimiter;
 #[cfg(target_os = "linux")]
 use crate::stacks::StackPool;
@@ -182,8 +182,7 @@ impl WasmEngine {
         let engine = Engine::new(&wasm_config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        host_services::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(engine_error)?;
+        add_host_services_to_linker(&mut linker).map_err(engine_error)?;
         add_inbox_to_linker(&mut linker).map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
         let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms)?;

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasm_core::{ComponentError, ComponentId, MessageRouter, MessagingError, Origin, TraceContext};
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::airssys::wasm::{host_services, inbox, types};
+use crate::bindings::airssys::wasm::{inbox, types};
 use crate::limits::InstanceLimiter;
 
 /// Where a batch's messages come from: the embedder's side of
@@ -91,26 +91,37 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
-impl host_services::Host for HostState {
-    fn send_message(&mut self, target: String, message: Vec<u8>) -> Result<(), types::MessagingError> {
-        self.router.send_message(self.origin(), &target, message).map_err(to_wit)
-    }
-
-    fn send_request(
-        &mut self,
-        target: String,
-        request: Vec<u8>,
-        timeout_ms: u64,
-    ) -> Result<String, types::MessagingError> {
-        self.router
-            .send_request(self.origin(), &target, request, timeout_ms)
-            .map(|id| id.as_str().to_owned())
-            .map_err(to_wit)
-    }
-
-    fn cancel_request(&mut self, request_id: String) -> Result<(), types::MessagingError> {
-        self.router.cancel_request(self.origin(), &request_id).map_err(to_wit)
-    }
+/// Links `airssys:wasm/host-services` by hand rather than by the generated
+/// trait: the target id (and a request id) is read in place from the
+/// guest's memory (`WasmStr`), not copied into a `String` first, which
+/// saves an allocation per send. The payload is copied once, into the
+/// envelope. Invalid UTF-8 traps, as the generated lifting does.
+pub(crate) fn add_host_services_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let mut services = linker.instance("airssys:wasm/host-services@0.1.0")?;
+    services.func_wrap(
+        "send-message",
+        |store: StoreContextMut<'_, HostState>, (target, message): (WasmStr, WasmList<u8>)| {
+            let target = target.to_str(&store)?;
+            let message = message.as_le_slice(&store).to_vec();
+            let state = store.data();
+            Ok((state.router.send_message(state.origin(), &target, message).map_err(to_wit),))
+        },
+    )?;
+    services.func_wrap(
+        "send-request",
+        |store: StoreContextMut<'_, HostState>, (target, request, timeout_ms): (WasmStr, WasmList<u8>, u64)| {
+            let target = target.to_str(&store)?;
+            let request = request.as_le_slice(&store).to_vec();
+            let state = store.data();
+            let sent = state.router.send_request(state.origin(), &target, request, timeout_ms);
+            Ok((sent.map(|id| id.as_str().to_owned()).map_err(to_wit),))
+        },
+    )?;
+    services.func_wrap("cancel-request", |store: StoreContextMut<'_, HostState>, (request_id,): (WasmStr,)| {
+        let request_id = request_id.to_str(&store)?;
+        let state = store.data();
+        Ok((state.router.cancel_request(state.origin(), &request_id).map_err(to_wit),))
+    })
 }
 
 /// Links `airssys:wasm/inbox`'s `next-message`. By hand rather than by the
