@@ -6,7 +6,11 @@
 //!   64-byte payload, straight through wasmtime (what every delivery costs
 //!   at least);
 //! - **channel hop**: one tokio mpsc message between two tasks (half a
-//!   ping-pong round trip; its p50 and p99 are of the round trip).
+//!   ping-pong round trip; its p50 and p99 are of the round trip);
+//! - **raw batch**: async `handle-messages` calls of `batching.wat`, 64
+//!   messages a call from an in-memory source, per message (the floor of a
+//!   batched delivery on the guest's side: a 64th of a call, one
+//!   `next-message` import and its lowering).
 //!
 //! Measured in a running [`System`] with real guests (`requester.wat` and
 //! `echo.wat`, then the same on the guest SDK, `tests/guests/bench`):
@@ -30,7 +34,9 @@
 //!   one hop per message. `wat-batch` runs the same with a sink that takes
 //!   its messages in batches (`batching.wat`, world `batch-component`), and
 //!   prints the messages per `handle-messages` call; the SDK sink batches
-//!   too (every SDK component does).
+//!   too (every SDK component does). A sink that batches is set beside the
+//!   batched floor (raw batch per message + one hop), the others beside
+//!   one raw call + one hop.
 //!
 //! Each case runs 3 rounds and the table gives the median round and the
 //! range. After each case the bench checks the host's counts: every
@@ -61,7 +67,7 @@ use hdrhistogram::Histogram as Hdr;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tokio::runtime::Runtime;
 use wasm_core::ComponentId;
-use wasm_runtime::{CompiledComponent, WasmEngine};
+use wasm_runtime::{CompiledComponent, InboundMessage, MessageSource, WasmEngine};
 use wasm_system::metrics::REQUEST_DURATION;
 use wasm_system::{ComponentStats, System};
 
@@ -184,6 +190,55 @@ fn sdk_send(n: u64, target: &str) -> Vec<u8> {
 
 fn sdk_rally(n: u64, target: &str) -> Vec<u8> {
     format!("\x55R:{n}:{target}").into_bytes()
+}
+
+/// The batch baseline's source: hands out the prepared payloads from `host`,
+/// [`BATCH`] a call, as the actor's batch does (the payload moved, the
+/// sender's id copied).
+struct Prepared {
+    payloads: Vec<Vec<u8>>,
+    in_batch: usize,
+}
+
+/// Messages per call in the batch baseline (the host's cap).
+const BATCH: usize = 64;
+
+impl MessageSource for Prepared {
+    fn next(&mut self, _previous: Option<Result<(), wasm_core::ComponentError>>) -> Option<InboundMessage> {
+        if self.in_batch == BATCH {
+            return None;
+        }
+        let message = self.payloads.pop()?;
+        self.in_batch += 1;
+        Some(InboundMessage { sender: "host".to_owned(), message, trace: None })
+    }
+}
+
+/// ns per message of raw async `handle-messages` calls of `batching.wat`,
+/// 64 messages a call from an in-memory source: what a batched delivery
+/// costs at least on the guest's side (its share of one call, one
+/// `next-message` import and its lowering).
+fn raw_batch(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
+    let system = start(rt, engine, &[]);
+    let compiled = engine.load_file(&root().join("tests/fixtures/batching.wat")).expect("batching.wat");
+    let id = ComponentId::parse("batching").expect("id");
+    let limits = wasm_core::Limits::default();
+    let wasi = wasm_core::WasiSection::default();
+    let mut instance =
+        rt.block_on(engine.instantiate(&compiled, id, &limits, &wasi, system.message_router())).expect("instance");
+    let payloads = (0..n).map(|_| payload64()).collect();
+    let elapsed = in_task(rt, async move {
+        let mut source = Box::new(Prepared { payloads, in_batch: 0 });
+        let started = Instant::now();
+        while !source.payloads.is_empty() {
+            source.in_batch = 0;
+            instance.handle_messages(source).await.expect("no trap");
+            source = instance.take_source::<Prepared>().expect("the source comes back");
+        }
+        started.elapsed()
+    });
+    shutdown(rt, system);
+    per(elapsed, n)
 }
 
 /// ns per raw async `handle-message` call of the echo fixture.
@@ -352,6 +407,7 @@ fn main() {
     let engine = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
 
     let raw = Spread::of((0..plan.rounds).map(|_| raw_call(&rt, &engine, plan.n)).collect());
+    let raw_batched = Spread::of((0..plan.rounds).map(|_| raw_batch(&rt, &engine, plan.n)).collect());
     let hops: Vec<_> = (0..plan.rounds).map(|_| channel_hop(&rt, plan.n)).collect();
     let hop = Spread::of(hops.iter().map(|(hop, _)| *hop).collect());
     let mut hop_rtt = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
@@ -365,6 +421,7 @@ fn main() {
         if bench { "" } else { " [smoke run without --bench: the numbers mean nothing]" }
     );
     println!("baseline  raw handle-message call      {raw}");
+    println!("baseline  raw batch, per message (64)  {raw_batched}");
     println!(
         "baseline  channel hop (one way)        {hop}   round trip p50 {:.0} ns, p99 {:.0} ns",
         quantile(&hop_rtt, 0.5),
@@ -373,6 +430,8 @@ fn main() {
     let floor_message = raw.median + hop.median;
     let floor_round_trip = 2.0 * raw.median + 2.0 * hop.median;
     println!("floor     fire-and-forget (call + hop) {floor_message:8.0} ns");
+    let floor_batched = raw_batched.median + hop.median;
+    println!("floor     batched (batch share + hop)  {floor_batched:8.0} ns");
     println!("floor     round trip (2 calls + 2 hops) {floor_round_trip:7.0} ns");
 
     let load = |path: PathBuf| engine.load_file(&path).expect("a guest that loads");
@@ -424,10 +483,13 @@ fn main() {
         }
         let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
         let (one, one_sent, one_batch) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
+        // Against the floor of what its sink does: a call per message, or a
+        // batch's share.
+        let floor = if one_batch.is_some() { floor_batched } else { floor_message };
         println!(
             "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2}{}",
             1e3 / one.median,
-            one.median / floor_message,
+            one.median / floor,
             batched(one_batch)
         );
         let (many, many_sent, many_batch) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
