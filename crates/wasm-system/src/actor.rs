@@ -85,11 +85,6 @@ impl Actor {
     pub(crate) async fn run(mut self, inbox: Inbox) -> Result<(), String> {
         let mut batch = Some(Batch::new(inbox, Arc::clone(&self.shared), self.handler_duration.clone()));
         let reason = loop {
-            // `None` only if a batch's call lost it (see `run_batch`): the
-            // mailbox went with the instance, and the component stops.
-            let Some(mut held) = batch.take() else {
-                break Stop::OnItsOwn("the mailbox was lost with a failed batch".to_owned());
-            };
             // The stop signal comes first: an atomic read of its version
             // while it has not changed, so a busy actor checks it before
             // every envelope for almost nothing. An envelope already queued
@@ -100,6 +95,13 @@ impl Actor {
                 break Stop::Told(reason.to_owned());
             }
             tokio::task::consume_budget().await;
+            // `None` only if a batch's call lost it (see `run_batch`): the
+            // mailbox went with the instance, and the component stops.
+            // Every other way out of the loop puts it back first, so that
+            // `stop_for_good` closes the mailbox with the stop's reason.
+            let Some(mut held) = batch.take() else {
+                break Stop::OnItsOwn("the mailbox was lost with a failed batch".to_owned());
+            };
             // What the last batch left to handle next comes before the
             // mailbox; it is never batched again (a batch that handed out
             // nothing gives its first message to `handle-message`).
