@@ -571,22 +571,15 @@ impl ComponentInstance {
         let state = self.store.data_mut();
         state.batch.source = Some(source);
         state.batch.ended = false;
+        // Each message's own trace is set as it is taken.
+        self.arm(None)?;
         let Some(batch) = &self.batch else {
             return Err(GuestFailure::Trap("the component does not export airssys:wasm/batch-lifecycle".into()));
         };
-        self.store.set_fuel(self.fuel_per_call).map_err(|e| GuestFailure::Trap(format!("{e:#}")))?;
-        self.store.set_epoch_deadline(1);
-        self.store.data_mut().trace = None;
         let budget = Duration::from_millis(self.time_per_call_ms);
         let call = batch.call_handle_messages(&mut self.store);
         let result = within_each(budget, &self.taken, call).await;
-        self.store.data_mut().trace = None;
-        self.log.flush_partial();
-        match result {
-            None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(self.classify(&e)),
-        }
+        self.end_call(result)
     }
 
     /// Takes back the [`MessageSource`] of the last
@@ -612,12 +605,19 @@ impl ComponentInstance {
         &mut self,
         result: Option<wasmtime::Result<Result<T, wit::ComponentError>>>,
     ) -> Result<Result<T, ComponentError>, GuestFailure> {
+        let returned = self.end_call(result)?;
+        Ok(returned.map_err(|e| ComponentError { code: e.code, message: e.message }))
+    }
+
+    /// Ends any guest call: clears its trace, logs a partial output line,
+    /// and turns `None` (its time budget ran out) or a wasmtime error into
+    /// the [`GuestFailure`].
+    fn end_call<T>(&mut self, result: Option<wasmtime::Result<T>>) -> Result<T, GuestFailure> {
         self.store.data_mut().trace = None;
         self.log.flush_partial();
         match result {
             None => Err(GuestFailure::Timeout { budget_ms: self.time_per_call_ms }),
-            Some(Ok(Ok(value))) => Ok(Ok(value)),
-            Some(Ok(Err(e))) => Ok(Err(ComponentError { code: e.code, message: e.message })),
+            Some(Ok(value)) => Ok(value),
             Some(Err(e)) => Err(self.classify(&e)),
         }
     }

@@ -55,7 +55,8 @@
 mod common;
 
 use common::{
-    BOUND, channel_echo, echo_instance, in_task, manifest, payload64, root, sdk_guest, send_command, shutdown,
+    BOUND, channel_echo, echo_instance, fixture_instance, in_task, manifest, payload64, root, sdk_guest, send_command,
+    shutdown,
 };
 
 use std::hint::black_box;
@@ -220,12 +221,7 @@ impl MessageSource for Prepared {
 /// `next-message` import and its lowering).
 fn raw_batch(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
     let system = start(rt, engine, &[]);
-    let compiled = engine.load_file(&root().join("tests/fixtures/batching.wat")).expect("batching.wat");
-    let id = ComponentId::parse("batching").expect("id");
-    let limits = wasm_core::Limits::default();
-    let wasi = wasm_core::WasiSection::default();
-    let mut instance =
-        rt.block_on(engine.instantiate(&compiled, id, &limits, &wasi, system.message_router())).expect("instance");
+    let mut instance = fixture_instance(rt, engine, "batching", system.message_router());
     let payloads = (0..n).map(|_| payload64()).collect();
     let elapsed = in_task(rt, async move {
         let mut source = Box::new(Prepared { payloads, in_batch: 0 });

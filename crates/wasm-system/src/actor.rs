@@ -212,7 +212,8 @@ impl Actor {
                 (format!("interrupted: {reason}"), "stopped", BatchEnd::Stop(Stop::Told(reason.to_owned())))
             }
             Ok(Err(CallFailure::Guest(failure))) => {
-                (failure.to_string(), "target-failed", BatchEnd::Crashed(failure.to_string()))
+                let failure = failure.to_string();
+                (failure.clone(), "target-failed", BatchEnd::Crashed(failure))
             }
             Err(panic) => {
                 let failure = self.panicked(panic.as_ref());

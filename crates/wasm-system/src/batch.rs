@@ -32,7 +32,7 @@
 use std::sync::Arc;
 
 use wasm_core::{ComponentError, TraceContext};
-use wasm_messaging::{ActorRef, Envelope, Inbox, Taken};
+use wasm_messaging::{Envelope, Inbox, Taken};
 use wasm_runtime::{InboundMessage, MessageSource};
 
 use crate::actor::{Shared, handled_event, handler_span};
@@ -47,7 +47,6 @@ pub(crate) const BATCH_MAX: usize = 64;
 /// [`MessageSource`] of `handle-messages`.
 pub(crate) struct Batch {
     pub(crate) inbox: Inbox,
-    me: ActorRef,
     shared: Arc<Shared>,
     handler_duration: Option<metrics::Histogram>,
     /// The message that starts the next batch, taken by the actor's loop
@@ -78,8 +77,7 @@ struct Current {
 
 impl Batch {
     pub(crate) fn new(inbox: Inbox, shared: Arc<Shared>, handler_duration: Option<metrics::Histogram>) -> Box<Self> {
-        let me = inbox.owner().clone();
-        Box::new(Self { inbox, me, shared, handler_duration, first: None, stashed: None, current: None, handed: 0 })
+        Box::new(Self { inbox, shared, handler_duration, first: None, stashed: None, current: None, handed: 0 })
     }
 
     /// Starts a batch with `first` (a message), to hand out first.
@@ -148,7 +146,7 @@ impl Batch {
         if self.shared.events.active()
             && let Envelope::Message { sender, payload, .. } = delivery.envelope()
         {
-            let event = handled_event(self.me.id().clone(), sender, None, payload, &result, (trace, parent));
+            let event = handled_event(self.inbox.owner().id().clone(), sender, None, payload, &result, (trace, parent));
             self.shared.events.emit(event);
         }
         delivery.handled(result, trace);
@@ -181,7 +179,7 @@ impl MessageSource for Batch {
         // Counted with its first message, before that message can settle
         // (and make the system quiescent).
         if self.handed == 0 {
-            self.me.count_batch();
+            self.inbox.owner().count_batch();
         }
         self.handed += 1;
         let parent = *taken.envelope().trace();
@@ -198,7 +196,7 @@ impl MessageSource for Batch {
             kept: self.shared.events.active(),
         });
         current.trace = parent.child();
-        current.span = handler_span(self.me.id(), current.taken.envelope(), current.trace, parent);
+        current.span = handler_span(self.inbox.owner().id(), current.taken.envelope(), current.trace, parent);
         current.started_ns = self.handler_duration.is_some().then(|| self.shared.router.now_ns());
         let Envelope::Message { sender, payload, .. } = current.taken.envelope_mut() else {
             unreachable!("a batch takes only messages");
@@ -213,6 +211,6 @@ impl Drop for Batch {
     /// batch was inside a dropped instance): nothing it holds is lost
     /// uncounted.
     fn drop(&mut self) {
-        self.close(&format!("{} stopped", self.me.id()));
+        self.close(&format!("{} stopped", self.inbox.owner().id()));
     }
 }

@@ -69,8 +69,19 @@ pub(crate) fn echo_instance(
     engine: &wasm_runtime::WasmEngine,
     router: std::sync::Arc<dyn wasm_core::MessageRouter>,
 ) -> wasm_runtime::ComponentInstance {
-    let compiled = engine.load_file(&root().join("tests/fixtures/echo.wat")).expect("echo");
-    let id = wasm_core::ComponentId::parse("echo").expect("id");
+    fixture_instance(rt, engine, "echo", router)
+}
+
+/// A bare instance of fixture `tests/fixtures/<name>.wat`, running as
+/// component `name`, with default limits; its host calls go to `router`.
+pub(crate) fn fixture_instance(
+    rt: &tokio::runtime::Runtime,
+    engine: &wasm_runtime::WasmEngine,
+    name: &str,
+    router: std::sync::Arc<dyn wasm_core::MessageRouter>,
+) -> wasm_runtime::ComponentInstance {
+    let compiled = engine.load_file(&root().join(format!("tests/fixtures/{name}.wat"))).expect(name);
+    let id = wasm_core::ComponentId::parse(name).expect("id");
     rt.block_on(engine.instantiate(
         &compiled,
         id,
