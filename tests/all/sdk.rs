@@ -168,6 +168,45 @@ async fn sdk_components_take_queued_messages_in_batches_in_order_with_each_outco
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_a_panic_mid_batch_fails_only_that_message_and_the_rest_reach_the_new_instance() {
+    #[derive(serde::Serialize)]
+    struct Order {
+        sku: String,
+        qty: u32,
+    }
+    let mut h = shop_and_client("[limits]\ntime_per_call_ms = 60000\n[restart]\nbackoff_ms = 20").await;
+    let shop = h.system.component("shop").expect("running");
+    shop.try_send(raw(b"sleep:300")).expect("queued");
+    while shop.stats().mailbox_len > 0 {
+        tokio::task::yield_now().await;
+    }
+    // Queued behind the sleep, so all ten are in the sleep's batch.
+    for n in 0..10 {
+        let message = if n == 5 {
+            raw(b"panic:order five")
+        } else {
+            Payload::json(&Order { sku: format!("o{n}"), qty: 1 }).expect("encodes").into_bytes()
+        };
+        shop.try_send(message).expect("queued");
+    }
+    let letter = h
+        .wait_for("the dead letter", |e| match e {
+            SystemEvent::DeadLettered(letter) => Some(letter.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(letter.reason.contains("unreachable"), "a Rust panic traps: {}", letter.reason);
+    h.settle().await;
+    let stats = shop.stats();
+    assert_eq!((stats.handled, stats.dead_letters_total(), stats.crashes), (10, 1, 1), "{stats:?}");
+    // The restarted instance starts with fresh state: what it received is
+    // exactly the four orders the panic left untaken.
+    let received = strings(&report(&h, "shop").await["received"]);
+    assert_eq!(received, ["json o6 x1", "json o7 x1", "json o8 x1", "json o9 x1"]);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_the_host_speaks_the_same_typed_payloads_as_the_guests() {
     use wasm_system::Message;
 

@@ -6,7 +6,8 @@
 //!
 //! - **shop**: a payload in a serde codec is an [`Order`], decoded in whatever
 //!   codec it came in; a request's answer is a [`Receipt`] in the same codec.
-//!   The raw command `sleep:MS` answers after MS ms.
+//!   The raw command `sleep:MS` answers after MS ms; `panic:TEXT` panics
+//!   with TEXT (a trap: the host restarts the instance with fresh state).
 //! - **client**: raw commands (from the host), answered with raw text:
 //!   - `order:CODEC:SKU:QTY` requests the order from `shop` in CODEC, with
 //!     `CODEC` as the request's state; `send:CODEC:SKU:QTY` sends it
@@ -126,6 +127,9 @@ impl Component for Typed {
         if let Some(ms) = command.strip_prefix("sleep:") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             return Ok(Payload::raw("slept"));
+        }
+        if let Some(text) = command.strip_prefix("panic:") {
+            panic!("{text}");
         }
         let command = command.to_owned();
         self.client(&command)
