@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
-use tokio::sync::watch;
 use tracing::Instrument;
 use wasm_core::{ComponentError, ComponentId, CorrelationId, Limits, TraceContext, WasiSection};
 use wasm_messaging::{ActorRef, AuditEvent, Delivery, Envelope, Inbox, Router, Taken};
@@ -40,8 +39,8 @@ use wasm_runtime::{CompiledComponent, ComponentInstance, GuestFailure, WasmEngin
 
 use crate::batch::Batch;
 use crate::events::{EventHub, SystemEvent};
+use crate::stop::StopReceiver;
 use crate::supervisor::RestartIntensity;
-use crate::system::SHUTDOWN;
 
 /// What every actor shares.
 pub(crate) struct Shared {
@@ -61,9 +60,9 @@ pub(crate) struct Actor {
     pub(crate) wasi: WasiSection,
     pub(crate) intensity: RestartIntensity,
     pub(crate) shared: Arc<Shared>,
-    /// `Some(reason)` once the actor must stop (shutdown, or the host
-    /// stopping this component).
-    pub(crate) stop: watch::Receiver<Option<&'static str>>,
+    /// Tells the actor to stop (shutdown, or the host stopping this
+    /// component), and why.
+    pub(crate) stop: StopReceiver,
     /// Where each handler's duration goes, when metrics are on.
     pub(crate) handler_duration: Option<metrics::Histogram>,
     /// Where the round trip of each request this component sent goes (from
@@ -85,13 +84,13 @@ impl Actor {
     pub(crate) async fn run(mut self, inbox: Inbox) -> Result<(), String> {
         let mut batch = Some(Batch::new(inbox, Arc::clone(&self.shared), self.handler_duration.clone()));
         let reason = loop {
-            // The stop signal comes first: an atomic read of its version
-            // while it has not changed, so a busy actor checks it before
-            // every envelope for almost nothing. An envelope already queued
+            // The stop signal comes first: one atomic load, so a busy
+            // actor checks it before every envelope for almost nothing.
+            // An envelope already queued
             // is taken in the first poll of `recv` (no wait armed); the
             // coop budget makes a busy actor give its worker to the other
             // tasks every 128 envelopes, as an awaited channel would.
-            if let Some(reason) = stop_signalled(&self.stop) {
+            if let Some(reason) = self.stop.signalled() {
                 break Stop::Told(reason.to_owned());
             }
             tokio::task::consume_budget().await;
@@ -112,7 +111,7 @@ impl Actor {
                     taken = held.inbox.recv_taken() => {
                         taken.map(|taken| (taken, false)).ok_or_else(|| Stop::OnItsOwn("mailbox closed".to_owned()))
                     }
-                    reason = self.stop.wait_for(Option::is_some) => Err(Stop::Told(stop_reason(reason).to_owned())),
+                    reason = self.stop.wait() => Err(Stop::Told(reason.to_owned())),
                 },
             };
             let (taken, resumed) = match next {
@@ -187,7 +186,7 @@ impl Actor {
             // The caller checked; keep the batch's first message pending.
             return (Some(batch), BatchEnd::Done);
         };
-        let stop = &mut self.stop;
+        let stop = &self.stop;
         let called = AssertUnwindSafe(unless_stopped(stop, instance.handle_messages(batch))).catch_unwind().await;
         let Some(mut batch) = instance.take_source::<Batch>() else {
             self.instance = None;
@@ -244,7 +243,7 @@ impl Actor {
             delivery.undelivered(&format!("{} has no running instance", self.me.id()));
             return Ok(());
         };
-        let stop = &mut self.stop;
+        let stop = &self.stop;
         // The router's TSC clock: a fifth of the cost of `Instant::now` here.
         let started = self.handler_duration.is_some().then(|| self.shared.router.now_ns());
         // A host panic inside the call (a host function, the router, an
@@ -371,8 +370,8 @@ impl Actor {
             if !delay.is_zero() {
                 tokio::select! {
                     biased;
-                    reason = self.stop.wait_for(Option::is_some) => {
-                        return Err(Stop::Told(format!("{} during restart backoff", stop_reason(reason))));
+                    reason = self.stop.wait() => {
+                        return Err(Stop::Told(format!("{reason} during restart backoff")));
                     }
                     () = tokio::time::sleep(delay) => {}
                 }
@@ -463,13 +462,13 @@ impl fmt::Display for CallFailure {
 /// call is polled first, so the stop signal costs nothing to a call that
 /// finishes in its first poll.
 async fn unless_stopped<T>(
-    stop: &mut watch::Receiver<Option<&'static str>>,
+    stop: &StopReceiver,
     call: impl Future<Output = Result<T, GuestFailure>>,
 ) -> Result<T, CallFailure> {
     tokio::select! {
         biased;
         result = call => result.map_err(CallFailure::Guest),
-        reason = stop.wait_for(Option::is_some) => Err(CallFailure::Stopped(stop_reason(reason))),
+        reason = stop.wait() => Err(CallFailure::Stopped(reason)),
     }
 }
 
@@ -500,25 +499,6 @@ pub(crate) fn handled_event(
         trace,
         parent,
     }
-}
-
-/// The reason to stop, if the actor was told to: `None` while the signal is
-/// unchanged (one atomic read); once the sender is dropped, the reason it
-/// left, or a shutdown.
-fn stop_signalled(stop: &watch::Receiver<Option<&'static str>>) -> Option<&'static str> {
-    match stop.has_changed() {
-        Ok(false) => None,
-        Ok(true) => *stop.borrow(),
-        // The value stays readable after the sender is gone (a host's stop
-        // already sent, then its future dropped): its reason, else shutdown.
-        Err(_) => Some(stop.borrow().unwrap_or(SHUTDOWN)),
-    }
-}
-
-/// The reason in a stop signal (`wait_for` fails only if the system is gone:
-/// that is a shutdown too).
-fn stop_reason(signal: Result<watch::Ref<'_, Option<&'static str>>, watch::error::RecvError>) -> &'static str {
-    signal.ok().and_then(|reason| *reason).unwrap_or(SHUTDOWN)
 }
 
 /// The span of one handler call (`debug`, target `wasm_system::actor`; off

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, LocalComponent, MessageRouter, MessagingError, Origin,
@@ -26,6 +26,7 @@ use crate::actor::{Actor, Shared};
 use crate::error::{ManifestError, SystemError};
 use crate::events::{EventHub, SystemEvent};
 use crate::manifest::LoadedComponent;
+use crate::stop::{StopSender, stop_signal};
 use crate::supervisor::RestartIntensity;
 
 /// Where a component's code comes from, for [`System::add`] (the builder
@@ -249,8 +250,8 @@ struct ActorHandle {
     id: ComponentId,
     /// Its registration: what [`System::component_stats`] reads.
     actor: ActorRef,
-    /// `Some(reason)` tells the actor to stop.
-    stop: watch::Sender<Option<&'static str>>,
+    /// Tells the actor to stop (dropping it too: a shutdown).
+    stop: StopSender,
     task: JoinHandle<Result<(), String>>,
 }
 
@@ -329,7 +330,7 @@ impl System {
         };
         router.audit_lifecycle(AuditEvent::Start, &id, format!("started from {}", compiled.origin()));
         tracing::info!(component = %id, origin = compiled.origin(), "component started");
-        let (stop_tx, stop_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = stop_signal();
         let handle = ComponentRef { actor: me.clone(), router: Arc::clone(router) };
         // This component's series of a histogram, when metrics are on.
         let histogram = |name: &'static str| {
@@ -420,7 +421,7 @@ impl System {
             actors.swap_remove(index)
         };
         self.announce();
-        let _ = handle.stop.send(Some(STOPPED_BY_HOST));
+        handle.stop.send(STOPPED_BY_HOST);
         match handle.task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(SystemError::NotRunning(format!("{id}: had stopped already: {reason}"))),
@@ -626,7 +627,7 @@ impl System {
         let drained = self.wait_quiescent(drain).await;
         let handles = std::mem::take(&mut *self.actors.lock());
         for handle in &handles {
-            let _ = handle.stop.send(Some(SHUTDOWN));
+            handle.stop.send(SHUTDOWN);
         }
         let mut stopped_abnormally = Vec::new();
         let mut components = Vec::with_capacity(handles.len());
@@ -677,7 +678,7 @@ impl Drop for System {
             task.abort();
         }
         for handle in self.actors.lock().iter() {
-            let _ = handle.stop.send(Some(SHUTDOWN));
+            handle.stop.send(SHUTDOWN);
         }
         let router = &self.shared.router;
         router.flush_audit();
