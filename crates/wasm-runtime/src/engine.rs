@@ -35,10 +35,10 @@
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -375,12 +375,8 @@ fn wasi_context(log: &Arc<GuestLog>, grants: &WasiSection) -> wasmtime::Result<W
 /// waited; `None` when the budget ran out (the call is dropped). The timer
 /// is created only if the call waits, so a call that finishes in its first
 /// poll reads no clock.
-async fn within<F: Future>(budget: Duration, call: F) -> Option<F::Output> {
-    tokio::select! {
-        biased;
-        output = call => Some(output),
-        () = async { tokio::time::sleep(budget).await } => None,
-    }
+fn within<F: Future>(budget: Duration, call: F) -> Within<'static, F> {
+    Within { call, budget, each: None, timer: None }
 }
 
 /// As [`within`], for a batch: the budget starts again whenever `taken`
@@ -388,15 +384,38 @@ async fn within<F: Future>(budget: Duration, call: F) -> Option<F::Output> {
 /// message of the batch gets the whole budget, counted from the first wait
 /// after it was taken (at most one epoch tick after, for a guest that
 /// computes). No clock is read while the call does not wait.
-async fn within_each<F: Future>(budget: Duration, taken: &AtomicU32, call: F) -> Option<F::Output> {
-    let mut call = pin!(call);
-    let mut timer: Option<(u32, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = call.as_mut().poll(cx) {
+fn within_each<F: Future>(budget: Duration, taken: &AtomicU32, call: F) -> Within<'_, F> {
+    Within { call, budget, each: Some(taken), timer: None }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`] and [`within_each`]. A named future rather
+    /// than an `async fn`: one of those keeps its argument and the pinned
+    /// copy it polls as two fields, and a guest call's future is hundreds
+    /// of bytes, copied on every call (the profile's memmove).
+    struct Within<'a, F> {
+        #[pin]
+        call: F,
+        budget: Duration,
+        // For a batch: the count of messages handed out.
+        each: Option<&'a AtomicU32>,
+        // Boxed, and only once the call waits (most calls never do), with
+        // the count of messages handed out when it was last set.
+        timer: Option<(u32, Pin<Box<tokio::time::Sleep>>)>,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.call.poll(cx) {
             return Poll::Ready(Some(output));
         }
-        let now_taken = taken.load(Ordering::Relaxed);
-        let sleep = match &mut timer {
+        let budget = *this.budget;
+        let now_taken = this.each.map_or(0, |taken| taken.load(Ordering::Relaxed));
+        let sleep = match this.timer {
             Some((seen, sleep)) => {
                 if *seen != now_taken {
                     *seen = now_taken;
@@ -404,11 +423,10 @@ async fn within_each<F: Future>(budget: Duration, taken: &AtomicU32, call: F) ->
                 }
                 sleep
             }
-            None => &mut timer.insert((now_taken, Box::pin(tokio::time::sleep(budget)))).1,
+            None => &mut this.timer.insert((now_taken, Box::pin(tokio::time::sleep(budget)))).1,
         };
         if sleep.as_mut().poll(cx).is_ready() { Poll::Ready(None) } else { Poll::Pending }
-    })
-    .await
+    }
 }
 
 impl fmt::Debug for WasmEngine {
@@ -503,8 +521,8 @@ impl ComponentInstance {
     ) -> Result<Result<Vec<u8>, ComponentError>, GuestFailure> {
         self.arm(trace)?;
         let budget = Duration::from_millis(self.time_per_call_ms);
-        let call = self.lifecycle.call_handle_message(&mut self.store, sender.as_string(), message);
-        let result = within(budget, call).await;
+        let result =
+            within(budget, self.lifecycle.call_handle_message(&mut self.store, sender.as_string(), message)).await;
         self.finish(result)
     }
 
@@ -535,8 +553,8 @@ impl ComponentInstance {
             }
         };
         let budget = Duration::from_millis(self.time_per_call_ms);
-        let call = self.lifecycle.call_handle_callback(&mut self.store, request_id.as_str(), outcome);
-        let result = within(budget, call).await;
+        let result =
+            within(budget, self.lifecycle.call_handle_callback(&mut self.store, request_id.as_str(), outcome)).await;
         self.finish(result)
     }
 
@@ -577,8 +595,7 @@ impl ComponentInstance {
             return Err(GuestFailure::Trap("the component does not export airssys:wasm/batch-lifecycle".into()));
         };
         let budget = Duration::from_millis(self.time_per_call_ms);
-        let call = batch.call_handle_messages(&mut self.store);
-        let result = within_each(budget, &self.taken, call).await;
+        let result = within_each(budget, &self.taken, batch.call_handle_messages(&mut self.store)).await;
         self.end_call(result)
     }
 

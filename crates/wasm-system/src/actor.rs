@@ -28,7 +28,9 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -252,12 +254,13 @@ impl Actor {
         let called = AssertUnwindSafe(async {
             match envelope {
                 Envelope::Message { sender, payload, .. } | Envelope::Request { sender, payload, .. } => {
-                    let call = instance.handle_message(sender, payload, Some(trace)).instrument(span.clone());
-                    unless_stopped(stop, call).await
+                    unless_stopped(stop, instance.handle_message(sender, payload, Some(trace)).instrument(span.clone()))
+                        .await
                 }
                 Envelope::Callback { id, outcome, .. } => {
-                    let call = instance.handle_callback(id, outcome, Some(trace)).instrument(span.clone());
-                    unless_stopped(stop, call).await.map(|handled| handled.map(|()| Vec::new()))
+                    unless_stopped(stop, instance.handle_callback(id, outcome, Some(trace)).instrument(span.clone()))
+                        .await
+                        .map(|handled| handled.map(|()| Vec::new()))
                 }
             }
         })
@@ -351,7 +354,16 @@ impl Actor {
     /// The instance failed: discard it, drop the requests it had pending,
     /// and restart it (after a backoff) unless the restart intensity is
     /// exceeded or the system shuts down. `Err` when the component must stop.
-    async fn crashed(&mut self, failure: &str) -> Result<(), Stop> {
+    ///
+    /// Boxed: a restart is rare, and its future (an instantiation's
+    /// included) would otherwise make every handler's future as large as
+    /// itself, several KB that moved with each envelope.
+    fn crashed<'a>(&'a mut self, failure: &'a str) -> Pin<Box<dyn Future<Output = Result<(), Stop>> + Send + 'a>> {
+        Box::pin(self.restart(failure))
+    }
+
+    /// [`Actor::crashed`], unboxed.
+    async fn restart(&mut self, failure: &str) -> Result<(), Stop> {
         self.instance = None;
         self.me.count_crash();
         let router = Arc::clone(&self.shared.router);
@@ -458,17 +470,37 @@ impl fmt::Display for CallFailure {
     }
 }
 
-/// Drives a guest call, abandoning it if the system shuts down first. The
-/// call is polled first, so the stop signal costs nothing to a call that
-/// finishes in its first poll.
-async fn unless_stopped<T>(
+/// Drives a guest call, abandoning it if the actor is told to stop first.
+/// The call is polled first, so the stop signal costs nothing to a call
+/// that finishes in its first poll.
+fn unless_stopped<F: Future<Output = Result<T, GuestFailure>>, T>(
     stop: &StopReceiver,
-    call: impl Future<Output = Result<T, GuestFailure>>,
-) -> Result<T, CallFailure> {
-    tokio::select! {
-        biased;
-        result = call => result.map_err(CallFailure::Guest),
-        reason = stop.wait() => Err(CallFailure::Stopped(reason)),
+    call: F,
+) -> UnlessStopped<'_, F> {
+    UnlessStopped { call, stop }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`unless_stopped`]. A named future rather than an
+    /// `async fn` or `select!`, which keep the call's future (about 1 KB)
+    /// twice, as the argument and as the copy they poll, and copy it on
+    /// every envelope.
+    struct UnlessStopped<'a, F> {
+        #[pin]
+        call: F,
+        stop: &'a StopReceiver,
+    }
+}
+
+impl<F: Future<Output = Result<T, GuestFailure>>, T> Future for UnlessStopped<'_, F> {
+    type Output = Result<T, CallFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.call.poll(cx) {
+            return Poll::Ready(result.map_err(CallFailure::Guest));
+        }
+        this.stop.poll_wait(cx).map(|reason| Err(CallFailure::Stopped(reason)))
     }
 }
 

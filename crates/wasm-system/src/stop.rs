@@ -20,7 +20,7 @@
 
 use std::future::poll_fn;
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
@@ -76,19 +76,23 @@ impl StopReceiver {
     /// stays readable. The waker it leaves registered is replaced by the
     /// next wait (or woken for nothing once).
     pub(crate) async fn wait(&self) -> &'static str {
-        poll_fn(|cx| {
-            if let Some(reason) = self.signalled() {
-                return Poll::Ready(reason);
-            }
-            self.0.waker.register(cx.waker());
-            // A reason sent between the load above and the registration
-            // woke the waker registered before, if any: look again.
-            match self.signalled() {
-                Some(reason) => Poll::Ready(reason),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`StopReceiver::wait`] as a poll: `Ready(reason)` once the actor is
+    /// told to stop; otherwise `Pending`, with `cx`'s waker registered (it
+    /// replaces the one registered before).
+    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<&'static str> {
+        if let Some(reason) = self.signalled() {
+            return Poll::Ready(reason);
+        }
+        self.0.waker.register(cx.waker());
+        // A reason sent between the load above and the registration woke
+        // the waker registered before, if any: look again.
+        match self.signalled() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
     }
 }
 
