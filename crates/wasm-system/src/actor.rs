@@ -87,11 +87,11 @@ impl Actor {
         let mut batch = Some(Batch::new(inbox, Arc::clone(&self.shared), self.handler_duration.clone()));
         let reason = loop {
             // The stop signal comes first: one atomic load, so a busy
-            // actor checks it before every envelope for almost nothing.
-            // An envelope already queued
-            // is taken in the first poll of `recv` (no wait armed); the
-            // coop budget makes a busy actor give its worker to the other
-            // tasks every 128 envelopes, as an awaited channel would.
+            // actor checks it before every envelope for almost nothing. An
+            // envelope already queued is taken in the first poll of `recv`
+            // (no wait armed); the coop budget makes a busy actor give its
+            // worker to the other tasks every 128 envelopes, as an awaited
+            // channel would.
             if let Some(reason) = self.stop.signalled() {
                 break Stop::Told(reason.to_owned());
             }
@@ -482,9 +482,9 @@ fn unless_stopped<F: Future<Output = Result<T, GuestFailure>>, T>(
 
 pin_project_lite::pin_project! {
     /// The future of [`unless_stopped`]. A named future rather than an
-    /// `async fn` or `select!`, which keep the call's future (about 1 KB)
-    /// twice, as the argument and as the copy they poll, and copy it on
-    /// every envelope.
+    /// `async fn` or `select!`, which keep the call's future (hundreds of
+    /// bytes) twice, as the argument and as the copy they poll, and copy it
+    /// on every envelope.
     struct UnlessStopped<'a, F> {
         #[pin]
         call: F,
