@@ -34,11 +34,17 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
 /// assert_eq!(timeout_ms(Some(Duration::from_millis(250))), 250);
 /// assert_eq!(timeout_ms(Some(Duration::from_micros(250_001))), 251);
+/// assert_eq!(timeout_ms(Some(Duration::new(2, 1))), 2_001);
+/// assert_eq!(timeout_ms(Some(Duration::new(u64::MAX / 1_000, 999_999_999))), u64::MAX);
 /// assert_eq!(timeout_ms(Some(Duration::MAX)), u64::MAX);
 /// ```
 #[must_use]
 pub fn timeout_ms(timeout: Option<std::time::Duration>) -> u64 {
-    timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX))
+    // In u64, not through `as_nanos`' u128: a guest calls this per request,
+    // and wasm32 has no 128-bit division instruction (a libcall per call).
+    timeout.map_or(0, |t| {
+        t.as_secs().saturating_mul(1_000).saturating_add(u64::from(t.subsec_nanos().div_ceil(1_000_000))).max(1)
+    })
 }
 /// Default maximum `timeout-ms` a request may ask for, in ms.
 pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 300_000;

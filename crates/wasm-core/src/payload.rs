@@ -149,8 +149,13 @@ impl MessagePayload {
     /// Builds a payload from a codec and a body.
     #[must_use]
     pub fn encode(codec: Codec, body: &[u8]) -> Self {
-        let mut bytes = codec.prefix();
-        let body_at = bytes.len();
+        // One allocation of the final size: the prefix goes through a stack
+        // buffer, not a `Vec` of its own that the body would then regrow.
+        let mut buf = unsigned_varint::encode::u64_buffer();
+        let prefix = unsigned_varint::encode::u64(codec.code(), &mut buf);
+        let body_at = prefix.len();
+        let mut bytes = Vec::with_capacity(body_at + body.len());
+        bytes.extend_from_slice(prefix);
         bytes.extend_from_slice(body);
         Self { bytes, codec, body_at }
     }
