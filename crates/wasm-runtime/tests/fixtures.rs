@@ -941,3 +941,36 @@ async fn engine_load_rejects_garbage_bytes() {
     let outcome = engine.load("garbage", b"\x00asm-not-really\xff\xfe");
     assert!(matches!(&outcome, Err(RuntimeError::Compile { origin, .. }) if origin == "garbage"), "{outcome:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Profiling
+// ---------------------------------------------------------------------------
+
+#[cfg(target_os = "linux")]
+#[test]
+fn perf_map_names_the_guest_functions_of_a_loaded_component() {
+    // wasmtime's perf-map agent writes `/tmp/perf-<pid>.map`, one line per
+    // compiled function: start address (`0x` hex), size (hex) and name,
+    // from the module's name section where it has one.
+    let path = PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let text = std::fs::read_to_string(fixture_path("echo")).expect("echo.wat");
+    let component = componentize_wat("echo.wat", &text).expect("componentizes");
+    let mut config = EngineConfig::default();
+    config.perf_map = true;
+    let engine = WasmEngine::new(config).expect("engine");
+    engine.load("echo", &component).expect("loads");
+    let map = std::fs::read_to_string(&path).expect("the perf map was written");
+    let _ = std::fs::remove_file(&path);
+    let named = |name: &str| {
+        map.lines().any(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let (start, size, symbol) = (fields.next(), fields.next(), fields.next());
+            start.and_then(|s| s.strip_prefix("0x")).is_some_and(|s| u64::from_str_radix(s, 16).is_ok())
+                && size.is_some_and(|s| u64::from_str_radix(s, 16).is_ok_and(|n| n > 0))
+                && symbol.is_some_and(|s| s.contains(name))
+        })
+    };
+    // `echo.wat` names its allocator; its handlers are unnamed.
+    assert!(named("cabi_realloc"), "no line names the guest's cabi_realloc:\n{map}");
+}

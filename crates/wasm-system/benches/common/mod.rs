@@ -30,12 +30,16 @@ pub(crate) fn payload64() -> Vec<u8> {
 }
 
 /// The engine settings a bench runs with: wasmtime's defaults, or
-/// `EngineConfig::dense()` when `BENCH_ENGINE=dense`.
+/// `EngineConfig::dense()` when `BENCH_ENGINE=dense`; with
+/// `BENCH_PERF_MAP=1`, a perf map of the guests' functions for `perf`
+/// (`EngineConfig::perf_map`).
 pub(crate) fn engine_config() -> EngineConfig {
-    match std::env::var("BENCH_ENGINE").as_deref() {
+    let mut config = match std::env::var("BENCH_ENGINE").as_deref() {
         Ok("dense") => EngineConfig::dense(),
         _ => EngineConfig::default(),
-    }
+    };
+    config.perf_map = std::env::var_os("BENCH_PERF_MAP").is_some_and(|v| v == "1");
+    config
 }
 
 /// Builds the SDK bench guest (`tests/guests/bench`) with the `wasm-system`
