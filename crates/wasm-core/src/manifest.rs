@@ -35,15 +35,23 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// assert_eq!(timeout_ms(Some(Duration::from_millis(250))), 250);
 /// assert_eq!(timeout_ms(Some(Duration::from_micros(250_001))), 251);
 /// assert_eq!(timeout_ms(Some(Duration::new(2, 1))), 2_001);
+/// assert_eq!(timeout_ms(Some(Duration::from_secs(u64::MAX / 1_000))), u64::MAX / 1_000 * 1_000);
 /// assert_eq!(timeout_ms(Some(Duration::new(u64::MAX / 1_000, 999_999_999))), u64::MAX);
 /// assert_eq!(timeout_ms(Some(Duration::MAX)), u64::MAX);
 /// ```
 #[must_use]
 pub fn timeout_ms(timeout: Option<std::time::Duration>) -> u64 {
-    // In u64, not through `as_nanos`' u128: a guest calls this per request,
-    // and wasm32 has no 128-bit division instruction (a libcall per call).
+    // In u64, not through `as_nanos`' u128, and with a compare instead of an
+    // overflow-checked multiply: a guest calls this per request, and wasm32
+    // does both through 128-bit libcalls (`__udivti3`, `__multi3`).
+    const SAFE_SECS: u64 = (u64::MAX - 1_000) / 1_000;
     timeout.map_or(0, |t| {
-        t.as_secs().saturating_mul(1_000).saturating_add(u64::from(t.subsec_nanos().div_ceil(1_000_000))).max(1)
+        let (secs, millis) = (t.as_secs(), u64::from(t.subsec_nanos().div_ceil(1_000_000)));
+        if secs <= SAFE_SECS {
+            (secs * 1_000 + millis).max(1)
+        } else {
+            secs.saturating_mul(1_000).saturating_add(millis)
+        }
     })
 }
 /// Default maximum `timeout-ms` a request may ask for, in ms.
