@@ -39,7 +39,11 @@
 //!   one raw call + one hop.
 //!
 //! Each case runs 3 rounds and the table gives the median round and the
-//! range. After each case the bench checks the host's counts: every
+//! range. The VM this runs on changes speed by up to 2.5x within minutes,
+//! so each ratio to a floor is against baselines measured again (one
+//! round each) just before that case, not only those at the top: a ratio
+//! then compares figures taken seconds apart, and the floor it used is
+//! printed beside it. After each case the bench checks the host's counts: every
 //! message handled by a sink and none dead-lettered; every request of a
 //! rally answered by echo and its callback handled without an error.
 //!
@@ -388,6 +392,34 @@ fn fire_and_forget(
     (Spread::of(handled), Spread::of(sent), per_batch)
 }
 
+/// The three baselines, one round each, measured again just before a case.
+struct Floors {
+    raw: f64,
+    raw_batched: f64,
+    hop: f64,
+}
+
+impl Floors {
+    fn measure(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> Self {
+        Self { raw: raw_call(rt, engine, n), raw_batched: raw_batch(rt, engine, n), hop: channel_hop(rt, n).0 }
+    }
+
+    /// One raw call and one hop: a message delivered by a call of its own.
+    fn message(&self) -> f64 {
+        self.raw + self.hop
+    }
+
+    /// A raw batch's share and one hop: a message delivered in a batch.
+    fn batched(&self) -> f64 {
+        self.raw_batched + self.hop
+    }
+
+    /// Two raw calls and two hops.
+    fn round_trip(&self) -> f64 {
+        2.0 * self.message()
+    }
+}
+
 fn quantile(histogram: &Hdr<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64
 }
@@ -464,26 +496,28 @@ fn main() {
     for guests in &all_guests {
         let name = guests.name;
         if let Some(rally) = guests.rally.filter(|_| run(guests.name, "round trip")) {
+            let near = Floors::measure(&rt, &engine, plan.n).round_trip();
             let (wall, histogram) = round_trips(&rt, &engine, guests, rally, &plan, &latencies);
             println!(
-                "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2}",
+                "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2} (floor just before: {near:.0} ns)",
                 quantile(&histogram, 0.5),
                 quantile(&histogram, 0.99),
                 histogram.mean(),
                 histogram.len(),
-                quantile(&histogram, 0.5) / floor_round_trip
+                quantile(&histogram, 0.5) / near
             );
         }
         if !run(guests.name, "fire-and-forget") {
             continue;
         }
         let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
+        let near = Floors::measure(&rt, &engine, plan.n);
         let (one, one_sent, one_batch) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
         // Against the floor of what its sink does: a call per message, or a
         // batch's share.
-        let floor = if one_batch.is_some() { floor_batched } else { floor_message };
+        let floor = if one_batch.is_some() { near.batched() } else { near.message() };
         println!(
-            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2}{}",
+            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2} (floor just before: {floor:.0} ns){}",
             1e3 / one.median,
             one.median / floor,
             batched(one_batch)
