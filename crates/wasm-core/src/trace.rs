@@ -1,7 +1,11 @@
 //! W3C trace context (<https://www.w3.org/TR/trace-context/>), carried by
 //! every message so a chain of requests across components is one trace.
 
+use std::cell::RefCell;
 use std::fmt;
+
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 /// The `traceparent` of a message: a 16-byte trace id shared by the whole
 /// chain, the 8-byte id of the span that sent it, and the flags byte.
@@ -69,13 +73,28 @@ impl TraceContext {
     }
 }
 
+thread_local! {
+    /// Where trace and span ids come from: a per-thread `SmallRng`
+    /// (xoshiro256++) seeded once from the thread's CSPRNG, as
+    /// OpenTelemetry's `RandomIdGenerator` does. Ids must be unique and
+    /// well spread, not secret (they travel in clear `traceparent`
+    /// headers), and every envelope handled draws a span id, so this
+    /// spares the ChaCha generator and its reseeding checks per draw.
+    /// Correlation ids, which guests see and may try to guess, stay on
+    /// the CSPRNG (`CorrelationId::generate`).
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
 fn nonzero<const N: usize>() -> [u8; N] {
-    loop {
-        let bytes: [u8; N] = rand::random();
-        if bytes != [0; N] {
-            return bytes;
+    IDS.with_borrow_mut(|rng| {
+        let mut bytes = [0u8; N];
+        loop {
+            rng.fill_bytes(&mut bytes);
+            if bytes != [0; N] {
+                return bytes;
+            }
         }
-    }
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -118,5 +137,20 @@ mod tests {
         assert_ne!(child.span_id, root.span_id);
         assert_eq!(TraceContext::parse("00-00000000000000000000000000000000-0000000000000001-01"), None);
         assert_eq!(TraceContext::parse("01-x"), None);
+    }
+
+    #[test]
+    fn span_ids_are_unique_within_and_across_threads() {
+        // Each thread's generator is seeded from the CSPRNG: a fixed seed
+        // would give two threads the same sequence.
+        let draw = || (0..1_000).map(|_| TraceContext::new_root().child().span_id).collect::<Vec<_>>();
+        let other = std::thread::spawn(draw).join().expect("thread");
+        let mut all = draw();
+        all.extend(other);
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "a span id repeated");
+        assert!(!all.contains(&[0; 8]));
     }
 }
