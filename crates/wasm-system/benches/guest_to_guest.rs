@@ -392,7 +392,8 @@ fn fire_and_forget(
     (Spread::of(handled), Spread::of(sent), per_batch)
 }
 
-/// The three baselines, one round each, measured again just before a case.
+/// The three baselines (ns per message): the medians at the top of the
+/// table, or one round each measured again just before a case.
 struct Floors {
     raw: f64,
     raw_batched: f64,
@@ -455,12 +456,10 @@ fn main() {
         quantile(&hop_rtt, 0.5),
         quantile(&hop_rtt, 0.99)
     );
-    let floor_message = raw.median + hop.median;
-    let floor_round_trip = 2.0 * raw.median + 2.0 * hop.median;
-    println!("floor     fire-and-forget (call + hop) {floor_message:8.0} ns");
-    let floor_batched = raw_batched.median + hop.median;
-    println!("floor     batched (batch share + hop)  {floor_batched:8.0} ns");
-    println!("floor     round trip (2 calls + 2 hops) {floor_round_trip:7.0} ns");
+    let floors = Floors { raw: raw.median, raw_batched: raw_batched.median, hop: hop.median };
+    println!("floor     fire-and-forget (call + hop) {:8.0} ns", floors.message());
+    println!("floor     batched (batch share + hop)  {:8.0} ns", floors.batched());
+    println!("floor     round trip (2 calls + 2 hops) {:7.0} ns", floors.round_trip());
 
     let load = |path: PathBuf| engine.load_file(&path).expect("a guest that loads");
     let wat = Guests {
