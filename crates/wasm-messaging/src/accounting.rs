@@ -13,8 +13,24 @@
 //!
 //! The loom model `loom_accounting` runs this very code with a bounded queue
 //! standing in for the mailbox.
+//!
+//! **Striped.** Every envelope counts twice here (enqueued by its sender,
+//! settled by its receiver), on whatever cores they run. One set of
+//! counters would be one cache line written by every core for every
+//! envelope; instead each thread counts in a stripe of its own (one of
+//! [`STRIPES`], a cache line each, assigned on its first count), and the
+//! totals are sums over the stripes. A total is read only by an observer
+//! ([`Accounting::caught_up`], the router's stats) and by a settle while
+//! someone waits for quiescence ([`Accounting::waiting`]); otherwise a
+//! settle reads nothing another core writes. Reading every `settled`
+//! before any `enqueued` keeps the guarantee one counter gave: an envelope
+//! is counted enqueued before it can be settled (count, try, roll back),
+//! so a settle an observer sees has its enqueue visible too, and `settled`
+//! never reads above `enqueued`.
 
-use crate::sync::{AtomicU64, Ordering};
+use std::cell::Cell;
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, thread_local};
 
 /// What kind of envelope is being enqueued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +54,23 @@ pub(crate) enum Settled {
     DeadLettered,
 }
 
-/// The envelope counters. Every field only grows, except that
-/// [`Accounting::enqueue`] takes back its own count when the send fails.
+/// How many stripes the counters are split into: more than the cores of
+/// the machines this runs on, so threads rarely share one.
+pub(crate) const STRIPES: usize = 16;
+
+thread_local! {
+    /// This thread's stripe (`usize::MAX` until its first count). Not a
+    /// `const` initializer: the same text must build with loom's
+    /// `thread_local!`, which has none.
+    #[allow(clippy::missing_const_for_thread_local, reason = "loom's thread_local! has no const form")]
+    static STRIPE: Cell<usize> = Cell::new(usize::MAX);
+}
+
+/// One thread's share of the counters, alone in its cache line (128
+/// bytes: two 64-byte lines, as the adjacent-line prefetcher pairs them).
 #[derive(Default)]
-pub(crate) struct Accounting {
+#[repr(align(128))]
+pub(crate) struct Stripe {
     pub(crate) messages_accepted: AtomicU64,
     pub(crate) requests_accepted: AtomicU64,
     pub(crate) callbacks_queued: AtomicU64,
@@ -51,13 +80,54 @@ pub(crate) struct Accounting {
     pub(crate) settled: AtomicU64,
 }
 
-impl Accounting {
+/// The envelope counters, striped. Every total only grows, except that
+/// [`Accounting::enqueue`] takes back its own count when the send fails.
+#[derive(Default)]
+pub(crate) struct Accounting {
+    stripes: [Stripe; STRIPES],
+    /// The next stripe to assign to a thread.
+    next: AtomicUsize,
+    /// Observers waiting for quiescence ([`Accounting::waiting`]).
+    waiting: AtomicUsize,
+}
+
+/// Registers an observer waiting for quiescence while it lives (see
+/// [`Accounting::waiting`]).
+pub(crate) struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Stripe {
     fn counter(&self, kind: Enqueued) -> &AtomicU64 {
         match kind {
             Enqueued::Message => &self.messages_accepted,
             Enqueued::Request => &self.requests_accepted,
             Enqueued::Callback => &self.callbacks_queued,
         }
+    }
+}
+
+impl Accounting {
+    /// The calling thread's stripe.
+    fn stripe(&self) -> &Stripe {
+        let index = STRIPE.with(|stripe| {
+            let mut index = stripe.get();
+            if index == usize::MAX {
+                index = self.next.fetch_add(1, Ordering::Relaxed) % STRIPES;
+                stripe.set(index);
+            }
+            index
+        });
+        &self.stripes[index % STRIPES]
+    }
+
+    /// The total of one counter over the stripes.
+    pub(crate) fn total(&self, counter: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes.iter().map(|stripe| counter(stripe).load(Ordering::Acquire)).sum()
     }
 
     /// Counts an envelope of `kind`, then runs `send`, which puts it in a
@@ -67,7 +137,7 @@ impl Accounting {
     /// # Errors
     /// `send`'s error, unchanged.
     pub(crate) fn enqueue<T, E>(&self, kind: Enqueued, send: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        let counter = self.counter(kind);
+        let counter = self.stripe().counter(kind);
         counter.fetch_add(1, Ordering::AcqRel);
         let sent = send();
         if sent.is_err() {
@@ -76,34 +146,47 @@ impl Accounting {
         sent
     }
 
-    /// Counts one envelope as settled `how`. Returns true when `settled`
-    /// caught up with `enqueued` (time to wake whoever waits for quiescence).
+    /// Counts one envelope as settled `how`. Returns true when someone
+    /// waits for quiescence ([`Accounting::waiting`]) and the settled total
+    /// caught up with the enqueued one (time to wake them). Without a
+    /// waiter it reads no other stripe.
     pub(crate) fn settle(&self, how: Settled) -> bool {
+        let stripe = self.stripe();
         let counter = match how {
-            Settled::Handled => &self.handled,
-            Settled::CallbackHandled => &self.callbacks_handled,
-            Settled::DeadLettered => &self.dead_lettered,
+            Settled::Handled => &stripe.handled,
+            Settled::CallbackHandled => &stripe.callbacks_handled,
+            Settled::DeadLettered => &stripe.dead_lettered,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let settled = self.settled.fetch_add(1, Ordering::AcqRel) + 1;
-        settled == self.enqueued()
+        stripe.settled.fetch_add(1, Ordering::SeqCst);
+        self.waiting.load(Ordering::SeqCst) > 0 && self.caught_up()
+    }
+
+    /// Registers an observer that waits for quiescence, until the guard is
+    /// dropped: meanwhile each settle checks whether it caught up. An
+    /// observer must look itself after registering (a settle just before
+    /// may not have seen it) and should look again now and then.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(&self.waiting)
     }
 
     /// Envelopes put in mailboxes (accepted messages, requests and callbacks).
     pub(crate) fn enqueued(&self) -> u64 {
-        self.messages_accepted.load(Ordering::Acquire)
-            + self.requests_accepted.load(Ordering::Acquire)
-            + self.callbacks_queued.load(Ordering::Acquire)
+        self.total(|s| &s.messages_accepted)
+            + self.total(|s| &s.requests_accepted)
+            + self.total(|s| &s.callbacks_queued)
     }
 
     /// Envelopes that ended (handled or dead-lettered).
     pub(crate) fn settled(&self) -> u64 {
-        self.settled.load(Ordering::Acquire)
+        self.total(|s| &s.settled)
     }
 
     /// True when every envelope put in a mailbox has been settled. `settled`
-    /// is read first: it never exceeds `enqueued` at any instant, so a read
-    /// in this order never sees more settled than enqueued.
+    /// is read first (every stripe): an envelope is counted enqueued before
+    /// it can be settled, so a read in this order never sees more settled
+    /// than enqueued.
     pub(crate) fn caught_up(&self) -> bool {
         let settled = self.settled();
         settled == self.enqueued()

@@ -528,13 +528,13 @@ impl Router {
         // `settled` first: it never exceeds `enqueued` at any instant.
         let settled = a.settled();
         RouterStats {
-            messages_accepted: load(&a.messages_accepted),
-            requests_accepted: load(&a.requests_accepted),
-            callbacks_queued: load(&a.callbacks_queued),
+            messages_accepted: a.total(|s| &s.messages_accepted),
+            requests_accepted: a.total(|s| &s.requests_accepted),
+            callbacks_queued: a.total(|s| &s.callbacks_queued),
             callbacks_dropped: load(&c.callbacks_dropped),
-            handled: load(&a.handled),
-            callbacks_handled: load(&a.callbacks_handled),
-            dead_lettered: load(&a.dead_lettered),
+            handled: a.total(|s| &s.handled),
+            callbacks_handled: a.total(|s| &s.callbacks_handled),
+            dead_lettered: a.total(|s| &s.dead_lettered),
             responses_refused: load(&c.responses_refused),
             request_handler_errors: load(&c.request_handler_errors),
             refused: std::array::from_fn(|i| load(&c.refused[i])),
@@ -562,6 +562,9 @@ impl Router {
     /// Cancel-safe: it only observes.
     pub async fn wait_quiescent(&self, bound: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + bound;
+        // Settles check for quiescence (and wake this) only while someone
+        // waits; this looks itself after registering, and every 5 ms.
+        let _waiting = self.accounting.waiting();
         loop {
             let notified = self.quiet.notified();
             if self.is_quiescent() {

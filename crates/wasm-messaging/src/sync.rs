@@ -18,6 +18,7 @@ mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
     pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+    pub(crate) use std::thread_local;
 }
 
 #[cfg(loom)]
@@ -27,6 +28,7 @@ mod imp {
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+    pub(crate) use loom::thread_local;
 
     /// `loom::sync::RwLock` with parking_lot's signatures.
     #[derive(Debug)]
@@ -77,6 +79,7 @@ mod imp {
 #[allow(unused_imports, reason = "the shim offers the whole set; each build uses part of it")]
 pub(crate) use imp::{
     Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    thread_local,
 };
 
 /// `std` types that stay `std` under loom: loom has no `Weak` or `OnceLock`, and
