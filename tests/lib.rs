@@ -106,7 +106,8 @@ fn build_rust_guests() -> Result<HashMap<&'static str, PathBuf>, String> {
 }
 
 /// The host log as text: every `tracing` event of the test binary, captured
-/// from the first call on (one global subscriber, at INFO and above).
+/// from the first call on (one global subscriber, at INFO and above), each
+/// line with the name of the thread that logged it.
 #[derive(Debug, Clone, Default)]
 pub struct LogCapture {
     text: Arc<Mutex<Vec<u8>>>,
@@ -172,6 +173,7 @@ pub fn host_log() -> LogCapture {
             let writer = capture.clone();
             tracing_subscriber::fmt()
                 .with_ansi(false)
+                .with_thread_names(true)
                 .with_max_level(tracing::Level::INFO)
                 .with_writer(move || writer.clone())
                 .try_init()

@@ -3,7 +3,9 @@
 //! the WASI fixture, in a running system: output reaches the host log,
 //! panics are crashes the supervisor repairs, sleeps count against the time
 //! budget, spinning guests do not hold up anyone else, host panics are
-//! supervised, and WASI grants only what the manifest lists.
+//! supervised, and WASI grants only what the manifest lists; and the same
+//! on shards (`SystemBuilder::shards`), where each actor runs on the shard
+//! thread of its placement group.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use wasm_core::RequestError;
 use wasm_messaging::{AuditEvent, AuditRecord, AuditSink};
 use wasm_runtime::componentize_wat_with_packages;
 use wasm_system::{System, SystemEvent};
-use wasm_tests::{Harness, REQUESTER, cmd_send, engine, host_log, manifest, raw};
+use wasm_tests::{Harness, REQUESTER, cmd_send, compiled, engine, host_log, manifest, raw};
 
 /// The Rust test guest (see its crate docs for the commands it takes).
 const GUEST: &str = "rust:guest-behaviour";
@@ -202,4 +204,98 @@ async fn execution_the_wasi_logging_fixture_writes_to_the_host_log_inside_a_syst
     let stderr = log.wait_for_line(&["component=logger-7", "-rror on stderr"]).await;
     assert!(stderr.contains("WARN") && stderr.contains("stream=\"stderr\""), "{stderr}");
     h.finish().await;
+}
+
+/// The ids of the threads named `airssys-shard-<k>` in this process (from
+/// `/proc/self/task/*/comm`).
+fn shard_threads() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("procfs");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("airssys-shard-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turns_and_shutdown_ends_the_threads() {
+    let log = host_log();
+    let left = "\n[placement]\ngroup = \"left\"";
+    let right = "\n[placement]\ngroup = \"right\"";
+    let components = [
+        ("printer-a", GUEST, left.to_owned()),
+        ("spinner-s", GUEST, format!("{SPINNER}{left}")),
+        ("echo-s", "echo", left.to_owned()),
+        ("printer-b", GUEST, left.to_owned()),
+        ("printer-c", GUEST, right.to_owned()),
+        ("requester-s", "requester", format!("{REQUESTER}{right}")),
+    ];
+    let mut builder = System::builder().engine(engine()).shards(2);
+    for (id, name, extra) in &components {
+        builder = builder.compiled(manifest(id, name, extra), compiled(name));
+    }
+    let mut h = Harness::from_builder(builder).await;
+    assert_eq!(h.system.shard_count(), 2);
+    let shard = |id: &str| h.system.shard_of(id).unwrap_or_else(|| panic!("{id} runs on a shard"));
+    let (left_shard, right_shard) = (shard("printer-a"), shard("printer-c"));
+    assert_ne!(left_shard, right_shard, "the two groups get a shard each");
+    for id in ["spinner-s", "echo-s", "printer-b"] {
+        assert_eq!(shard(id), left_shard, "{id} is in group left");
+    }
+    assert_eq!(shard("requester-s"), right_shard);
+
+    // Each guest runs on its shard's thread: its output is logged there.
+    for (id, on) in [("printer-a", left_shard), ("printer-c", right_shard)] {
+        assert_eq!(h.ask(id, raw(format!("print:hello from {id}").as_bytes())).await, Ok(raw(b"printed")));
+        let line = log.wait_for_line(&[&format!("component={id}"), &format!("hello from {id}")]).await;
+        assert!(line.contains(&format!("airssys-shard-{on}")), "{id} ran on shard {on}: {line}");
+    }
+
+    // A guest that computes yields every epoch tick: the actors that share
+    // its shard keep answering, and requests cross shards.
+    h.system.try_send("spinner-s", raw(b"spin")).expect("queued");
+    log.wait_for_line(&["component=spinner-s", "spinning"]).await;
+    assert_eq!(h.ask("echo-s", raw(b"ping")).await, Ok(raw(b"ping")), "the spinner's shard mate answers");
+    assert_eq!(h.ask("printer-b", raw(b"print:while it spins")).await, Ok(raw(b"printed")));
+    let id = h.request_via("requester-s", 5_000, "echo-s", &raw(b"across")).await;
+    assert_eq!(h.callback("requester-s", id).await, Ok(raw(b"across")), "a request from the other shard");
+    let crashes: Vec<String> = h.take_events().iter().filter_map(|e| crashed(e, "spinner-s")).collect();
+    assert!(crashes.is_empty(), "all of that came while the spinner still ran: {crashes:?}");
+
+    // Its budget ends the call; the supervisor restarts it on its shard.
+    let reason = h.wait_for("the spinner's time budget", |e| crashed(e, "spinner-s")).await;
+    assert!(reason.contains("time budget of 5000 ms"), "{reason}");
+    assert_eq!(h.ask("spinner-s", raw(b"print:restarted")).await, Ok(raw(b"printed")));
+    let line = log.wait_for_line(&["component=spinner-s", "restarted"]).await;
+    assert!(line.contains(&format!("airssys-shard-{left_shard}")), "restarted on its shard: {line}");
+
+    assert!(shard_threads().len() >= 2, "the shards run: {:?}", shard_threads());
+    h.settle().await;
+    let stats = h.finish().await;
+    assert_eq!(stats.dead_lettered, 1, "only the spinner's message: {stats:?}");
+    // Every actor has stopped, so each shard's thread ends.
+    let deadline = std::time::Instant::now() + wasm_tests::BOUND;
+    while !shard_threads().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "shard threads left: {:?}", shard_threads());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_a_placement_group_without_a_name_is_a_manifest_error() {
+    for (group, problem) in [("", "needs a name"), (&*"g".repeat(129), "129 bytes; at most 128")] {
+        let extra = format!("[placement]\ngroup = \"{group}\"");
+        let started = System::builder()
+            .engine(engine())
+            .compiled(manifest("grouped", "echo", &extra), compiled("echo"))
+            .start()
+            .await;
+        match started {
+            Err(wasm_system::SystemError::Manifest(error)) => {
+                let text = error.to_string();
+                assert!(text.contains("placement.group") && text.contains(problem), "{text}");
+            }
+            other => panic!("expected a manifest error, got {other:?}"),
+        }
+    }
 }

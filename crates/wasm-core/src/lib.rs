@@ -46,7 +46,7 @@ pub use manifest::{
     DEFAULT_FUEL_PER_CALL, DEFAULT_MAILBOX_BYTES, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_INSTANCES,
     DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PENDING, DEFAULT_MAX_TABLES, DEFAULT_MAX_TIMEOUT_MS, DEFAULT_MEMORY_BYTES,
     DEFAULT_TABLE_ELEMENTS, DEFAULT_TIME_PER_CALL_MS, DEFAULT_TIMEOUT_MS, DirGrant, Injection, Limits, MailboxSection,
-    RateSection, RequestsSection, RestartSection, SocketGrant, WasiSection, timeout_ms,
+    PlacementSection, RateSection, RequestsSection, RestartSection, SocketGrant, WasiSection, timeout_ms,
 };
 pub use payload::{Codec, DEFAULT_MAX_MESSAGE_BYTES, MessagePayload, decode_prefix};
 pub use remote::{

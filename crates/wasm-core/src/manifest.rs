@@ -116,6 +116,10 @@ pub struct ComponentManifest {
     /// What WASI grants beyond output, clocks and random numbers (nothing by default).
     #[serde(default)]
     pub wasi: WasiSection,
+    /// Which actors share an executor when the system runs on shards
+    /// (nothing by default).
+    #[serde(default)]
+    pub placement: PlacementSection,
 }
 
 /// A manifest built in code, so embedders and tests need no TOML text: every
@@ -152,6 +156,7 @@ impl ComponentManifest {
             codecs: CodecSection::default(),
             restart: RestartSection::default(),
             wasi: WasiSection::default(),
+            placement: PlacementSection::default(),
         }
     }
 
@@ -224,6 +229,59 @@ impl ComponentManifest {
     pub fn wasi(mut self, wasi: WasiSection) -> Self {
         self.wasi = wasi;
         self
+    }
+
+    /// `[placement] group`: components of one group run on one shard.
+    #[must_use]
+    pub fn placement_group(mut self, group: impl Into<String>) -> Self {
+        self.placement.group = Some(group.into());
+        self
+    }
+}
+
+/// `[placement]`: which actors share an executor when the system runs its
+/// actors on shards (`SystemBuilder::shards` in `wasm-system`: single-threaded
+/// executors, one OS thread each); ignored otherwise. Components of one
+/// `group` run on the same shard, so the messages, requests and callbacks
+/// between them never cross threads: a request ping-pong then costs no
+/// wake-up of another thread. A component without a group gets a shard in
+/// turn (round robin), as does each new group.
+///
+/// ```
+/// let m: wasm_core::ComponentManifest = toml::from_str(r#"
+///     [component]
+///     id = "client"
+///     wasm = "client.wasm"
+///     [placement]
+///     group = "checkout"
+/// "#).unwrap();
+/// assert_eq!(m.placement.group.as_deref(), Some("checkout"));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacementSection {
+    /// The group's name: 1 to [`PlacementSection::MAX_GROUP_BYTES`] bytes,
+    /// any text (checked when the component starts).
+    pub group: Option<String>,
+}
+
+impl PlacementSection {
+    /// The longest group name, in bytes (as long as a component id).
+    pub const MAX_GROUP_BYTES: usize = 128;
+
+    /// Checks the group name.
+    ///
+    /// # Errors
+    /// What is wrong with it: empty, or longer than
+    /// [`PlacementSection::MAX_GROUP_BYTES`].
+    pub fn validate(&self) -> Result<(), String> {
+        match self.group.as_deref() {
+            Some("") => Err("a placement group needs a name".to_owned()),
+            Some(group) if group.len() > Self::MAX_GROUP_BYTES => {
+                Err(format!("{} bytes; at most {}", group.len(), Self::MAX_GROUP_BYTES))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -540,6 +598,11 @@ pub struct AppSection {
     /// A name for logs and the summary.
     #[serde(default)]
     pub name: String,
+    /// Run the actors on this many shards (`SystemBuilder::shards` in
+    /// `wasm-system`, placed by each component's `[placement] group`); 0,
+    /// the default: on the runtime's worker threads.
+    #[serde(default)]
+    pub shards: usize,
 }
 
 /// One `[[inject]]` entry: a message (or, with `request = true`, a request)

@@ -38,6 +38,10 @@
 //!   batched floor (raw batch per message + one hop), the others beside
 //!   one raw call + one hop.
 //!
+//! Every case also prints the cores it kept busy (process CPU time over
+//! wall time while it ran, all threads): how much of the machine it used,
+//! for instance whether one pair already spans both cores.
+//!
 //! Each case runs 3 rounds and the table gives the median round and the
 //! range. The VM this runs on changes speed by up to 2.5x within minutes,
 //! so each ratio to a floor is against baselines measured again (one
@@ -53,7 +57,10 @@
 //! on `EngineConfig::dense()`. `G2G_ONLY` runs only the cases whose names
 //! contain it (`wat round trip`, `sdk fire-and-forget`, `round trip`, ...),
 //! for profiling one. `G2G_WORKERS` sets the tokio runtime's worker threads
-//! (default 2, the machine's cores).
+//! (default 2, the machine's cores). `G2G_SHARDS=2` runs the systems'
+//! actors on two shards instead (`SystemBuilder::shards`), each rally's
+//! two components in one placement group and each sink with its senders in
+//! another (then set `G2G_WORKERS=1`: the runtime only drives the bench).
 #![allow(missing_docs, reason = "a bench binary")]
 
 mod common;
@@ -147,13 +154,68 @@ impl std::fmt::Display for Spread {
     }
 }
 
+/// Cores busy while a case ran: the process's CPU time (every thread,
+/// `CLOCK_PROCESS_CPUTIME_ID`) over the wall time, summed over the timed
+/// parts of its rounds. It shows how much of the machine a case used: a
+/// pair that pipelines (the sender on one worker, the sink on the other)
+/// already keeps much of both cores busy, which leaves a second pair little
+/// to scale onto; a ping-pong, serial by nature, shows the scheduler's own
+/// work (the idle worker woken, searching for tasks, parking again) as the
+/// part above one core. Not a bound: that overhead shrinks under load.
+#[derive(Default, Clone, Copy)]
+struct Busy {
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Busy {
+    /// Runs `timed`, adding its CPU and wall time.
+    fn measure<T>(&mut self, timed: impl FnOnce() -> T) -> T {
+        let (cpu, wall) = (cpu_time(), Instant::now());
+        let result = timed();
+        self.cpu += cpu_time().saturating_sub(cpu);
+        self.wall += wall.elapsed();
+        result
+    }
+
+    fn cores(self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} cores busy", self.cores())
+    }
+}
+
+/// CPU time of the whole process so far (all threads, those ended too).
+fn cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(now.tv_sec.unsigned_abs(), u32::try_from(now.tv_nsec).unwrap_or(0))
+}
+
+/// `G2G_SHARDS`: run the systems' actors on this many shards
+/// (`SystemBuilder::shards`; 0, the default: on the bench's runtime). Each
+/// rally's requester and echo, and each sender with its sink, then share a
+/// placement group (see [`group`]).
+fn shards() -> usize {
+    std::env::var("G2G_SHARDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// A manifest's `[placement]` section putting it in `group`.
+fn group(name: &str) -> String {
+    format!("\n[placement]\ngroup = \"{name}\"")
+}
+
 fn per(elapsed: Duration, n: u64) -> f64 {
     elapsed.as_nanos() as f64 / n as f64
 }
 
 fn start(rt: &Runtime, engine: &Arc<WasmEngine>, components: &[(String, CompiledComponent, String)]) -> Arc<System> {
     Arc::new(rt.block_on(async {
-        let mut builder = System::builder().engine(Arc::clone(engine)).metrics_interval(Duration::from_secs(3600));
+        let mut builder =
+            System::builder().engine(Arc::clone(engine)).metrics_interval(Duration::from_secs(3600)).shards(shards());
         for (id, compiled, extra) in components {
             builder = builder.compiled(manifest(id, extra), compiled.clone());
         }
@@ -287,27 +349,34 @@ fn round_trips(
     rally: fn(u64, &str) -> Vec<u8>,
     plan: &Plan,
     latencies: &Latencies,
-) -> (Spread, Hdr<u64>) {
+) -> (Spread, Hdr<u64>, Busy) {
     let system = start(
         rt,
         engine,
         &[
-            ("requester".into(), guests.requester.clone(), "[capabilities]\nsend = [\"echo\"]\nrequest = true".into()),
-            ("echo".into(), guests.echo.clone(), String::new()),
+            (
+                "requester".into(),
+                guests.requester.clone(),
+                format!("[capabilities]\nsend = [\"echo\"]\nrequest = true{}", group("rally")),
+            ),
+            ("echo".into(), guests.echo.clone(), group("rally")),
         ],
     );
     let mut walls = Vec::new();
     let mut all = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut busy = Busy::default();
     for _ in 0..plan.rounds {
         latencies.take();
         let command = rally(plan.n, "echo");
         let system_in = Arc::clone(&system);
-        let elapsed = in_task(rt, async move {
-            let started = Instant::now();
-            let ask = system_in.request("requester", command, Some(BOUND)).expect("command");
-            ask.response().await.expect("the rally starts");
-            assert!(system_in.wait_quiescent(BOUND).await, "the rally ends");
-            started.elapsed()
+        let elapsed = busy.measure(|| {
+            in_task(rt, async move {
+                let started = Instant::now();
+                let ask = system_in.request("requester", command, Some(BOUND)).expect("command");
+                ask.response().await.expect("the rally starts");
+                assert!(system_in.wait_quiescent(BOUND).await, "the rally ends");
+                started.elapsed()
+            })
         });
         let round = latencies.take();
         assert_eq!(round.len(), plan.n, "{}: every request of the rally came back", guests.name);
@@ -323,7 +392,7 @@ fn round_trips(
         guests.name
     );
     shutdown(rt, system);
-    (Spread::of(walls), all)
+    (Spread::of(walls), all, busy)
 }
 
 /// Fire-and-forget from `senders` sender guests, `pairs` apart: with
@@ -339,7 +408,7 @@ fn fire_and_forget(
     plan: &Plan,
     senders: usize,
     pairs: usize,
-) -> (Spread, Spread, Option<f64>) {
+) -> (Spread, Spread, Option<f64>, Busy) {
     let sinks = pairs;
     let mut components = Vec::new();
     for s in 0..senders {
@@ -347,37 +416,40 @@ fn fire_and_forget(
         components.push((
             format!("sender{s}"),
             guests.requester.clone(),
-            format!("[capabilities]\nsend = [\"{sink}\"]"),
+            format!("[capabilities]\nsend = [\"{sink}\"]{}", group(&sink)),
         ));
     }
     // Room for every message of a round at once, in count and in bytes
     // (64-byte payloads), so no send is refused whatever N is.
     let mailbox = format!("[mailbox]\ncapacity = {}\nmax_bytes = {}", plan.n.max(1024), (plan.n * 64).max(1 << 20));
     for k in 0..sinks {
-        components.push((format!("sink{k}"), guests.echo.clone(), mailbox.clone()));
+        components.push((format!("sink{k}"), guests.echo.clone(), format!("{mailbox}{}", group(&format!("sink{k}")))));
     }
     let system = start(rt, engine, &components);
     let per_sender = plan.n / senders as u64;
     let total = per_sender * senders as u64;
     let mut handled = Vec::new();
     let mut sent = Vec::new();
+    let mut busy = Busy::default();
     for _ in 0..plan.rounds {
         let system_in = Arc::clone(&system);
         let send = guests.send;
-        let (all_sent, all_handled) = in_task(rt, async move {
-            let started = Instant::now();
-            let asks: Vec<_> = (0..senders)
-                .map(|s| {
-                    let command = send(per_sender, &format!("sink{}", s % sinks));
-                    system_in.request(&format!("sender{s}"), command, Some(BOUND)).expect("command")
-                })
-                .collect();
-            for ask in asks {
-                ask.response().await.expect("all sent");
-            }
-            let all_sent = started.elapsed();
-            assert!(system_in.wait_quiescent(BOUND).await, "every message handled");
-            (all_sent, started.elapsed())
+        let (all_sent, all_handled) = busy.measure(|| {
+            in_task(rt, async move {
+                let started = Instant::now();
+                let asks: Vec<_> = (0..senders)
+                    .map(|s| {
+                        let command = send(per_sender, &format!("sink{}", s % sinks));
+                        system_in.request(&format!("sender{s}"), command, Some(BOUND)).expect("command")
+                    })
+                    .collect();
+                for ask in asks {
+                    ask.response().await.expect("all sent");
+                }
+                let all_sent = started.elapsed();
+                assert!(system_in.wait_quiescent(BOUND).await, "every message handled");
+                (all_sent, started.elapsed())
+            })
         });
         sent.push(per(all_sent, total));
         handled.push(per(all_handled, total));
@@ -389,7 +461,7 @@ fn fire_and_forget(
     let batches: u64 = sink_stats.iter().map(|s| s.batches).sum();
     let per_batch = (batches > 0).then(|| handled_total as f64 / batches as f64);
     shutdown(rt, system);
-    (Spread::of(handled), Spread::of(sent), per_batch)
+    (Spread::of(handled), Spread::of(sent), per_batch, busy)
 }
 
 /// The three baselines (ns per message): the medians at the top of the
@@ -444,9 +516,10 @@ fn main() {
         hop_rtt.add(histogram).expect("same bounds");
     }
     println!(
-        "guest_to_guest: N = {} per case, {} round(s), {workers} worker threads, median (range){}",
+        "guest_to_guest: N = {} per case, {} round(s), {workers} worker threads, {} shards, median (range){}",
         plan.n,
         plan.rounds,
+        shards(),
         if bench { "" } else { " [smoke run without --bench: the numbers mean nothing]" }
     );
     println!("baseline  raw handle-message call      {raw}");
@@ -496,9 +569,9 @@ fn main() {
         let name = guests.name;
         if let Some(rally) = guests.rally.filter(|_| run(guests.name, "round trip")) {
             let near = Floors::measure(&rt, &engine, plan.n).round_trip();
-            let (wall, histogram) = round_trips(&rt, &engine, guests, rally, &plan, &latencies);
+            let (wall, histogram, busy) = round_trips(&rt, &engine, guests, rally, &plan, &latencies);
             println!(
-                "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; p50 / floor {:.2} (floor just before: {near:.0} ns)",
+                "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; {busy}; p50 / floor {:.2} (floor just before: {near:.0} ns)",
                 quantile(&histogram, 0.5),
                 quantile(&histogram, 0.99),
                 histogram.mean(),
@@ -511,25 +584,25 @@ fn main() {
         }
         let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
         let near = Floors::measure(&rt, &engine, plan.n);
-        let (one, one_sent, one_batch) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
+        let (one, one_sent, one_batch, one_busy) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
         // Against the floor of what its sink does: a call per message, or a
         // batch's share.
         let floor = if one_batch.is_some() { near.batched() } else { near.message() };
         println!(
-            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; / floor {:.2} (floor just before: {floor:.0} ns){}",
+            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; {one_busy}; / floor {:.2} (floor just before: {floor:.0} ns){}",
             1e3 / one.median,
             one.median / floor,
             batched(one_batch)
         );
-        let (many, many_sent, many_batch) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
+        let (many, many_sent, many_batch, many_busy) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
         println!(
-            "{name:<9}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}{}",
+            "{name:<9}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}; {many_busy}{}",
             1e3 / many.median,
             batched(many_batch)
         );
-        let (two, two_sent, two_batch) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
+        let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
         println!(
-            "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; scaling {:.2}x one pair{}",
+            "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair{}",
             1e3 / two.median,
             one.median / two.median,
             batched(two_batch)

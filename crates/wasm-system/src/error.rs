@@ -65,6 +65,10 @@ pub enum SystemError {
     /// id (with why, when it had stopped on its own).
     #[error("no running component {0}")]
     NotRunning(String),
+    /// The shards of [`crate::SystemBuilder::shards`] could not start (a
+    /// thread or a runtime's I/O driver).
+    #[error("shards: {0}")]
+    Shards(std::io::Error),
     /// The audit log could not be opened.
     #[error("audit log {file}: {source}")]
     Audit {

@@ -30,6 +30,7 @@ mod error;
 mod events;
 mod guest_build;
 mod manifest;
+mod shards;
 mod stop;
 mod supervisor;
 mod system;

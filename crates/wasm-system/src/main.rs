@@ -344,7 +344,7 @@ async fn run_app(
             Some(config) => Some(cli::cluster::connect(config).await?),
             None => None,
         };
-    let mut builder = System::builder();
+    let mut builder = System::builder().shards(app.manifest.app.shards);
     if let Some(transport) = &cluster {
         builder = builder.cluster(Arc::clone(transport) as Arc<dyn wasm_core::RemoteTransport>);
     }

@@ -1,0 +1,115 @@
+//! Sharded execution ([`crate::SystemBuilder::shards`]): actors on
+//! single-threaded tokio executors, one OS thread each, instead of the
+//! embedder's work-stealing runtime.
+//!
+//! Each actor stays on the shard it was placed on for its life. Actors of
+//! one placement group (`[placement] group`) share a shard, so a wake-up
+//! between them (a message, a request, a callback) never crosses threads:
+//! the woken actor runs next on the same thread, with no futex, no
+//! inter-processor interrupt and no work stealing in between. On a
+//! work-stealing runtime a request ping-pong keeps waking the idle worker
+//! (tokio runs at most three woken tasks in a row from a worker's LIFO slot,
+//! then hands the next to the run queue and unparks another worker), which
+//! the `guest_to_guest` bench measures as a round trip p99 three times
+//! higher and a third of a core spent in the kernel.
+//!
+//! The price is balance: nothing moves an actor to an idle shard. The
+//! execution model's guarantees hold within a shard: a guest that computes
+//! yields at every epoch tick (so actors sharing its shard keep running),
+//! one that waits in WASI awaits, budgets and supervision are the actor's
+//! own. Messages between shards, to and from the host and across nodes
+//! work as between any tasks.
+//!
+//! A shard's thread runs until the `System` is gone and every actor
+//! spawned on it has ended (each actor task holds a token of its shard), so
+//! actors told to stop by a dropped `System` still stop cleanly.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The shards of a system and where its actors go.
+pub(crate) struct Shards {
+    shards: Vec<Shard>,
+    placement: Mutex<Placement>,
+}
+
+struct Shard {
+    handle: Handle,
+    /// Cloned into every task spawned on the shard: the shard's thread
+    /// ends once this and every clone are dropped.
+    alive: mpsc::Sender<()>,
+}
+
+/// Which shard each group got, and whose turn is next.
+#[derive(Default)]
+struct Placement {
+    groups: HashMap<String, usize>,
+    next: usize,
+}
+
+impl Shards {
+    /// Starts `count` shards (at least one), threads `airssys-shard-<k>`.
+    ///
+    /// # Errors
+    /// The OS could not start a thread, or tokio could not build a runtime
+    /// (its I/O driver).
+    pub(crate) fn start(count: usize) -> std::io::Result<Self> {
+        let shards = (0..count.max(1)).map(Shard::start).collect::<std::io::Result<_>>()?;
+        Ok(Self { shards, placement: Mutex::default() })
+    }
+
+    /// How many shards there are.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard for a component of placement `group`: the group's shard,
+    /// or the next in turn (then the group's from now on).
+    pub(crate) fn place(&self, group: Option<&str>) -> usize {
+        let mut placement = self.placement.lock();
+        if let Some(&shard) = group.and_then(|group| placement.groups.get(group)) {
+            return shard;
+        }
+        let shard = placement.next;
+        placement.next = (shard + 1) % self.shards.len();
+        if let Some(group) = group {
+            placement.groups.insert(group.to_owned(), shard);
+        }
+        shard
+    }
+
+    /// Spawns `task` on shard `shard` (from [`Shards::place`]).
+    ///
+    /// # Panics
+    /// When `shard` is not a shard's index.
+    pub(crate) fn spawn<F>(&self, shard: usize, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let shard = &self.shards[shard];
+        let alive = shard.alive.clone();
+        shard.handle.spawn(async move {
+            let _alive = alive;
+            task.await
+        })
+    }
+}
+
+impl Shard {
+    fn start(index: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (alive, mut ended) = mpsc::channel::<()>(1);
+        std::thread::Builder::new().name(format!("airssys-shard-{index}")).spawn(move || {
+            // Nothing is ever sent: `recv` ends when every token is dropped.
+            runtime.block_on(async move { while ended.recv().await.is_some() {} });
+        })?;
+        Ok(Self { handle, alive })
+    }
+}
