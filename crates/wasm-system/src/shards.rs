@@ -10,8 +10,9 @@
 //! work-stealing runtime a request ping-pong keeps waking the idle worker
 //! (tokio runs at most three woken tasks in a row from a worker's LIFO slot,
 //! then hands the next to the run queue and unparks another worker), which
-//! the `guest_to_guest` bench measures as a round trip p99 three times
-//! higher and a third of a core spent in the kernel.
+//! the `guest_to_guest` bench measures as a round trip p99 three to four
+//! times higher, with over a third of the CPU time in the kernel's context
+//! switches (perf).
 //!
 //! The price is balance: nothing moves an actor to an idle shard. The
 //! execution model's guarantees hold within a shard: a guest that computes
