@@ -269,6 +269,20 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     let line = log.wait_for_line(&["component=spinner-s", "restarted"]).await;
     assert!(line.contains(&format!("airssys-shard-{left_shard}")), "restarted on its shard: {line}");
 
+    // A component added while the system runs joins its group's shard, runs
+    // there, and stops there.
+    let added = h
+        .system
+        .add(manifest("printer-d", GUEST, right), wasm_system::ComponentSource::Compiled(compiled(GUEST)))
+        .await
+        .expect("added while running");
+    assert_eq!(h.system.shard_of("printer-d"), Some(right_shard));
+    assert_eq!(h.ask("printer-d", raw(b"print:hello from printer-d")).await, Ok(raw(b"printed")));
+    let line = log.wait_for_line(&["component=printer-d", "hello from printer-d"]).await;
+    assert!(line.contains(&format!("airssys-shard-{right_shard}")), "added on its group's shard: {line}");
+    h.system.stop_component(added.id().as_str()).await.expect("stops");
+    assert!(h.system.component("printer-d").is_err(), "stopped");
+
     assert!(shard_threads().len() >= 2, "the shards run: {:?}", shard_threads());
     h.settle().await;
     let stats = h.finish().await;
