@@ -206,14 +206,15 @@ async fn execution_the_wasi_logging_fixture_writes_to_the_host_log_inside_a_syst
     h.finish().await;
 }
 
-/// The ids of the threads named `airssys-shard-<k>` in this process (from
-/// `/proc/self/task/*/comm`).
+/// The names of the threads named `wasm-shard-<k>` in this process (from
+/// `/proc/self/task/*/comm`). Only one test of this binary starts shards,
+/// so the count is that test's alone.
 fn shard_threads() -> Vec<String> {
     let tasks = std::fs::read_dir("/proc/self/task").expect("procfs");
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim().to_owned())
-        .filter(|name| name.starts_with("airssys-shard-"))
+        .filter(|name| name.starts_with("wasm-shard-"))
         .collect()
 }
 
@@ -248,7 +249,7 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     for (id, on) in [("printer-a", left_shard), ("printer-c", right_shard)] {
         assert_eq!(h.ask(id, raw(format!("print:hello from {id}").as_bytes())).await, Ok(raw(b"printed")));
         let line = log.wait_for_line(&[&format!("component={id}"), &format!("hello from {id}")]).await;
-        assert!(line.contains(&format!("airssys-shard-{on}")), "{id} ran on shard {on}: {line}");
+        assert!(line.contains(&format!("wasm-shard-{on}")), "{id} ran on shard {on}: {line}");
     }
 
     // A guest that computes yields every epoch tick: the actors that share
@@ -267,7 +268,7 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     assert!(reason.contains("time budget of 5000 ms"), "{reason}");
     assert_eq!(h.ask("spinner-s", raw(b"print:restarted")).await, Ok(raw(b"printed")));
     let line = log.wait_for_line(&["component=spinner-s", "restarted"]).await;
-    assert!(line.contains(&format!("airssys-shard-{left_shard}")), "restarted on its shard: {line}");
+    assert!(line.contains(&format!("wasm-shard-{left_shard}")), "restarted on its shard: {line}");
 
     // A component added while the system runs joins its group's shard, runs
     // there, and stops there.
@@ -279,9 +280,10 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     assert_eq!(h.system.shard_of("printer-d"), Some(right_shard));
     assert_eq!(h.ask("printer-d", raw(b"print:hello from printer-d")).await, Ok(raw(b"printed")));
     let line = log.wait_for_line(&["component=printer-d", "hello from printer-d"]).await;
-    assert!(line.contains(&format!("airssys-shard-{right_shard}")), "added on its group's shard: {line}");
+    assert!(line.contains(&format!("wasm-shard-{right_shard}")), "added on its group's shard: {line}");
     h.system.stop_component(added.id().as_str()).await.expect("stops");
     assert!(h.system.component("printer-d").is_err(), "stopped");
+    assert_eq!(h.system.shard_of("printer-d"), None, "a stopped component has no shard");
 
     assert!(shard_threads().len() >= 2, "the shards run: {:?}", shard_threads());
     h.settle().await;
@@ -292,6 +294,22 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     while !shard_threads().is_empty() {
         assert!(std::time::Instant::now() < deadline, "shard threads left: {:?}", shard_threads());
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_more_shards_than_the_cap_are_refused_before_any_thread_starts() {
+    let started = System::builder()
+        .engine(engine())
+        .shards(257)
+        .compiled(manifest("capped", "echo", ""), compiled("echo"))
+        .start()
+        .await;
+    match started {
+        Err(wasm_system::SystemError::Shards(error)) => {
+            assert!(error.to_string().contains("257 shards asked for; at most 256"), "{error}");
+        }
+        other => panic!("expected the shard cap, got {other:?}"),
     }
 }
 

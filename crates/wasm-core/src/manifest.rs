@@ -241,7 +241,8 @@ impl ComponentManifest {
 
 /// `[placement]`: which actors share an executor when the system runs its
 /// actors on shards (`SystemBuilder::shards` in `wasm-system`: single-threaded
-/// executors, one OS thread each); ignored otherwise. Components of one
+/// executors, one OS thread each); without shards it is checked (a bad
+/// group name is still an error) and otherwise unused. Components of one
 /// `group` run on the same shard, so the messages, requests and callbacks
 /// between them never cross threads: a request ping-pong then costs no
 /// wake-up of another thread. A component without a group gets a shard in

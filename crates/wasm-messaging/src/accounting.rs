@@ -18,7 +18,7 @@
 //! settled by its receiver), on whatever cores they run. One set of
 //! counters would be one cache line written by every core for every
 //! envelope; instead each thread counts in a stripe of its own (one of
-//! [`STRIPES`], a cache line each, assigned on its first count), and the
+//! [`STRIPES`], a cache line each, assigned in turn on its first count), and the
 //! totals are sums over the stripes. A total is read only by an observer
 //! ([`Accounting::caught_up`], the router's stats) and by a settle while
 //! someone waits for quiescence ([`Accounting::waiting`]); otherwise a
@@ -30,7 +30,7 @@
 
 use std::cell::Cell;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, thread_local};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence, thread_local};
 
 /// What kind of envelope is being enqueued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +54,11 @@ pub(crate) enum Settled {
     DeadLettered,
 }
 
-/// How many stripes the counters are split into: more than the cores of
-/// the machines this runs on, so threads rarely share one.
-pub(crate) const STRIPES: usize = 16;
+/// How many stripes the counters are split into: as many as the cores of
+/// the small machines this runs on, so their threads rarely share one,
+/// and few enough that a total is 8 loads (threads beyond that share
+/// stripes, which costs contention, never correctness).
+pub(crate) const STRIPES: usize = 8;
 
 thread_local! {
     /// This thread's stripe (`usize::MAX` until its first count). Not a
@@ -78,6 +80,8 @@ pub(crate) struct Stripe {
     pub(crate) callbacks_handled: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) settled: AtomicU64,
+    /// The three kinds enqueued, together (what quiescence compares).
+    pub(crate) enqueued: AtomicU64,
 }
 
 /// The envelope counters, striped. Every total only grows, except that
@@ -85,7 +89,10 @@ pub(crate) struct Stripe {
 #[derive(Default)]
 pub(crate) struct Accounting {
     stripes: [Stripe; STRIPES],
-    /// The next stripe to assign to a thread.
+    /// The next stripe to assign to a thread, under loom (each model has
+    /// its own, so every run assigns the same way); otherwise the count is
+    /// process-wide, so the threads of several systems spread too.
+    #[cfg(loom)]
     next: AtomicUsize,
     /// Observers waiting for quiescence ([`Accounting::waiting`]).
     waiting: AtomicUsize,
@@ -117,12 +124,27 @@ impl Accounting {
         let index = STRIPE.with(|stripe| {
             let mut index = stripe.get();
             if index == usize::MAX {
-                index = self.next.fetch_add(1, Ordering::Relaxed) % STRIPES;
+                index = self.assign_stripe();
                 stripe.set(index);
             }
             index
         });
-        &self.stripes[index % STRIPES]
+        &self.stripes[index]
+    }
+
+    /// The stripe of a thread counting for the first time.
+    #[cfg(not(loom))]
+    #[allow(clippy::unused_self, reason = "the loom build's counter is per accounting")]
+    fn assign_stripe(&self) -> usize {
+        use crate::sync::unmodelled::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
+    }
+
+    /// The stripe of a thread counting for the first time.
+    #[cfg(loom)]
+    fn assign_stripe(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % STRIPES
     }
 
     /// The total of one counter over the stripes.
@@ -137,10 +159,13 @@ impl Accounting {
     /// # Errors
     /// `send`'s error, unchanged.
     pub(crate) fn enqueue<T, E>(&self, kind: Enqueued, send: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        let counter = self.stripe().counter(kind);
+        let stripe = self.stripe();
+        let counter = stripe.counter(kind);
         counter.fetch_add(1, Ordering::AcqRel);
+        stripe.enqueued.fetch_add(1, Ordering::AcqRel);
         let sent = send();
         if sent.is_err() {
+            stripe.enqueued.fetch_sub(1, Ordering::AcqRel);
             counter.fetch_sub(1, Ordering::AcqRel);
         }
         sent
@@ -168,14 +193,16 @@ impl Accounting {
     /// may not have seen it) and should look again now and then.
     pub(crate) fn waiting(&self) -> Waiting<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        // Either a settle after this sees the waiter, or the observer's
+        // look after this sees that settle (store buffering: the settle's
+        // side is a SeqCst add then a SeqCst load).
+        fence(Ordering::SeqCst);
         Waiting(&self.waiting)
     }
 
     /// Envelopes put in mailboxes (accepted messages, requests and callbacks).
     pub(crate) fn enqueued(&self) -> u64 {
-        self.total(|s| &s.messages_accepted)
-            + self.total(|s| &s.requests_accepted)
-            + self.total(|s| &s.callbacks_queued)
+        self.total(|s| &s.enqueued)
     }
 
     /// Envelopes that ended (handled or dead-lettered).

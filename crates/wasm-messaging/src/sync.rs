@@ -15,7 +15,7 @@
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use std::sync::Arc;
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
     pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
     pub(crate) use std::thread_local;
@@ -26,7 +26,7 @@ mod imp {
     use std::sync::PoisonError;
 
     pub(crate) use loom::sync::Arc;
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
     pub(crate) use loom::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
     pub(crate) use loom::thread_local;
 
@@ -79,7 +79,7 @@ mod imp {
 #[allow(unused_imports, reason = "the shim offers the whole set; each build uses part of it")]
 pub(crate) use imp::{
     Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard,
-    thread_local,
+    fence, thread_local,
 };
 
 /// `std` types that stay `std` under loom: loom has no `Weak` or `OnceLock`, and
@@ -87,6 +87,10 @@ pub(crate) use imp::{
 /// router, the registry's actor handles, the timer's tracker), must be std's. The
 /// loom models do not explore what these guard.
 pub(crate) mod unmodelled {
+    /// A process-wide counter that is only a heuristic (which accounting
+    /// stripe a thread counts in); under loom each model uses its own.
+    #[allow(unused_imports, reason = "not used under loom")]
+    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
     #[allow(unused_imports, reason = "the shim offers the whole set; each build uses part of it")]
     pub(crate) use std::sync::{Arc, OnceLock, Weak};
 }

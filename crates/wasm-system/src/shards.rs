@@ -53,13 +53,25 @@ struct Placement {
     next: usize,
 }
 
+/// The most shards a system runs on: far more than the cores of any
+/// machine this is for, so a typo in `[app] shards` is an error, not ten
+/// thousand threads.
+pub(crate) const MAX_SHARDS: usize = 256;
+
 impl Shards {
-    /// Starts `count` shards (at least one), threads `airssys-shard-<k>`.
+    /// Starts `count` shards (at least one), threads `wasm-shard-<k>`.
     ///
     /// # Errors
-    /// The OS could not start a thread, or tokio could not build a runtime
-    /// (its I/O driver).
+    /// More than [`MAX_SHARDS`] (`InvalidInput`); the OS could not start a
+    /// thread, or tokio could not build a runtime (its I/O driver). The
+    /// shards started before the failure end.
     pub(crate) fn start(count: usize) -> std::io::Result<Self> {
+        if count > MAX_SHARDS {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{count} shards asked for; at most {MAX_SHARDS}"),
+            ));
+        }
         let shards = (0..count.max(1)).map(Shard::start).collect::<std::io::Result<_>>()?;
         Ok(Self { shards, placement: Mutex::default() })
     }
@@ -103,14 +115,26 @@ impl Shards {
 }
 
 impl Shard {
+    /// Starts shard `index`: its runtime is built on its own thread (a
+    /// runtime dropped inside the caller's async context would panic, so
+    /// none is ever made there) and hands its handle back.
     fn start(index: usize) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let handle = runtime.handle().clone();
         let (alive, mut ended) = mpsc::channel::<()>(1);
-        std::thread::Builder::new().name(format!("airssys-shard-{index}")).spawn(move || {
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new().name(format!("wasm-shard-{index}")).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(runtime.handle().clone()));
             // Nothing is ever sent: `recv` ends when every token is dropped.
             runtime.block_on(async move { while ended.recv().await.is_some() {} });
         })?;
+        let handle =
+            handle.recv().map_err(|_| std::io::Error::other("the shard thread ended before its runtime ran"))??;
         Ok(Self { handle, alive })
     }
 }

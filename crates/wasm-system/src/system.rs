@@ -126,12 +126,13 @@ impl SystemBuilder {
     }
 
     /// Runs the actors on `count` shards: single-threaded executors, one OS
-    /// thread each (named `airssys-shard-<k>`), instead of on the runtime
+    /// thread each (named `wasm-shard-<k>`), instead of on the runtime
     /// that calls [`SystemBuilder::start`]. Each actor stays on one shard
     /// for its life; components of one `[placement] group` share a shard,
     /// so the messages, requests and callbacks between them never wake
     /// another thread; the others, and each new group, get shards in turn.
-    /// `0` (the default) keeps the actors on the calling runtime.
+    /// `0` (the default) keeps the actors on the calling runtime; more than
+    /// 256 is refused when the system starts (`SystemError::Shards`).
     ///
     /// Choose it for request/response between components that talk to each
     /// other (grouped): the `guest_to_guest` bench measures a round trip
@@ -625,7 +626,8 @@ impl System {
 
     /// The shard component `id`'s actor runs on (`0..shard_count`), when
     /// the system runs on shards ([`SystemBuilder::shards`]); `None` without
-    /// shards or for an id that was never started here.
+    /// shards, or for an id not running here (never started, or stopped
+    /// with [`System::stop_component`]).
     #[must_use]
     pub fn shard_of(&self, id: &str) -> Option<usize> {
         self.actors.lock().iter().find(|handle| handle.id.as_str() == id).and_then(|handle| handle.shard)
