@@ -600,8 +600,8 @@ pub struct AppSection {
     #[serde(default)]
     pub name: String,
     /// Run the actors on this many shards (`SystemBuilder::shards` in
-    /// `wasm-system`, placed by each component's `[placement] group`); 0,
-    /// the default: on the runtime's worker threads.
+    /// `wasm-system`, placed by each component's `[placement] group`; at
+    /// most 256); 0, the default: on the runtime's worker threads.
     #[serde(default)]
     pub shards: usize,
 }

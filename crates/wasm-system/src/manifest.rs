@@ -8,6 +8,7 @@ use wasm_core::{AppManifest, Codec, ComponentManifest, DEFAULT_MAX_TIMEOUT_MS, I
 use wasm_messaging::Policy;
 
 use crate::error::ManifestError;
+use crate::shards::MAX_SHARDS;
 
 /// A component manifest with the directory its relative paths start from.
 #[derive(Debug, Clone)]
@@ -39,8 +40,22 @@ fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T, ManifestError> {
     toml::from_str(&text).map_err(|e| ManifestError::Parse { file: file.to_owned(), detail: e.to_string() })
 }
 
+/// Checks the values of a component manifest that its TOML types cannot:
+/// the policy's (codec names, capability patterns, rates, limits) and the
+/// placement group; returns the policy. `file` names the manifest in the
+/// error. What both [`load_component`] and a starting system run, so the
+/// CLI's `check` refuses what a start would.
+///
+/// # Errors
+/// [`ManifestError::Invalid`] naming `file`, the key and the problem.
+pub(crate) fn check_values(manifest: &ComponentManifest, file: &Path) -> Result<Policy, ManifestError> {
+    let invalid = |key: String, problem: String| ManifestError::Invalid { file: file.to_owned(), key, problem };
+    manifest.placement.validate().map_err(|problem| invalid("placement.group".to_owned(), problem))?;
+    Policy::from_manifest(manifest).map_err(|e| invalid(e.key, e.problem))
+}
+
 /// Reads and checks a component manifest: TOML syntax, known keys and types,
-/// then the values (codec names, capability patterns, rates, limits).
+/// then the values ([`check_values`]).
 /// Relative paths (`component.wasm`, `[wasi] dirs`) are resolved against the
 /// manifest's directory.
 ///
@@ -48,11 +63,7 @@ fn read_toml<T: DeserializeOwned>(file: &Path) -> Result<T, ManifestError> {
 /// [`ManifestError`] naming the file and, for bad values, the key.
 pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
     let mut manifest: ComponentManifest = read_toml(file)?;
-    Policy::from_manifest(&manifest).map_err(|e| ManifestError::Invalid {
-        file: file.to_owned(),
-        key: e.key,
-        problem: e.problem,
-    })?;
+    check_values(&manifest, file)?;
     let base = file.parent().unwrap_or(Path::new("."));
     let wasm_path = base.join(&manifest.component.wasm);
     let build_dir = manifest.component.build.as_ref().map(|dir| base.join(dir));
@@ -63,9 +74,10 @@ pub fn load_component(file: &Path) -> Result<LoadedComponent, ManifestError> {
 }
 
 /// Reads an app manifest and every component manifest it lists, and checks
-/// its injections (known codec, exactly one of `text` and `bytes`, a target
-/// that the app defines, `timeout_ms` only with `request = true` and within
-/// 1..=[`DEFAULT_MAX_TIMEOUT_MS`], the host's maximum).
+/// `[app] shards` (at most 256) and its injections (known codec, exactly one
+/// of `text` and `bytes`, a target that the app defines, `timeout_ms` only
+/// with `request = true` and within 1..=[`DEFAULT_MAX_TIMEOUT_MS`], the
+/// host's maximum).
 ///
 /// # Errors
 /// The first [`ManifestError`], naming its file and key.
@@ -75,6 +87,9 @@ pub fn load_app(file: &Path) -> Result<LoadedApp, ManifestError> {
     let components =
         manifest.components.iter().map(|path| load_component(&base.join(path))).collect::<Result<Vec<_>, _>>()?;
     let invalid = |key: String, problem: String| ManifestError::Invalid { file: file.to_owned(), key, problem };
+    if manifest.app.shards > MAX_SHARDS {
+        return Err(invalid("app.shards".into(), format!("{} shards; at most {MAX_SHARDS}", manifest.app.shards)));
+    }
     for (i, injection) in manifest.injections.iter().enumerate() {
         if Codec::from_name(&injection.codec).is_none() {
             return Err(invalid(format!("inject[{i}].codec"), format!("unknown codec {:?}", injection.codec)));
@@ -168,5 +183,32 @@ mod tests {
         let (_, problem) = refusal("timeout-big", "request = true\ntimeout_ms = 300001");
         assert!(problem.contains("300001 ms"), "{problem}");
         assert!(matches!(load_with("typo", "after = 5"), Err(ManifestError::Parse { .. })), "unknown keys are refused");
+    }
+
+    #[test]
+    fn loading_checks_the_placement_group_and_the_shard_count_as_a_start_would() {
+        let dir = std::env::temp_dir().join(format!("wasm-system-manifest-placement-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let component = "[component]\nid = \"echo\"\nwasm = \"echo.wat\"\n[placement]\ngroup = \"\"\n";
+        std::fs::write(dir.join("echo.toml"), component).expect("written");
+        let refused = load_component(&dir.join("echo.toml"));
+        std::fs::write(dir.join("echo.toml"), "[component]\nid = \"echo\"\nwasm = \"echo.wat\"\n").expect("written");
+        std::fs::write(dir.join("app.toml"), "components = [\"echo.toml\"]\n[app]\nshards = 257\n").expect("written");
+        let too_many = load_app(&dir.join("app.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
+        match refused {
+            Err(ManifestError::Invalid { key, problem, .. }) => {
+                assert_eq!(key, "placement.group");
+                assert!(problem.contains("needs a name"), "{problem}");
+            }
+            other => panic!("expected the empty group refused, got {other:?}"),
+        }
+        match too_many {
+            Err(ManifestError::Invalid { key, problem, .. }) => {
+                assert_eq!(key, "app.shards");
+                assert!(problem.contains("257 shards; at most 256"), "{problem}");
+            }
+            other => panic!("expected 257 shards refused, got {other:?}"),
+        }
     }
 }

@@ -17,15 +17,13 @@ use wasm_core::{
     ComponentId, ComponentManifest, CorrelationId, LocalComponent, MessageRouter, MessagingError, Origin,
     RemoteInbound, RemoteNodeStats, RemoteTransport, RequestError, SendError, timeout_ms,
 };
-use wasm_messaging::{
-    ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Policy, Router, RouterStats, Target,
-};
+use wasm_messaging::{ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Router, RouterStats, Target};
 use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
 
 use crate::actor::{Actor, Shared};
-use crate::error::{ManifestError, SystemError};
+use crate::error::SystemError;
 use crate::events::{EventHub, SystemEvent};
-use crate::manifest::LoadedComponent;
+use crate::manifest::{LoadedComponent, check_values};
 use crate::shards::Shards;
 use crate::stop::{StopSender, stop_signal};
 use crate::supervisor::RestartIntensity;
@@ -335,20 +333,8 @@ impl System {
         file: Option<&Path>,
     ) -> Result<ComponentRef, SystemError> {
         let id = manifest.component.id.clone();
-        if let Err(problem) = manifest.placement.validate() {
-            return Err(SystemError::Manifest(ManifestError::Invalid {
-                file: file.map_or_else(|| PathBuf::from(format!("<manifest of {id}>")), Path::to_path_buf),
-                key: "placement.group".to_owned(),
-                problem,
-            }));
-        }
-        let policy = Policy::from_manifest(&manifest).map_err(|e| {
-            SystemError::Manifest(ManifestError::Invalid {
-                file: PathBuf::from(format!("<manifest of {id}>")),
-                key: e.key,
-                problem: e.problem,
-            })
-        })?;
+        let named = file.map_or_else(|| PathBuf::from(format!("<manifest of {id}>")), Path::to_path_buf);
+        let policy = check_values(&manifest, &named)?;
         let router = &self.shared.router;
         let (me, inbox) = router.register(id.clone(), policy, &manifest.mailbox)?;
         // Undone if the instance fails or this future is dropped before the
