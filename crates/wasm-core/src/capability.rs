@@ -1,9 +1,9 @@
 //! Capabilities: which targets a component may message (SPEC section 3).
 
-use std::collections::HashSet;
 use std::fmt;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rustc_hash::FxHashSet;
 
 use crate::error::CapabilityError;
 use crate::id::ComponentId;
@@ -23,7 +23,10 @@ use crate::id::ComponentId;
 #[derive(Clone, Default)]
 pub struct Capabilities {
     /// Patterns without glob syntax: an exact-match set, the common case.
-    exact: HashSet<String>,
+    /// FxHash, as the registry's map: every send looks its target up here,
+    /// and the keys come from the operator's manifest (a tenant only looks
+    /// up, so it cannot build the colliding set a flooding attack needs).
+    exact: FxHashSet<String>,
     /// Patterns with glob syntax (`*`, `?`, `[`, `{`).
     globs: GlobSet,
     patterns: Vec<String>,
@@ -43,7 +46,7 @@ impl Capabilities {
         S: AsRef<str>,
     {
         let mut builder = GlobSetBuilder::new();
-        let mut exact = HashSet::new();
+        let mut exact = FxHashSet::default();
         let mut kept = Vec::new();
         for pattern in patterns {
             let pattern = pattern.as_ref();

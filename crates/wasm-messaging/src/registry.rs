@@ -20,16 +20,40 @@ struct ActorCell {
     id: ComponentId,
     mailbox: Mailbox,
     policy: Policy,
-    pending: AtomicUsize,
-    counters: ActorCounters,
+    /// Written by whoever sends to it, on a cache line of its own.
+    inbound: Line<InboundCounters>,
+    /// Written by its own actor and supervisor, on a line of its own.
+    own: Line<OwnCounters>,
 }
 
-/// The counts kept per component (see [`ActorStats`]). Statistics, not
-/// synchronisation: every update and read is `Relaxed`, one uncontended
-/// atomic add where it happens.
-struct ActorCounters {
+/// Keeps what it holds on cache lines of its own (128 bytes: a line pair,
+/// as the adjacent-line prefetcher fetches them together), so that threads
+/// writing different groups of one cell do not contend for a line. A
+/// sender counting an accepted message on a target's cell and the
+/// target's actor counting it handled would otherwise move one line
+/// between their cores for every message (false sharing).
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The counts senders update on a target's cell (see [`ActorStats`]).
+/// Statistics, not synchronisation: every update and read is `Relaxed`.
+struct InboundCounters {
     messages_accepted: AtomicU64,
     requests_accepted: AtomicU64,
+}
+
+/// The counts its own actor and supervisor update, and its pending
+/// requests (taken by its own sends, given back by its callbacks).
+struct OwnCounters {
+    pending: AtomicUsize,
     handled: AtomicU64,
     handler_errors: AtomicU64,
     callbacks_handled: AtomicU64,
@@ -40,20 +64,25 @@ struct ActorCounters {
     restarts: AtomicU64,
 }
 
-impl ActorCounters {
-    fn new() -> Self {
+impl ActorCell {
+    fn new(id: ComponentId, mailbox: Mailbox, policy: Policy) -> Self {
         let zero = || AtomicU64::new(0);
         Self {
-            messages_accepted: zero(),
-            requests_accepted: zero(),
-            handled: zero(),
-            handler_errors: zero(),
-            callbacks_handled: zero(),
-            batches: zero(),
-            dead_letters: std::array::from_fn(|_| zero()),
-            refused: std::array::from_fn(|_| zero()),
-            crashes: zero(),
-            restarts: zero(),
+            id,
+            mailbox,
+            policy,
+            inbound: Line(InboundCounters { messages_accepted: zero(), requests_accepted: zero() }),
+            own: Line(OwnCounters {
+                pending: AtomicUsize::new(0),
+                handled: zero(),
+                handler_errors: zero(),
+                callbacks_handled: zero(),
+                batches: zero(),
+                dead_letters: std::array::from_fn(|_| zero()),
+                refused: std::array::from_fn(|_| zero()),
+                crashes: zero(),
+                restarts: zero(),
+            }),
         }
     }
 }
@@ -191,7 +220,7 @@ impl ActorRef {
     /// A handle for `id` with `mailbox` and `policy`, not yet registered.
     #[must_use]
     pub fn new(id: ComponentId, mailbox: Mailbox, policy: Policy) -> Self {
-        Self(Arc::new(ActorCell { id, mailbox, policy, pending: AtomicUsize::new(0), counters: ActorCounters::new() }))
+        Self(Arc::new(ActorCell::new(id, mailbox, policy)))
     }
 
     /// The component id.
@@ -234,12 +263,13 @@ impl ActorRef {
     /// Requests it has pending.
     #[must_use]
     pub fn pending_requests(&self) -> usize {
-        self.0.pending.load(Ordering::Relaxed)
+        self.0.own.pending.load(Ordering::Relaxed)
     }
 
     /// Takes one pending-request slot if fewer than `max` are in use.
     pub(crate) fn try_acquire_slot(&self, max: usize) -> Option<QuotaSlot> {
         self.0
+            .own
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
@@ -249,15 +279,15 @@ impl ActorRef {
     /// Its counts now.
     #[must_use]
     pub fn stats(&self) -> ActorStats {
-        let c = &self.0.counters;
+        let (inbound, c) = (&self.0.inbound, &self.0.own);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ActorStats {
             mailbox_len: self.queued(),
             mailbox_bytes: self.queued_bytes(),
             pending_requests: self.pending_requests(),
             stopped: self.is_stopped(),
-            messages_accepted: load(&c.messages_accepted),
-            requests_accepted: load(&c.requests_accepted),
+            messages_accepted: load(&inbound.messages_accepted),
+            requests_accepted: load(&inbound.requests_accepted),
             handled: load(&c.handled),
             handler_errors: load(&c.handler_errors),
             callbacks_handled: load(&c.callbacks_handled),
@@ -271,29 +301,29 @@ impl ActorRef {
 
     /// Counts a crash of its instance (for the supervisor that saw it).
     pub fn count_crash(&self) {
-        bump(&self.0.counters.crashes);
+        bump(&self.0.own.crashes);
     }
 
     /// Counts a batch that handed out at least one message (for the actor
     /// that ran it).
     pub fn count_batch(&self) {
-        bump(&self.0.counters.batches);
+        bump(&self.0.own.batches);
     }
 
     /// Counts a restart of its instance (for the supervisor that did it).
     pub fn count_restart(&self) {
-        bump(&self.0.counters.restarts);
+        bump(&self.0.own.restarts);
     }
 
     /// Counts an accepted message (`request == false`) or request for it.
     pub(crate) fn count_accepted(&self, request: bool) {
-        let c = &self.0.counters;
+        let c = &self.0.inbound;
         bump(if request { &c.requests_accepted } else { &c.messages_accepted });
     }
 
     /// Counts a handler that returned: `callback` for `handle-callback`.
     pub(crate) fn count_handled(&self, callback: bool, error: bool) {
-        let c = &self.0.counters;
+        let c = &self.0.own;
         bump(if callback { &c.callbacks_handled } else { &c.handled });
         if error {
             bump(&c.handler_errors);
@@ -302,12 +332,12 @@ impl ActorRef {
 
     /// Counts a dead letter for it.
     pub(crate) fn count_dead_letter(&self, cause: DeadLetterCause) {
-        bump(&self.0.counters.dead_letters[cause.index()]);
+        bump(&self.0.own.dead_letters[cause.index()]);
     }
 
     /// Counts one of its sends refused with `error`.
     pub(crate) fn count_refused(&self, error: &MessagingError) {
-        bump(&self.0.counters.refused[error.kind_index()]);
+        bump(&self.0.own.refused[error.kind_index()]);
     }
 
     /// True when both handles are the same registration.
@@ -337,7 +367,7 @@ impl QuotaSlot {
 
 impl Drop for QuotaSlot {
     fn drop(&mut self) {
-        let _ = self.0.0.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = self.0.0.own.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
@@ -424,5 +454,54 @@ impl ActorRegistry {
 impl fmt::Debug for ActorRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActorRegistry").field("ids", &self.ids()).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::mem::offset_of;
+
+    use super::*;
+
+    /// The 128-byte block (line pair) that holds `bytes` at `offset`.
+    fn lines(offset: usize, bytes: usize) -> std::ops::RangeInclusive<usize> {
+        offset / 128..=(offset + bytes - 1) / 128
+    }
+
+    #[test]
+    fn what_senders_write_what_the_owner_writes_and_what_everyone_reads_are_on_different_lines() {
+        let apart = |a: &std::ops::RangeInclusive<usize>, b: &std::ops::RangeInclusive<usize>| {
+            a.end() < b.start() || b.end() < a.start()
+        };
+        let inbound = lines(offset_of!(ActorCell, inbound), size_of::<InboundCounters>());
+        let own = lines(offset_of!(ActorCell, own), size_of::<OwnCounters>());
+        assert!(apart(&inbound, &own), "{inbound:?} {own:?}");
+        for read in [
+            lines(offset_of!(ActorCell, id), size_of::<ComponentId>()),
+            lines(offset_of!(ActorCell, mailbox), size_of::<Mailbox>()),
+            lines(offset_of!(ActorCell, policy), size_of::<Policy>()),
+        ] {
+            assert!(apart(&read, &inbound) && apart(&read, &own), "{read:?} {inbound:?} {own:?}");
+        }
+        assert_eq!(align_of::<ActorCell>(), 128, "the cell starts on a line pair");
+    }
+
+    #[test]
+    fn counts_land_in_their_groups_and_stats_read_them_all() {
+        let id = ComponentId::parse("a").expect("id");
+        let (tx, _rx) = crate::mailbox::mailbox(id.clone(), 1, 0);
+        let actor = ActorRef::new(id, tx, Policy::host());
+        actor.count_accepted(false);
+        actor.count_accepted(true);
+        actor.count_handled(false, true);
+        actor.count_handled(true, false);
+        actor.count_batch();
+        let slot = actor.try_acquire_slot(1).expect("a slot");
+        let stats = actor.stats();
+        assert_eq!((stats.messages_accepted, stats.requests_accepted), (1, 1));
+        assert_eq!((stats.handled, stats.handler_errors, stats.callbacks_handled, stats.batches), (1, 1, 1, 1));
+        assert_eq!(stats.pending_requests, 1);
+        drop(slot);
+        assert_eq!(actor.pending_requests(), 0);
     }
 }

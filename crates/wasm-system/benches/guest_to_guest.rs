@@ -55,7 +55,9 @@
 //! N, default 200,000 per case; `cargo test --all-targets` or `--benches`
 //! runs it as a smoke test with N = 2,000 and one round). `BENCH_ENGINE=dense` runs it
 //! on `EngineConfig::dense()`. `G2G_ONLY` runs only the cases whose names
-//! contain it (`wat round trip`, `sdk fire-and-forget`, `round trip`, ...),
+//! contain it (`wat round trip`, `sdk fire-and-forget`, `round trip`,
+//! `wat-batch fire-and-forget 1:1` (1:1 alone), `fire-and-forget 8:1`,
+//! `fire-and-forget two pairs` (with its 1:1, for the scaling), ...),
 //! for profiling one. `G2G_WORKERS` sets the tokio runtime's worker threads
 //! (default 2, the machine's cores). `G2G_SHARDS=2` runs the systems'
 //! actors on two shards instead (`SystemBuilder::shards`), each rally's
@@ -553,9 +555,12 @@ fn main() {
     };
     let only = std::env::var("G2G_ONLY").unwrap_or_default();
     let run = |name: &str, case: &str| format!("{name} {case}").contains(only.as_str());
+    let any_fire_and_forget = |name: &str| {
+        ["fire-and-forget 1:1", "fire-and-forget 8:1", "fire-and-forget two pairs"].iter().any(|case| run(name, case))
+    };
     let mut all_guests = vec![wat, wat_batch];
     // Built and compiled only when one of its cases runs.
-    if run("sdk", "round trip") || run("sdk", "fire-and-forget") {
+    if run("sdk", "round trip") || any_fire_and_forget("sdk") {
         let sdk = load(sdk_guest());
         all_guests.push(Guests {
             name: "sdk",
@@ -579,7 +584,7 @@ fn main() {
                 quantile(&histogram, 0.5) / near
             );
         }
-        if !run(guests.name, "fire-and-forget") {
+        if !any_fire_and_forget(guests.name) {
             continue;
         }
         let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
@@ -594,12 +599,17 @@ fn main() {
             one.median / floor,
             batched(one_batch)
         );
-        let (many, many_sent, many_batch, many_busy) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
-        println!(
-            "{name:<9}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}; {many_busy}{}",
-            1e3 / many.median,
-            batched(many_batch)
-        );
+        if run(guests.name, "fire-and-forget 8:1") {
+            let (many, many_sent, many_batch, many_busy) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
+            println!(
+                "{name:<9}  fire-and-forget 8:1  {many}  {:.2} M msg/s; senders done at {many_sent}; {many_busy}{}",
+                1e3 / many.median,
+                batched(many_batch)
+            );
+        }
+        if !run(guests.name, "fire-and-forget two pairs") {
+            continue;
+        }
         let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
         println!(
             "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair{}",
