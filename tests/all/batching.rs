@@ -46,10 +46,17 @@ async fn block(h: &Harness) -> ComponentRef {
 /// The fixture's counts, from its `q` request: (batches, messages, largest
 /// batch) since its instance started.
 async fn counts(h: &Harness) -> (u32, u32, u32) {
+    let (batches, messages, largest, _) = all_counts(h).await;
+    (batches, messages, largest)
+}
+
+/// As [`counts`], and the messages that came with their sender's id (the
+/// others came with `none`: the sender of the message before).
+async fn all_counts(h: &Harness) -> (u32, u32, u32, u32) {
     let reply = h.ask("batching", raw(b"q")).await.expect("answered");
     let word = |at: usize| u32::from_le_bytes(reply[at..at + 4].try_into().expect("4 bytes"));
-    assert_eq!(reply.len(), 13, "{reply:?}");
-    (word(1), word(5), word(9))
+    assert_eq!(reply.len(), 17, "{reply:?}");
+    (word(1), word(5), word(9), word(13))
 }
 
 /// The payloads of the fire-and-forget messages `batching` handled, in the
@@ -75,10 +82,11 @@ async fn batching_queued_messages_arrive_in_full_batches_in_order_each_settled_o
     }
     // The request queues behind the 100 messages: it ends the second batch
     // and is answered through handle-message.
-    let (batches, messages, largest) = counts(&h).await;
+    let (batches, messages, largest, named) = all_counts(&h).await;
     assert_eq!(messages, 101, "the spin and the 100 messages, all through handle-messages");
     assert_eq!(largest, BATCH_MAX, "the first batch stopped at the cap");
     assert_eq!(batches, 2, "64 then 37 messages");
+    assert_eq!(named, 2, "all from the host: its id went to the guest once a batch, not once a message");
     h.settle().await;
     let expected: Vec<Vec<u8>> = std::iter::once(spin(BLOCK)).chain((0..100).map(numbered)).collect();
     assert_eq!(handled_messages(&mut h), expected, "in the order sent, each once");

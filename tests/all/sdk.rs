@@ -65,7 +65,7 @@ async fn sdk_typed_request_response_and_callback_in_every_serde_codec() {
     assert_eq!(seen["pending"], 0, "every callback cleared its request's state");
     let mut received = strings(&report(&h, "shop").await["received"]);
     received.sort();
-    assert_eq!(received, ["cbor pear x4", "json apple x4", "messagepack plum x4"]);
+    assert_eq!(received, ["client cbor pear x4", "client json apple x4", "client messagepack plum x4"]);
     h.finish().await;
 }
 
@@ -78,7 +78,7 @@ async fn sdk_typed_fire_and_forget_in_every_serde_codec() {
     h.settle().await;
     let mut received = strings(&report(&h, "shop").await["received"]);
     received.sort();
-    assert_eq!(received, ["cbor fig x2", "json fig x2", "messagepack fig x2"]);
+    assert_eq!(received, ["client cbor fig x2", "client json fig x2", "client messagepack fig x2"]);
     h.finish().await;
 }
 
@@ -136,17 +136,26 @@ async fn sdk_components_take_queued_messages_in_batches_in_order_with_each_outco
         qty: u32,
     }
     let h = shop_and_client("[limits]\ntime_per_call_ms = 60000").await;
-    // The shop sleeps 300 ms in its first message; the 200 orders queue
+    // The shop sleeps 1 s in its first message; the 200 orders queue
     // behind it and are handed over in batches.
     let shop = h.system.component("shop").expect("running");
-    shop.try_send(raw(b"sleep:300")).expect("queued");
+    shop.try_send(raw(b"sleep:1000")).expect("queued");
     while shop.stats().mailbox_len > 0 {
         tokio::task::yield_now().await;
     }
+    // From two senders, in runs of one to three: a message from the sender
+    // of the one before reaches the guest without the sender's id, and the
+    // SDK must hand the one it kept to the handler.
+    let from_client = |n: usize| n % 7 == 2 || n % 7 == 3 || n % 11 == 5;
+    // Not an order, from the host: the SDK reports the handler's error for
+    // this message alone.
+    const BAD: usize = 102;
     for n in 0..200 {
-        let order = if n == 100 {
-            // Not an order: the SDK reports the handler's error for this
-            // message alone.
+        if from_client(n) {
+            assert_eq!(command(&h, &format!("send:json:o{n}:1")).await, "sent");
+            continue;
+        }
+        let order = if n == BAD {
             Payload::json(&"not an order")
         } else {
             Payload::json(&Order { sku: format!("o{n}"), qty: 1 })
@@ -162,8 +171,11 @@ async fn sdk_components_take_queued_messages_in_batches_in_order_with_each_outco
         stats.batches
     );
     let received = strings(&report(&h, "shop").await["received"]);
-    let expected: Vec<String> = (0..200).filter(|n| *n != 100).map(|n| format!("json o{n} x1")).collect();
-    assert_eq!(received, expected, "in the order sent");
+    let expected: Vec<String> = (0..200)
+        .filter(|n| *n != BAD)
+        .map(|n| format!("{} json o{n} x1", if from_client(n) { "client" } else { "host" }))
+        .collect();
+    assert_eq!(received, expected, "in the order sent, each with its own sender");
     h.finish().await;
 }
 
@@ -202,7 +214,7 @@ async fn sdk_a_panic_mid_batch_fails_only_that_message_and_the_rest_reach_the_ne
     // The restarted instance starts with fresh state: what it received is
     // exactly the four orders the panic left untaken.
     let received = strings(&report(&h, "shop").await["received"]);
-    assert_eq!(received, ["json o6 x1", "json o7 x1", "json o8 x1", "json o9 x1"]);
+    assert_eq!(received, ["host json o6 x1", "host json o7 x1", "host json o8 x1", "host json o9 x1"]);
     h.finish().await;
 }
 

@@ -85,6 +85,14 @@ impl ComponentId {
         &self.0
     }
 
+    /// True when both are clones of one id (one allocation), not only equal
+    /// text: a pointer comparison that reads neither id, so it touches no
+    /// cache line another thread writes (a clone's count is one).
+    #[must_use]
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The name part, before any `@`.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -193,6 +201,15 @@ mod tests {
         assert!(matches!(ComponentId::parse("Echo"), Err(IdError::InvalidChar { found: 'E', .. })));
         assert!(matches!(ComponentId::parse("a@b@c"), Err(IdError::InvalidChar { found: '@', .. })));
         assert!(matches!(ComponentId::parse(&"a".repeat(129)), Err(IdError::TooLong { len: 129, .. })));
+    }
+
+    #[test]
+    fn same_is_one_allocation_and_equality_is_the_text() {
+        let a = ComponentId::parse("a").expect("id");
+        let copy = ComponentId::parse("a").expect("id");
+        assert!(a.same(&a.clone()));
+        assert!(!a.same(&copy));
+        assert_eq!(a, copy);
     }
 
     #[test]

@@ -39,10 +39,19 @@ pub fn handle_message<T: Component>(
     sender: String,
     message: Vec<u8>,
 ) -> Result<Vec<u8>, ComponentError> {
+    handle(instance, &sender, message)
+}
+
+/// A message from `sender`, through [`Component::handle_message`].
+fn handle<T: Component>(
+    instance: &'static LocalKey<RefCell<Option<T>>>,
+    sender: &str,
+    message: Vec<u8>,
+) -> Result<Vec<u8>, ComponentError> {
     // The host validates every payload's prefix before delivery; a payload
     // that still fails here is refused without calling the component.
     let message = Message::from_bytes(message).map_err(|e| ComponentError::from(crate::HandlerError::from(e)))?;
-    with_instance(instance, |component| component.handle_message(&sender, message))
+    with_instance(instance, |component| component.handle_message(sender, message))
         .map(crate::Payload::into_bytes)
         .map_err(ComponentError::from)
 }
@@ -50,10 +59,18 @@ pub fn handle_message<T: Component>(
 /// The `handle-messages` export of a [`Component`]: the batch the host
 /// hands out, each message through [`Component::handle_message`] in order,
 /// its outcome reported as the next one is taken.
+///
+/// A message from the sender of the one before it comes without the
+/// sender's id (WIT `inbound-message`); the id kept from that message is
+/// passed on.
 pub fn handle_messages<T: Component>(instance: &'static LocalKey<RefCell<Option<T>>>) {
     let mut previous = None;
+    let mut sender = String::new();
     while let Some(inbound) = bindings::airssys::wasm::inbox::next_message(previous.as_ref().map(as_ref_outcome)) {
-        previous = Some(handle_message(instance, inbound.sender, inbound.message).map(drop));
+        if let Some(named) = inbound.sender {
+            sender = named;
+        }
+        previous = Some(handle(instance, &sender, inbound.message).map(drop));
     }
 }
 

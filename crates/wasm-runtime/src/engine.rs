@@ -315,6 +315,7 @@ impl WasmEngine {
                 taken: Arc::clone(&taken),
                 fuel_per_message: limits.fuel_per_call,
                 ended: false,
+                named: false,
             },
         };
         let mut store = Store::new(&self.engine, state);
@@ -601,6 +602,7 @@ impl ComponentInstance {
         let state = self.store.data_mut();
         state.batch.source = Some(source);
         state.batch.ended = false;
+        state.batch.named = false;
         // Each message's own trace is set as it is taken.
         self.arm(None)?;
         let Some(batch) = &self.batch else {

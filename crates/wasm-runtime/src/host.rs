@@ -30,6 +30,13 @@ pub trait MessageSource: Any + Send {
     /// runtime answers the guest's further calls with `none` itself, without
     /// asking the source again, until the next batch.
     ///
+    /// A message whose sender is the one of the message handed out just
+    /// before it may say so (`InboundMessage::sender` `None`) instead of
+    /// naming it again: the guest gets `none` and keeps the id it has. The
+    /// first message of a batch must name its sender; a `None` there fails
+    /// the call as a trap would (a host bug, reported as
+    /// [`crate::GuestFailure::Trap`]).
+    ///
     /// # Panics
     /// A panic here unwinds out of the guest call and resumes in the
     /// caller of `handle_messages`.
@@ -40,8 +47,13 @@ pub trait MessageSource: Any + Send {
 /// the trace context that sends made while handling it carry as their parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
-    /// Who sent it, set by the host (a component id, or `host`).
-    pub sender: String,
+    /// Who sent it, set by the host (a component id, or `host`); `None`
+    /// when it is the sender of the message the same batch handed out just
+    /// before it (WIT `inbound-message`: the guest keeps the id it was
+    /// given). The first message of a batch must name its sender: the
+    /// runtime refuses a `None` there as a host bug (the call fails; see
+    /// [`MessageSource::next`]).
+    pub sender: Option<String>,
     /// Its multicodec-prefixed payload.
     pub message: Vec<u8>,
     /// The handler's trace context for this message (`None`: no parent for
@@ -63,6 +75,9 @@ pub(crate) struct BatchState {
     /// same `handle-messages` get `none` (so a guest that keeps asking
     /// cannot take messages that arrive after the end).
     pub(crate) ended: bool,
+    /// A sender was handed to the guest in this `handle-messages` call, so
+    /// a message whose sender is `None` (the same as before) can follow.
+    pub(crate) named: bool,
 }
 
 /// What a [`wasmtime::Store`] holds for one instance.
@@ -143,6 +158,11 @@ pub(crate) fn add_inbox_to_linker(linker: &mut Linker<HostState>) -> wasmtime::R
                 state.trace = None;
                 return Ok((None,));
             };
+            if next.sender.is_none() && !state.batch.named {
+                // The guest would have no sender to keep.
+                return Err(wasmtime::format_err!("host bug: the first message of a batch has no sender"));
+            }
+            state.batch.named = true;
             state.trace = next.trace;
             state.batch.taken.fetch_add(1, Ordering::Relaxed);
             let fuel = state.batch.fuel_per_message;

@@ -744,6 +744,11 @@ struct ScriptedSource {
     gap_after: Option<usize>,
     /// Calls of `next`.
     calls: usize,
+    /// Hands out every message without a sender, the first one too (a
+    /// host bug the runtime must refuse).
+    unnamed_first: bool,
+    /// The sender was named in this batch (the others go without it).
+    named: bool,
 }
 
 impl ScriptedSource {
@@ -764,16 +769,20 @@ impl MessageSource for ScriptedSource {
         }
         std::thread::sleep(self.pause);
         let message = self.queue.pop_front()?;
+        // Named on the first message, the same sender after that.
+        let sender = (!self.named && !self.unnamed_first).then(|| "sender-a".into());
+        self.named = true;
         self.handed.push(message.clone());
-        Some(InboundMessage { sender: "sender-a".into(), message, trace: None })
+        Some(InboundMessage { sender, message, trace: None })
     }
 }
 
 /// Runs one batch of `source` and takes the source back.
 async fn batch(
     instance: &mut ComponentInstance,
-    source: Box<ScriptedSource>,
+    mut source: Box<ScriptedSource>,
 ) -> (Result<(), GuestFailure>, Box<ScriptedSource>) {
+    source.named = false;
     let outcome = instance.handle_messages(source).await;
     (outcome, instance.take_source::<ScriptedSource>().expect("the source comes back"))
 }
@@ -782,7 +791,7 @@ async fn batch(
 async fn batch_counts(instance: &mut ComponentInstance) -> (u32, u32, u32) {
     let reply = from_host(instance, b"\x55q").await.expect("no trap").expect("ok");
     let word = |at: usize| u32::from_le_bytes(reply[at..at + 4].try_into().expect("4 bytes"));
-    assert_eq!((reply.len(), reply[0]), (13, 0x55), "{reply:?}");
+    assert_eq!((reply.len(), reply[0]), (17, 0x55), "{reply:?}");
     (word(1), word(5), word(9))
 }
 
@@ -819,6 +828,19 @@ async fn batching_a_trap_fails_the_message_taken_last_and_leaves_the_rest_untake
     assert_eq!(source.handed, [b"\x55a".to_vec(), b"\x55!".to_vec()], "the trap hit the message taken last");
     assert_eq!(source.reported, [Some(Ok(()))], "the message before it was reported handled");
     assert_eq!(source.queue, [b"\x55b".to_vec()], "the message after it was never taken");
+}
+
+#[tokio::test]
+async fn batching_a_first_message_without_its_sender_fails_the_call_as_a_host_bug() {
+    // After the first message the guest keeps the sender it was given; the
+    // first one must name it, or the guest would have none.
+    let fixture = Fixture::load("batching");
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    let mut source = ScriptedSource::of(&[b"\x55a", b"\x55b"]);
+    source.unnamed_first = true;
+    let (outcome, source) = batch(&mut instance, source).await;
+    assert!(matches!(&outcome, Err(GuestFailure::Trap(reason)) if reason.contains("host bug")), "{outcome:?}");
+    assert_eq!(source.handed.len(), 1, "the call failed at the first message");
 }
 
 #[tokio::test]

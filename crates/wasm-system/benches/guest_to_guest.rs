@@ -263,7 +263,7 @@ fn sdk_rally(n: u64, target: &str) -> Vec<u8> {
 
 /// The batch baseline's source: hands out the prepared payloads from `host`,
 /// [`BATCH`] a call, as the actor's batch does (the payload moved, the
-/// sender's id copied).
+/// sender's id copied for the first message of a call).
 struct Prepared {
     payloads: Vec<Vec<u8>>,
     in_batch: usize,
@@ -278,8 +278,11 @@ impl MessageSource for Prepared {
             return None;
         }
         let message = self.payloads.pop()?;
+        // As the actor's batch does: the sender named on the first message
+        // of a call, the same sender after that.
+        let sender = (self.in_batch == 0).then(|| "host".to_owned());
         self.in_batch += 1;
-        Some(InboundMessage { sender: "host".to_owned(), message, trace: None })
+        Some(InboundMessage { sender, message, trace: None })
     }
 }
 

@@ -28,10 +28,20 @@
 //!   `handle-message` call would; the span is not entered while the guest
 //!   runs (the fiber may move between threads), so guest output is not
 //!   nested in it.
+//! - **A sender named once per run.** A message from the sender of the
+//!   message handed out just before it goes to the guest without its id
+//!   (WIT `inbound-message`: `none`, the guest keeps the id it has). That
+//!   saves the guest an allocation and a copy per message, and the host a
+//!   read through the id: the sending thread bumps the id's count for
+//!   every message it sends, so reading it here would fetch that line from
+//!   the sender's core. The check compares pointers
+//!   ([`ComponentId::same`]), so a sender whose messages carry different
+//!   clones of one id (a remote one) is named each time, never wrongly
+//!   left out.
 
 use std::sync::Arc;
 
-use wasm_core::{ComponentError, TraceContext};
+use wasm_core::{ComponentError, ComponentId, TraceContext};
 use wasm_messaging::{Envelope, Inbox, Taken};
 use wasm_runtime::{InboundMessage, MessageSource};
 
@@ -60,6 +70,9 @@ pub(crate) struct Batch {
     current: Option<Current>,
     /// Messages handed out in this batch.
     handed: usize,
+    /// The sender of the message handed out last in this batch: the next
+    /// message from it goes to the guest without its id.
+    named: Option<ComponentId>,
 }
 
 /// A message in the guest's hands.
@@ -77,7 +90,16 @@ struct Current {
 
 impl Batch {
     pub(crate) fn new(inbox: Inbox, shared: Arc<Shared>, handler_duration: Option<metrics::Histogram>) -> Box<Self> {
-        Box::new(Self { inbox, shared, handler_duration, first: None, stashed: None, current: None, handed: 0 })
+        Box::new(Self {
+            inbox,
+            shared,
+            handler_duration,
+            first: None,
+            stashed: None,
+            current: None,
+            handed: 0,
+            named: None,
+        })
     }
 
     /// Starts a batch with `first` (a message), to hand out first.
@@ -85,6 +107,7 @@ impl Batch {
         debug_assert!(matches!(first.envelope(), Envelope::Message { .. }), "a batch starts with a message");
         self.first = Some(first);
         self.handed = 0;
+        self.named = None;
     }
 
     /// What the actor must handle before it takes from the mailbox again:
@@ -202,7 +225,14 @@ impl MessageSource for Batch {
             unreachable!("a batch takes only messages");
         };
         let message = if current.kept { payload.clone() } else { std::mem::take(payload) };
-        Some(InboundMessage { sender: sender.as_str().to_owned(), message, trace: Some(current.trace) })
+        let sender = match &self.named {
+            Some(named) if named.same(sender) => None,
+            _ => {
+                self.named = Some(sender.clone());
+                Some(sender.as_str().to_owned())
+            }
+        };
+        Some(InboundMessage { sender, message, trace: Some(current.trace) })
     }
 }
 

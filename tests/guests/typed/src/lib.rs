@@ -50,7 +50,7 @@ pub struct Report {
     pub callbacks: Vec<String>,
     /// Requests still recorded in the per-request state.
     pub pending: usize,
-    /// Orders the shop received, as `CODEC SKU xQTY`.
+    /// Orders the shop received, as `SENDER CODEC SKU xQTY`.
     pub received: Vec<String>,
 }
 
@@ -110,18 +110,18 @@ impl Typed {
         Ok(Payload::raw(id.as_str()))
     }
 
-    fn shop(&mut self, message: &Message) -> Result<Payload, HandlerError> {
+    fn shop(&mut self, sender: &str, message: &Message) -> Result<Payload, HandlerError> {
         let order: Order = message.decode()?;
-        self.report.received.push(format!("{} {} x{}", message.codec().name(), order.sku, order.qty));
+        self.report.received.push(format!("{sender} {} {} x{}", message.codec().name(), order.sku, order.qty));
         let receipt = Receipt { total_cents: u64::from(order.qty) * 125, sku: order.sku, qty: order.qty };
         Ok(Payload::encode(message.codec(), &receipt)?)
     }
 }
 
 impl Component for Typed {
-    fn handle_message(&mut self, _sender: &str, message: Message) -> Result<Payload, HandlerError> {
+    fn handle_message(&mut self, sender: &str, message: Message) -> Result<Payload, HandlerError> {
         if message.codec() != Codec::Raw {
-            return self.shop(&message);
+            return self.shop(sender, &message);
         }
         let command = message.text()?;
         if let Some(ms) = command.strip_prefix("sleep:") {
