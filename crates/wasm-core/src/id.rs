@@ -86,8 +86,8 @@ impl ComponentId {
     }
 
     /// True when both are clones of one id (one allocation), not only equal
-    /// text: a pointer comparison that reads neither id, so it touches no
-    /// cache line another thread writes (a clone's count is one).
+    /// text: a pointer comparison, which reads neither id's text. Ids
+    /// parsed separately from the same text are equal but not the same.
     #[must_use]
     pub fn same(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -601,10 +601,10 @@ impl ComponentInstance {
     pub async fn handle_messages(&mut self, source: Box<dyn MessageSource>) -> Result<(), GuestFailure> {
         let state = self.store.data_mut();
         state.batch.source = Some(source);
-        state.batch.ended = false;
         state.batch.named = false;
         // Each message's own trace is set as it is taken.
         self.arm(None)?;
+        self.store.data_mut().batch.ended = false;
         let Some(batch) = &self.batch else {
             return Err(GuestFailure::Trap("the component does not export airssys:wasm/batch-lifecycle".into()));
         };
@@ -625,7 +625,12 @@ impl ComponentInstance {
     fn arm(&mut self, trace: Option<TraceContext>) -> Result<(), GuestFailure> {
         self.store.set_fuel(self.fuel_per_call).map_err(|e| GuestFailure::Trap(format!("{e:#}")))?;
         self.store.set_epoch_deadline(1);
-        self.store.data_mut().trace = trace;
+        let state = self.store.data_mut();
+        state.trace = trace;
+        // A source left installed by an earlier `handle_messages` (until
+        // `take_source`) has no batch under way: `next-message` in this call
+        // gets `none` (`handle_messages` opens its own batch after this).
+        state.batch.ended = true;
         Ok(())
     }
 

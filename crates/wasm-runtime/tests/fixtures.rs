@@ -788,11 +788,11 @@ async fn batch(
 }
 
 /// The batching fixture's counts: (batches, messages, largest batch).
-async fn batch_counts(instance: &mut ComponentInstance) -> (u32, u32, u32) {
+async fn batch_counts(instance: &mut ComponentInstance) -> (u32, u32, u32, u32) {
     let reply = from_host(instance, b"\x55q").await.expect("no trap").expect("ok");
     let word = |at: usize| u32::from_le_bytes(reply[at..at + 4].try_into().expect("4 bytes"));
     assert_eq!((reply.len(), reply[0]), (17, 0x55), "{reply:?}");
-    (word(1), word(5), word(9))
+    (word(1), word(5), word(9), word(13))
 }
 
 /// A `batching` message spinning `iterations` times.
@@ -816,7 +816,9 @@ async fn batching_takes_every_message_in_order_and_reports_each_outcome() {
     // An empty batch is a call that takes nothing.
     let (outcome, source) = batch(&mut instance, ScriptedSource::of(&[])).await;
     assert_eq!((outcome, source.handed.len()), (Ok(()), 0));
-    assert_eq!(batch_counts(&mut instance).await, (2, 3, 3));
+    // The source named its sender on the first message only: the guest got
+    // `none` for the other two.
+    assert_eq!(batch_counts(&mut instance).await, (2, 3, 3, 1));
 }
 
 #[tokio::test]
@@ -836,6 +838,9 @@ async fn batching_a_first_message_without_its_sender_fails_the_call_as_a_host_bu
     // first one must name it, or the guest would have none.
     let fixture = Fixture::load("batching");
     let mut instance = fixture.start(RecordingRouter::accepting()).await;
+    // A batch that named its sender does not name the next batch's.
+    let (outcome, _) = batch(&mut instance, ScriptedSource::of(&[b"\x55a"])).await;
+    assert_eq!(outcome, Ok(()));
     let mut source = ScriptedSource::of(&[b"\x55a", b"\x55b"]);
     source.unnamed_first = true;
     let (outcome, source) = batch(&mut instance, source).await;
@@ -923,6 +928,35 @@ async fn batching_none_ends_the_batch_for_a_guest_that_asks_again() {
     // The next batch asks the source again.
     let (outcome, source) = batch(&mut instance, source).await;
     assert_eq!((outcome, source.handed.len()), (Ok(()), 3));
+}
+
+#[tokio::test]
+async fn batching_a_source_left_installed_hands_nothing_to_a_later_call() {
+    // batching.wat whose handle-message first asks next-message, and traps
+    // if that hands it a message.
+    let text = std::fs::read_to_string(fixture_path("batching")).expect("batching.wat");
+    let head = "(func (export \"airssys:wasm/component-lifecycle@0.1.0#handle-message\")\n    \
+                (param $sender i32) (param $sender_len i32) (param $msg i32) (param $len i32)\n    (result i32)";
+    assert_eq!(text.matches(head).count(), 1);
+    let asks = format!(
+        "{head} (call $next_message (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) \
+         (i32.const 64)) (if (i32.load8_u (i32.const 64)) (then unreachable))"
+    );
+    let component = componentize_wat("asks-later.wat", &text.replace(head, &asks)).expect("componentizes");
+    let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+    let compiled = engine.load("asks-later", &component).expect("loads");
+    let id = ComponentId::parse("asks-later").expect("id");
+    let router = RecordingRouter::accepting();
+    let mut instance =
+        engine.instantiate(&compiled, id, &Limits::default(), &WasiSection::default(), router).await.expect("instance");
+    // `x` returns early: the batch ends with messages left in the source,
+    // which the caller does not take back.
+    let source = ScriptedSource::of(&[b"\x55x", b"\x55a", b"\x55b"]);
+    assert_eq!(instance.handle_messages(source).await, Ok(()));
+    let answer = from_host(&mut instance, b"\x55q").await;
+    assert!(matches!(&answer, Ok(Ok(reply)) if reply.len() == 17), "next-message gave none: {answer:?}");
+    let source = instance.take_source::<ScriptedSource>().expect("still installed");
+    assert_eq!(source.handed.len(), 1, "nothing more was taken");
 }
 
 #[tokio::test]

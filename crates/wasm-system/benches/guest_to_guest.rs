@@ -591,17 +591,22 @@ fn main() {
             continue;
         }
         let batched = |per_batch: Option<f64>| per_batch.map_or(String::new(), |b| format!("; {b:.1} per batch"));
-        let near = Floors::measure(&rt, &engine, plan.n);
-        let (one, one_sent, one_batch, one_busy) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
-        // Against the floor of what its sink does: a call per message, or a
-        // batch's share.
-        let floor = if one_batch.is_some() { near.batched() } else { near.message() };
-        println!(
-            "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; {one_busy}; / floor {:.2} (floor just before: {floor:.0} ns){}",
-            1e3 / one.median,
-            one.median / floor,
-            batched(one_batch)
-        );
+        // 1:1 runs for itself and for the scaling of two pairs.
+        let mut one_pair = None;
+        if run(guests.name, "fire-and-forget 1:1") || run(guests.name, "fire-and-forget two pairs") {
+            let near = Floors::measure(&rt, &engine, plan.n);
+            let (one, one_sent, one_batch, one_busy) = fire_and_forget(&rt, &engine, guests, &plan, 1, 1);
+            // Against the floor of what its sink does: a call per message, or
+            // a batch's share.
+            let floor = if one_batch.is_some() { near.batched() } else { near.message() };
+            println!(
+                "{name:<9}  fire-and-forget 1:1  {one}  {:.2} M msg/s; senders done at {one_sent}; {one_busy}; / floor {:.2} (floor just before: {floor:.0} ns){}",
+                1e3 / one.median,
+                one.median / floor,
+                batched(one_batch)
+            );
+            one_pair = Some(one.median);
+        }
         if run(guests.name, "fire-and-forget 8:1") {
             let (many, many_sent, many_batch, many_busy) = fire_and_forget(&rt, &engine, guests, &plan, 8, 1);
             println!(
@@ -610,15 +615,14 @@ fn main() {
                 batched(many_batch)
             );
         }
-        if !run(guests.name, "fire-and-forget two pairs") {
-            continue;
+        if let Some(one_pair) = one_pair.filter(|_| run(guests.name, "fire-and-forget two pairs")) {
+            let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
+            println!(
+                "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair{}",
+                1e3 / two.median,
+                one_pair / two.median,
+                batched(two_batch)
+            );
         }
-        let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
-        println!(
-            "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair{}",
-            1e3 / two.median,
-            one.median / two.median,
-            batched(two_batch)
-        );
     }
 }

@@ -28,16 +28,14 @@
 //!   `handle-message` call would; the span is not entered while the guest
 //!   runs (the fiber may move between threads), so guest output is not
 //!   nested in it.
-//! - **A sender named once per run.** A message from the sender of the
-//!   message handed out just before it goes to the guest without its id
-//!   (WIT `inbound-message`: `none`, the guest keeps the id it has). That
-//!   saves the guest an allocation and a copy per message, and the host a
-//!   read through the id: the sending thread bumps the id's count for
-//!   every message it sends, so reading it here would fetch that line from
-//!   the sender's core. The check compares pointers
-//!   ([`ComponentId::same`]), so a sender whose messages carry different
-//!   clones of one id (a remote one) is named each time, never wrongly
-//!   left out.
+//! - **A sender named at most once per run.** A message from the sender
+//!   of the message handed out just before it goes to the guest without
+//!   its id (WIT `inbound-message`: `none`, the guest keeps the id it has).
+//!   That saves a `cabi_realloc` call into the guest, a copy and a host
+//!   allocation per message. The check compares pointers
+//!   ([`ComponentId::same`]), so a sender whose messages carry separately
+//!   parsed copies of its id (a remote one) is named each time, never
+//!   wrongly left out.
 
 use std::sync::Arc;
 
