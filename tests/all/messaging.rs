@@ -77,9 +77,13 @@ async fn messaging_unknown_target_is_refused_with_target_not_found() {
     let refused = h.system.try_send("nobody", raw(b"x")).expect_err("no such target");
     assert_eq!(refused.error(), &MessagingError::TargetNotFound("nobody".into()));
     assert_eq!(refused.into_inner(), raw(b"x"), "the refused payload is handed back");
+    // Text that is no id at all is refused as such, not as not found.
+    let refused = h.command("requester", cmd_send(1, "No-body", &raw(b"x"))).await.expect_err("refused");
+    assert_eq!(refused.code, code_of(4), "invalid-message: {refused:?}");
+    assert!(refused.message.contains("invalid target id"), "{refused:?}");
     h.settle().await;
     let stats = h.finish().await;
-    assert_eq!(stats.refused[0], 2);
+    assert_eq!((stats.refused[0], stats.refused[4]), (2, 1));
     assert_eq!(stats.messages_accepted, 0);
 }
 
