@@ -98,18 +98,41 @@ pub fn build_guest(cargo_toml: &Path, target_dir: Option<&Path>) -> Result<PathB
 /// rustup, adds it when missing (logged at INFO); without rustup, asks rustc
 /// whether its sysroot has it.
 ///
+/// Processes that find it missing at the same moment (parallel
+/// `wasm-system build` runs, test binaries building guests) take turns on an
+/// exclusive file lock, `wasm-system-rustup-target.lock` in the temporary
+/// directory, and look again once it is theirs: two concurrent
+/// `rustup target add` runs of one component both fail (rustup rolls back
+/// on the other's files), so only the first adds it and the others find it
+/// installed. If the lock file cannot be opened or locked, the install goes
+/// ahead without it.
+///
 /// # Errors
 /// [`GuestBuildError::TargetMissing`] when it is missing and cannot be
 /// installed; the text says what to run.
 pub fn ensure_guest_target() -> Result<(), GuestBuildError> {
+    ensure_target_with(Path::new("rustup"), &std::env::temp_dir().join("wasm-system-rustup-target.lock"))
+}
+
+/// [`ensure_guest_target`] with the `rustup` program and the lock file
+/// given (the tests pass a stand-in rustup).
+fn ensure_target_with(rustup: &Path, lock: &Path) -> Result<(), GuestBuildError> {
     let how = format!("install it with `rustup target add {GUEST_TARGET}` (rustup: https://rustup.rs)");
-    match Command::new("rustup").args(["target", "list", "--installed"]).output() {
-        Ok(out) if out.status.success() => {
-            if String::from_utf8_lossy(&out.stdout).lines().any(|t| t.trim() == GUEST_TARGET) {
+    // `Some(installed?)`, or `None` without a working rustup.
+    let installed = || {
+        let out = Command::new(rustup).args(["target", "list", "--installed"]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().any(|t| t.trim() == GUEST_TARGET))
+    };
+    match installed() {
+        Some(true) => Ok(()),
+        Some(false) => {
+            // Held until this returns: one install at a time (see above).
+            let _turn = install_turn(lock);
+            if installed() == Some(true) {
                 return Ok(());
             }
             tracing::info!("the {GUEST_TARGET} target is missing; running `rustup target add {GUEST_TARGET}`");
-            match Command::new("rustup").args(["target", "add", GUEST_TARGET]).status() {
+            match Command::new(rustup).args(["target", "add", GUEST_TARGET]).status() {
                 Ok(status) if status.success() => Ok(()),
                 Ok(status) => Err(GuestBuildError::TargetMissing(format!(
                     "`rustup target add {GUEST_TARGET}` failed ({status}); {how}"
@@ -121,7 +144,7 @@ pub fn ensure_guest_target() -> Result<(), GuestBuildError> {
         }
         // No rustup (a distribution's toolchain): the target's standard
         // library is either in rustc's sysroot or not.
-        _ => {
+        None => {
             let libdir = Command::new("rustc").args(["--print", "target-libdir", "--target", GUEST_TARGET]).output();
             let has_std = libdir.ok().filter(|out| out.status.success()).is_some_and(|out| {
                 let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -137,5 +160,57 @@ pub fn ensure_guest_target() -> Result<(), GuestBuildError> {
                 )))
             }
         }
+    }
+}
+
+/// An exclusive lock on `lock` (`flock`, released when the file is
+/// dropped), waited for; `None` if the file cannot be opened or locked.
+fn install_turn(lock: &Path) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock);
+    let file = file.inspect_err(|e| tracing::debug!("no install lock at {}: {e}", lock.display())).ok()?;
+    file.lock().inspect_err(|e| tracing::debug!("no install lock at {}: {e}", lock.display())).ok()?;
+    Some(file)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A stand-in rustup: `target list --installed` lists the target once
+    /// `installed` exists; `target add` fails (as rustup's rollback does)
+    /// when another add runs at the same time, else takes 300 ms, marks it
+    /// installed and logs a line to `adds`.
+    const FAKE_RUSTUP: &str = r#"#!/bin/sh
+dir="$(dirname "$0")"
+case "$1 $2" in
+  "target list") [ -f "$dir/installed" ] && echo wasm32-wasip2; echo x86_64-unknown-linux-gnu; exit 0 ;;
+  "target add")
+    mkdir "$dir/busy" 2>/dev/null || { echo "detected conflict" >&2; exit 1; }
+    sleep 0.3; touch "$dir/installed"; echo add >> "$dir/adds"; rmdir "$dir/busy"; exit 0 ;;
+esac
+exit 2
+"#;
+
+    #[test]
+    fn ensure_guest_target_installs_once_when_several_find_it_missing_at_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("wasm-system-target-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let rustup = dir.join("rustup");
+        std::fs::write(&rustup, FAKE_RUSTUP).expect("stand-in rustup");
+        std::fs::set_permissions(&rustup, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let lock = dir.join("install.lock");
+
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4).map(|_| scope.spawn(|| ensure_target_with(&rustup, &lock))).collect();
+            runs.into_iter().map(|run| run.join().expect("no panic")).collect()
+        });
+        let adds = std::fs::read_to_string(dir.join("adds")).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).ok();
+        for result in &results {
+            assert!(result.is_ok(), "every caller gets the target: {results:?}");
+        }
+        assert_eq!(adds.lines().count(), 1, "one `rustup target add` ran; the others found it installed");
     }
 }
