@@ -31,6 +31,18 @@ const STEPS: &[Step] = &[
         run: |root| cmd::run(cargo().current_dir(root).args(["test", "--workspace", "--all-targets"])),
     },
     Step { name: "doc-test", run: |root| cmd::run(cargo().current_dir(root).args(["test", "--workspace", "--doc"])) },
+    // The API docs build without a warning: no broken or private intra-doc
+    // link in what users read (`-D warnings` for rustdoc only).
+    Step {
+        name: "doc",
+        run: |root| {
+            cmd::run(cargo().current_dir(root).env("RUSTDOCFLAGS", "-D warnings").args([
+                "doc",
+                "--workspace",
+                "--no-deps",
+            ]))
+        },
+    },
     Step { name: "soak", run: |root| soak::run(root, true) },
     // The embedding example: wasm-system without its CLI, run end to end (it
     // fails unless its request completes, its dropped request is cancelled

@@ -4,7 +4,8 @@
 //! holds what CI runs, so that CI and a developer's machine run the same thing:
 //!
 //! - `cargo xtask ci` runs every check CI runs, in order, stopping at the first failure:
-//!   `cargo fmt --check`, clippy with `-D warnings`, all tests and doc-tests, the
+//!   `cargo fmt --check`, clippy with `-D warnings`, all tests and doc-tests, the API
+//!   docs without a rustdoc warning, the short soak, the embedding example, the
 //!   architecture lint, the fixture build and the loom models.
 //! - `cargo xtask lint` holds each workspace crate's dependencies, read from
 //!   `cargo metadata`, against the layer rules of SPEC section 4. The same check is a
@@ -38,7 +39,8 @@ Usage: cargo xtask <command>
 
 Commands:
   ci        run everything CI runs, stopping at the first failure:
-            fmt check, clippy -D warnings, tests, doc-tests, lint, fixtures, loom
+            fmt check, clippy -D warnings, tests, doc-tests, docs (no rustdoc
+            warning), soak --quick, embed example, lint, fixtures, loom
   lint      check workspace dependency edges and banned crates (SPEC section 4)
   loom      run the loom models of wasm-messaging (tests named `loom_*`)
   fixtures  componentize tests/fixtures/*.wat into target/fixtures/

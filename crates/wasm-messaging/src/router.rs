@@ -138,7 +138,7 @@ pub struct RouterStats {
     pub refused: [u64; 9],
     /// The part of `refused` whose sender was the host (the embedding
     /// application), in the same order. Each component's part is in its
-    /// [`ActorStats::refused`].
+    /// [`ActorStats::refused`](crate::ActorStats::refused).
     pub refused_host: [u64; 9],
     /// Messages handed to the transport for components on other nodes.
     pub remote_messages_sent: u64,
@@ -668,8 +668,10 @@ impl Router {
         error
     }
 
-    /// Writes the aggregates of repeated refusals not yet written (see
-    /// [`Router::refuse`]); call before the audit sink closes.
+    /// Writes the aggregates of repeated refusals not yet written (after the
+    /// first [`REFUSALS_IN_FULL_PER_SECOND`] of a second, a sender's further
+    /// refusals of one kind in that second are counted and written as one
+    /// record); call before the audit sink closes.
     pub fn flush_audit(&self) {
         let windows = std::mem::take(&mut *self.refusal_windows.lock());
         for ((sender, index), window) in windows {
@@ -701,8 +703,8 @@ impl Router {
             Target::Id(id) => (id.as_str(), false),
         };
         // A registered id is valid by construction: only text that names no
-        // component needs the syntax check (same outcome, one pass less over
-        // the target on every send).
+        // component needs the syntax check (same outcome; a send to a
+        // registered component makes one pass less over the target).
         let found = actors.get(target);
         if unchecked
             && found.is_none()
@@ -790,8 +792,8 @@ impl Router {
     }
 
     /// Whether `target` names a component of another node (a `name@node`
-    /// whose node is not this host's, in a cluster): the remote path of
-    /// [`Router::route`].
+    /// whose node is not this host's, in a cluster): such a send goes to the
+    /// cluster transport.
     #[must_use]
     pub fn is_remote(&self, target: &str) -> bool {
         matches!(self.route(Target::Text(target)), Route::Remote(_))

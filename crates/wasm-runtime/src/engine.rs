@@ -146,7 +146,7 @@ impl EngineConfig {
 /// One wasmtime [`Engine`] with the host functions linked: compiles each
 /// component once ([`WasmEngine::load`]) and instantiates it per actor
 /// ([`WasmEngine::instantiate`]), one [`Store`] per instance. See the
-/// [module docs](self) for the execution model.
+/// module docs of `engine.rs` (in the source) for the execution model.
 ///
 /// Settings, chosen deliberately:
 /// - `concurrency_support(false)`: we run no component-model-async guests,

@@ -101,11 +101,15 @@ pub fn build_guest(cargo_toml: &Path, target_dir: Option<&Path>) -> Result<PathB
 /// Processes that find it missing at the same moment (parallel
 /// `wasm-system build` runs, test binaries building guests) take turns on an
 /// exclusive file lock, `wasm-system-rustup-target.lock` in the temporary
-/// directory, and look again once it is theirs: two concurrent
-/// `rustup target add` runs of one component both fail (rustup rolls back
-/// on the other's files), so only the first adds it and the others find it
-/// installed. If the lock file cannot be opened or locked, the install goes
-/// ahead without it.
+/// directory, and look again once it is theirs: of two concurrent
+/// `rustup target add` runs of one component, one or both fail (rustup rolls
+/// back on the other's files; both did on our CI machine), so only the
+/// first adds it and the others find it installed. A waiter waits as long
+/// as the install it waits for takes (no time limit: a stalled download
+/// stalls it too). The lock is per temporary directory: processes with
+/// another `TMPDIR` do not take turns with these. If the lock file cannot be
+/// opened or locked (another user's file, a file system without locks),
+/// the install goes ahead without it.
 ///
 /// # Errors
 /// [`GuestBuildError::TargetMissing`] when it is missing and cannot be
@@ -163,8 +167,9 @@ fn ensure_target_with(rustup: &Path, lock: &Path) -> Result<(), GuestBuildError>
     }
 }
 
-/// An exclusive lock on `lock` (`flock`, released when the file is
-/// dropped), waited for; `None` if the file cannot be opened or locked.
+/// An exclusive lock on `lock` ([`std::fs::File::lock`]: `flock` on Linux,
+/// released when the file is dropped), waited for; `None` if the file
+/// cannot be opened or locked.
 fn install_turn(lock: &Path) -> Option<std::fs::File> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock);
     let file = file.inspect_err(|e| tracing::debug!("no install lock at {}: {e}", lock.display())).ok()?;

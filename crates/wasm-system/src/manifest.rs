@@ -55,7 +55,7 @@ pub(crate) fn check_values(manifest: &ComponentManifest, file: &Path) -> Result<
 }
 
 /// Reads and checks a component manifest: TOML syntax, known keys and types,
-/// then the values ([`check_values`]).
+/// then the values (`check_values`).
 /// Relative paths (`component.wasm`, `[wasi] dirs`) are resolved against the
 /// manifest's directory.
 ///

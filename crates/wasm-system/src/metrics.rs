@@ -1,4 +1,4 @@
-//! The system's counts as metrics, through the [`metrics`](::metrics) facade:
+//! The system's counts as metrics, through the [`metrics`] facade:
 //! whatever recorder the process installed (the CLI's Prometheus exporter, an
 //! embedder's own) receives them.
 //!

@@ -1,7 +1,7 @@
 //! One side of a ping-pong rally, fire-and-forget only.
 //!
 //! - From the host, a raw text names the peer: start a rally of
-//!   [`RALLY`] with it by sending it the counter `RALLY` (cbor).
+//!   `RALLY` (1000) with it by sending it the counter `RALLY` (cbor).
 //! - From a component, a counter `n > 0`: send `n - 1` back to the sender
 //!   (the host sets `sender`; it cannot be forged, so no configuration says
 //!   who the partner is). `n = 0` ends the rally.
