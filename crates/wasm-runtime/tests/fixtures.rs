@@ -118,6 +118,17 @@ impl Fixture {
         Self { name, engine, compiled }
     }
 
+    /// Fixture `fixture` with its one `from` replaced by `to`, compiled as
+    /// component `name` (a variant a single test needs).
+    fn patched(fixture: &str, name: &'static str, from: &str, to: &str) -> Self {
+        let text = std::fs::read_to_string(fixture_path(fixture)).expect("fixture text");
+        assert_eq!(text.matches(from).count(), 1, "{fixture}.wat has one {from:?}");
+        let component = componentize_wat(&format!("{name}.wat"), &text.replace(from, to)).expect("componentizes");
+        let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
+        let compiled = engine.load(name, &component).expect("loads");
+        Self { name, engine, compiled }
+    }
+
     /// A fresh instance, running as the component id `name`.
     async fn instance(&self, limits: &Limits, router: Arc<RecordingRouter>) -> ComponentInstance {
         let id = ComponentId::parse(self.name).expect("fixture name is a component id");
@@ -905,20 +916,13 @@ async fn batching_the_time_budget_starts_again_for_each_message() {
 async fn batching_none_ends_the_batch_for_a_guest_that_asks_again() {
     // batching.wat, asking once more after `none` and handling whatever
     // that gives.
-    let text = std::fs::read_to_string(fixture_path("batching")).expect("batching.wat");
     let end = "(br_if $end (i32.eqz (i32.load8_u (i32.const 64))))";
-    assert_eq!(text.matches(end).count(), 1);
     let again = format!(
         "(if (i32.eqz (i32.load8_u (i32.const 64))) (then (call $next_message (i32.const 0) (i32.const 0) \
          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 64)))) {end}"
     );
-    let component = componentize_wat("asks-again.wat", &text.replace(end, &again)).expect("componentizes");
-    let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
-    let compiled = engine.load("asks-again", &component).expect("loads");
-    let id = ComponentId::parse("asks-again").expect("id");
-    let router = RecordingRouter::accepting();
-    let mut instance =
-        engine.instantiate(&compiled, id, &Limits::default(), &WasiSection::default(), router).await.expect("instance");
+    let fixture = Fixture::patched("batching", "asks-again", end, &again);
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
     let mut source = ScriptedSource::of(&[b"\x55a", b"\x55b", b"\x55c"]);
     source.gap_after = Some(1);
     let (outcome, source) = batch(&mut instance, source).await;
@@ -934,21 +938,14 @@ async fn batching_none_ends_the_batch_for_a_guest_that_asks_again() {
 async fn batching_a_source_left_installed_hands_nothing_to_a_later_call() {
     // batching.wat whose handle-message first asks next-message, and traps
     // if that hands it a message.
-    let text = std::fs::read_to_string(fixture_path("batching")).expect("batching.wat");
     let head = "(func (export \"airssys:wasm/component-lifecycle@0.1.0#handle-message\")\n    \
                 (param $sender i32) (param $sender_len i32) (param $msg i32) (param $len i32)\n    (result i32)";
-    assert_eq!(text.matches(head).count(), 1);
     let asks = format!(
         "{head} (call $next_message (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) \
          (i32.const 64)) (if (i32.load8_u (i32.const 64)) (then unreachable))"
     );
-    let component = componentize_wat("asks-later.wat", &text.replace(head, &asks)).expect("componentizes");
-    let engine = WasmEngine::new(EngineConfig::default()).expect("engine");
-    let compiled = engine.load("asks-later", &component).expect("loads");
-    let id = ComponentId::parse("asks-later").expect("id");
-    let router = RecordingRouter::accepting();
-    let mut instance =
-        engine.instantiate(&compiled, id, &Limits::default(), &WasiSection::default(), router).await.expect("instance");
+    let fixture = Fixture::patched("batching", "asks-later", head, &asks);
+    let mut instance = fixture.start(RecordingRouter::accepting()).await;
     // `x` returns early: the batch ends with messages left in the source,
     // which the caller does not take back.
     let source = ScriptedSource::of(&[b"\x55x", b"\x55a", b"\x55b"]);
