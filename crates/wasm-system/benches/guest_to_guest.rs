@@ -10,7 +10,14 @@
 //! - **raw batch**: async `handle-messages` calls of `batching.wat`, 64
 //!   messages a call from an in-memory source, per message (the floor of a
 //!   batched delivery on the guest's side: a 64th of a call, one
-//!   `next-message` import and its lowering).
+//!   `next-message` import and its lowering);
+//! - **raw calls on two threads at once**: raw calls on two threads, each
+//!   with its own instance and single-threaded executor, over raw calls on
+//!   one thread alone (throughput): how far this machine's two cores scale
+//!   call-bound work, the ceiling of "two pairs at once" (whose actors
+//!   share one engine). Measured again just before each two-pairs case and
+//!   printed beside it. At the top also with the second thread's instance
+//!   on an engine of its own: the gap is what sharing one engine costs.
 //!
 //! Measured in a running [`System`] with real guests (`requester.wat` and
 //! `echo.wat`, then the same on the guest SDK, `tests/guests/bench`):
@@ -164,18 +171,25 @@ impl std::fmt::Display for Spread {
 /// to scale onto; a ping-pong, serial by nature, shows the scheduler's own
 /// work (the idle worker woken, searching for tasks, parking again) as the
 /// part above one core. Not a bound: that overhead shrinks under load.
+///
+/// Also the time the hypervisor took from this VM's CPUs while the case ran
+/// (`steal` of `/proc/stat`, all CPUs, in cores): a case that ran while the
+/// host gave the VM less than its two cores shows it here, and its figures
+/// (scaling above all) are then the host's, not ours.
 #[derive(Default, Clone, Copy)]
 struct Busy {
     cpu: Duration,
     wall: Duration,
+    stolen: Duration,
 }
 
 impl Busy {
-    /// Runs `timed`, adding its CPU and wall time.
+    /// Runs `timed`, adding its CPU, wall and stolen time.
     fn measure<T>(&mut self, timed: impl FnOnce() -> T) -> T {
-        let (cpu, wall) = (cpu_time(), Instant::now());
+        let (cpu, stolen, wall) = (cpu_time(), stolen_time(), Instant::now());
         let result = timed();
         self.cpu += cpu_time().saturating_sub(cpu);
+        self.stolen += stolen_time().saturating_sub(stolen);
         self.wall += wall.elapsed();
         result
     }
@@ -183,12 +197,30 @@ impl Busy {
     fn cores(self) -> f64 {
         self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
     }
+
+    fn stolen_cores(self) -> f64 {
+        self.stolen.as_secs_f64() / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
 }
 
 impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.2} cores busy", self.cores())
+        write!(f, "{:.2} cores busy, {:.2} stolen", self.cores(), self.stolen_cores())
     }
+}
+
+/// Time the hypervisor ran something else on this VM's CPUs so far, summed
+/// over the CPUs (the `steal` column of the `cpu` line of `/proc/stat`, in
+/// `USER_HZ` ticks of 10 ms); zero where there is no such file.
+fn stolen_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks = stat
+        .lines()
+        .find(|line| line.starts_with("cpu "))
+        .and_then(|line| line.split_whitespace().nth(8))
+        .and_then(|steal| steal.parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// CPU time of the whole process so far (all threads, those ended too).
@@ -323,6 +355,76 @@ fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
     });
     shutdown(rt, system);
     per(elapsed, n)
+}
+
+/// How far raw `handle-message` calls scale over two threads on this
+/// machine: the physical ceiling of "two pairs at once". Each thread runs
+/// its own echo instance on a single-threaded executor of its own (as a
+/// shard does); `n` calls on one thread alone, then `n` calls on each of
+/// two threads started together. Returns the throughput of the two over
+/// that of the one (2.0: two cores that share nothing; less: shared
+/// caches, memory bandwidth, or vCPUs that are not whole cores), as the
+/// median over [`PAIRS`] alternations of `n / PAIRS` calls each.
+///
+/// With `own_engines` the second instance comes from an engine of its own
+/// (its own `wasmtime::Engine`, epoch ticker and stack pool): what two
+/// threads reach when they share nothing of wasmtime's either. The gap
+/// between the two is what sharing one engine costs (the state every call
+/// touches, such as the engine's reference count that wasmtime 48 takes
+/// for each call's fiber in `make_fiber_unchecked`).
+fn raw_call_scaling(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64, own_engines: bool) -> f64 {
+    let system = start(rt, engine, &[]);
+    let other = own_engines.then(|| Arc::new(WasmEngine::new(common::engine_config()).expect("engine")));
+    let second = other.as_ref().unwrap_or(engine);
+    let mut instances =
+        [echo_instance(rt, engine, system.message_router()), echo_instance(rt, second, system.message_router())];
+    // The VM's speed changes within seconds: alternate short runs and take
+    // the median of the pairs' ratios.
+    let runs = n.div_ceil(PAIRS).max(1);
+    let ratios = (0..PAIRS)
+        .map(|_| {
+            let alone = raw_calls_at_once(&mut instances[..1], runs);
+            let together = raw_calls_at_once(&mut instances, runs);
+            2.0 * alone.as_secs_f64() / together.as_secs_f64()
+        })
+        .collect();
+    drop(instances);
+    drop(other);
+    shutdown(rt, system);
+    Spread::of(ratios).median
+}
+
+/// How many alone/together pairs [`raw_call_scaling`] alternates.
+const PAIRS: u64 = 5;
+
+/// `n` raw `handle-message` calls on each of `instances` at once, each on a
+/// thread and single-threaded executor of its own, started together: the
+/// time until the last thread is done.
+fn raw_calls_at_once(instances: &mut [wasm_runtime::ComponentInstance], n: u64) -> Duration {
+    let ready = std::sync::Barrier::new(instances.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = instances
+            .iter_mut()
+            .map(|instance| {
+                let ready = &ready;
+                scope.spawn(move || {
+                    let executor =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
+                    let sender = ComponentId::host();
+                    let payload = payload64();
+                    ready.wait();
+                    let started = Instant::now();
+                    executor.block_on(async {
+                        for _ in 0..n {
+                            black_box(instance.handle_message(&sender, black_box(&payload), None).await.ok());
+                        }
+                    });
+                    started.elapsed()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().expect("calling thread")).max().unwrap_or_default()
+    })
 }
 
 /// A tokio mpsc ping-pong between two tasks: (ns per one-way hop, round
@@ -534,6 +636,14 @@ fn main() {
         quantile(&hop_rtt, 0.5),
         quantile(&hop_rtt, 0.99)
     );
+    for (own_engines, engines) in [(false, "one engine"), (true, "two engines")] {
+        let scaling =
+            Spread::of((0..plan.rounds).map(|_| raw_call_scaling(&rt, &engine, plan.n, own_engines)).collect());
+        println!(
+            "baseline  raw calls, two threads at once, {engines:<11}  {:.2}x one thread  ({:.2}..{:.2})",
+            scaling.median, scaling.min, scaling.max
+        );
+    }
     let floors = Floors { raw: raw.median, raw_batched: raw_batched.median, hop: hop.median };
     println!("floor     fire-and-forget (call + hop) {:8.0} ns", floors.message());
     println!("floor     batched (batch share + hop)  {:8.0} ns", floors.batched());
@@ -616,9 +726,10 @@ fn main() {
             );
         }
         if let Some(one_pair) = one_pair.filter(|_| run(guests.name, "fire-and-forget two pairs")) {
+            let ceiling = raw_call_scaling(&rt, &engine, plan.n, false);
             let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
             println!(
-                "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair{}",
+                "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair (raw calls just before: {ceiling:.2}x){}",
                 1e3 / two.median,
                 one_pair / two.median,
                 batched(two_batch)
