@@ -285,10 +285,26 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     assert!(h.system.component("printer-d").is_err(), "stopped");
     assert_eq!(h.system.shard_of("printer-d"), None, "a stopped component has no shard");
 
+    // A crash on the other shard, whose engine runs a copy of the code (see
+    // `shards.rs`): the supervisor makes the new instance there, from that
+    // copy, and it serves.
+    match h.ask("printer-c", raw(b"panic:on the right shard")).await {
+        Err(RequestError::TargetFailed(reason)) => assert!(reason.contains("printer-c"), "{reason}"),
+        other => panic!("expected target-failed, got {other:?}"),
+    }
+    let restarted = |e: &SystemEvent| match e {
+        SystemEvent::Restarted { component, .. } if component.as_str() == "printer-c" => Some(()),
+        _ => None,
+    };
+    h.wait_for("the restart on the right shard", restarted).await;
+    assert_eq!(h.ask("printer-c", raw(b"print:restarted right")).await, Ok(raw(b"printed")));
+    let line = log.wait_for_line(&["component=printer-c", "restarted right"]).await;
+    assert!(line.contains(&format!("wasm-shard-{right_shard}")), "restarted on its shard: {line}");
+
     assert!(shard_threads().len() >= 2, "the shards run: {:?}", shard_threads());
     h.settle().await;
     let stats = h.finish().await;
-    assert_eq!(stats.dead_lettered, 1, "only the spinner's message: {stats:?}");
+    assert_eq!(stats.dead_lettered, 2, "the spinner's message and the panicking request: {stats:?}");
     // Every actor has stopped, so each shard's thread ends.
     let deadline = std::time::Instant::now() + wasm_tests::BOUND;
     while !shard_threads().is_empty() {

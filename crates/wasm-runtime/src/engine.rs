@@ -163,6 +163,8 @@ pub struct WasmEngine {
     epoch_tick_ms: u64,
     guest_log: GuestLogLimits,
     ticker: EpochTicker,
+    /// What it was built with, for [`WasmEngine::sibling`].
+    config: EngineConfig,
 }
 
 impl WasmEngine {
@@ -198,7 +200,59 @@ impl WasmEngine {
         add_inbox_to_linker(&mut linker).map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
         let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms)?;
-        Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker })
+        Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker, config })
+    }
+
+    /// A new engine with this one's settings: its own wasmtime `Engine`,
+    /// epoch ticker thread and fiber stack pool, so that guest calls on it
+    /// share no engine-wide state with calls on this one. For threads that
+    /// call guests at the same time (a system's shards): every wasmtime
+    /// call touches engine-wide state (wasmtime 48 takes a reference on the
+    /// engine for each call's fiber, `make_fiber_unchecked`), which two
+    /// cores then pass back and forth. The `guest_to_guest` bench measures
+    /// raw calls on two threads with one engine and with two.
+    ///
+    /// Compiled code is per engine: give it components with
+    /// [`WasmEngine::adopt`].
+    ///
+    /// # Errors
+    /// As [`WasmEngine::new`].
+    pub fn sibling(&self) -> Result<Self, RuntimeError> {
+        Self::new(self.config.clone())
+    }
+
+    /// Whether `compiled` was compiled by (or adopted into) this engine, so
+    /// [`WasmEngine::instantiate`] takes it.
+    #[must_use]
+    pub fn owns(&self, compiled: &CompiledComponent) -> bool {
+        Engine::same(compiled.pre.engine(), &self.engine)
+    }
+
+    /// This engine's copy of `compiled`, a component compiled by another
+    /// engine with the same settings (a [`WasmEngine::sibling`]): its code
+    /// is copied, not compiled again (wasmtime's `Component::serialize`,
+    /// then `Component::deserialize` into this engine), and checked against
+    /// the world as [`WasmEngine::load`] does. A component this engine owns
+    /// comes back as it is (a clone: the code is shared).
+    ///
+    /// Copying costs the component's compiled size in memory and a copy of
+    /// it (about a millisecond per megabyte); adopt once per engine and
+    /// clone the result.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Compile`] when the engines' settings differ (wasmtime
+    /// checks that compiled code fits the engine that loads it), or memory
+    /// for the copy runs out.
+    pub fn adopt(&self, compiled: &CompiledComponent) -> Result<CompiledComponent, RuntimeError> {
+        if self.owns(compiled) {
+            return Ok(compiled.clone());
+        }
+        let copy_error = |e: wasmtime::Error| RuntimeError::Compile {
+            origin: compiled.origin.clone(),
+            reason: format!("copying its compiled code to another engine: {e:#}"),
+        };
+        let component = crate::transfer::copy_component(compiled.pre.component(), &self.engine).map_err(copy_error)?;
+        self.prepare(&compiled.origin, &component)
     }
 
     /// Compiles and type-checks a component against the world: every import
@@ -217,9 +271,15 @@ impl WasmEngine {
         }
         let component = WasmComponent::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Compile { origin: origin.to_owned(), reason: format!("{e:#}") })?;
+        self.prepare(origin, &component)
+    }
+
+    /// Checks a component compiled by this engine against the world and
+    /// prepares its instantiation (see [`WasmEngine::load`]).
+    fn prepare(&self, origin: &str, component: &WasmComponent) -> Result<CompiledComponent, RuntimeError> {
         let world_error =
             |e: wasmtime::Error| RuntimeError::World { origin: origin.to_owned(), reason: format!("{e:#}") };
-        let pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let pre = self.linker.instantiate_pre(component).map_err(world_error)?;
         let lifecycle = component_lifecycle::GuestIndices::new(&pre).map_err(world_error)?;
         // Optional, but a component that names the interface must export it
         // whole.
@@ -467,6 +527,13 @@ pub struct CompiledComponent {
 const BATCH_LIFECYCLE: &str = "airssys:wasm/batch-lifecycle@0.1.0";
 
 impl CompiledComponent {
+    /// Whether `other` is this very compilation (a clone of it), not
+    /// merely the same bytes compiled again or adopted by another engine.
+    #[must_use]
+    pub fn same_code(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.lifecycle, &other.lifecycle)
+    }
+
     /// Where the component came from (a path or a name).
     #[must_use]
     pub fn origin(&self) -> &str {

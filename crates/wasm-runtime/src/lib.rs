@@ -23,7 +23,8 @@
 //! # Ok(()) }
 //! ```
 // `deny`, not `forbid`: `stacks.rs` (the fiber stack pool: an unsafe
-// wasmtime trait, mmap and madvise) is the one module allowed unsafe code.
+// wasmtime trait, mmap and madvise) and `transfer.rs` (wasmtime's unsafe
+// `Component::deserialize`) are the modules allowed unsafe code.
 #![deny(unsafe_code)]
 
 mod bindings;
@@ -36,6 +37,7 @@ mod host;
 mod limits;
 #[cfg(target_os = "linux")]
 mod stacks;
+mod transfer;
 
 #[cfg(feature = "wat")]
 pub use componentize::{WIT, componentize_wat, componentize_wat_with_packages, componentize_wat_with_wit};

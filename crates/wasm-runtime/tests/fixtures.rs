@@ -235,6 +235,43 @@ async fn echo_returns_message_unchanged() {
 }
 
 #[tokio::test]
+async fn adopted_code_runs_on_a_sibling_engine_without_compiling_again() {
+    let fixture = Fixture::load("echo");
+    let sibling = fixture.engine.sibling().expect("sibling engine");
+    assert!(fixture.engine.owns(&fixture.compiled));
+    assert!(!sibling.owns(&fixture.compiled), "compiled code belongs to the engine that compiled it");
+    let copy = sibling.adopt(&fixture.compiled).expect("same settings: the code is copied");
+    assert!(sibling.owns(&copy) && !fixture.engine.owns(&copy));
+    assert!(!copy.same_code(&fixture.compiled), "a copy, not the original");
+    assert_eq!(copy.origin(), fixture.compiled.origin());
+    // Adopting what an engine already owns hands the same code back.
+    assert!(sibling.adopt(&copy).expect("owned").same_code(&copy));
+    assert!(fixture.engine.adopt(&fixture.compiled).expect("owned").same_code(&fixture.compiled));
+    let id = ComponentId::parse("echo").expect("id");
+    let mut instance = sibling
+        .instantiate(&copy, id, &Limits::default(), &WasiSection::default(), RecordingRouter::accepting())
+        .await
+        .expect("the copy instantiates on its engine");
+    assert_echoed(from_host(&mut instance, b"\x55copied").await, b"\x55copied");
+    // A component with batches keeps them.
+    let batching = Fixture::load("batching");
+    assert!(sibling.adopt(&batching.compiled).expect("copied").accepts_batches());
+}
+
+#[tokio::test]
+async fn adopt_refuses_code_compiled_with_other_settings() {
+    let fixture = Fixture::load("echo");
+    let dense = WasmEngine::new(EngineConfig::dense()).expect("engine");
+    match dense.adopt(&fixture.compiled) {
+        Err(RuntimeError::Compile { origin, reason }) => {
+            assert_eq!(origin, fixture.compiled.origin());
+            assert!(reason.contains("copying its compiled code"), "{reason}");
+        }
+        other => panic!("expected a compile error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn echo_reuses_its_heap_across_calls() {
     // 600 KiB fits a 1 MiB cap once; the post-return functions reset the bump
     // heap, so it fits every time.

@@ -14,10 +14,11 @@
 //! - **raw calls on two threads at once**: raw calls on two threads, each
 //!   with its own instance and single-threaded executor, over raw calls on
 //!   one thread alone (throughput): how far this machine's two cores scale
-//!   call-bound work, the ceiling of "two pairs at once" (whose actors
-//!   share one engine). Measured again just before each two-pairs case and
-//!   printed beside it. At the top also with the second thread's instance
-//!   on an engine of its own: the gap is what sharing one engine costs.
+//!   call-bound work, the ceiling of "two pairs at once". Both instances
+//!   on one engine (as actors on the default runtime), and on an engine
+//!   each (as actors on two shards), alternated, with the ratio of the
+//!   two: what sharing one engine costs. Measured again just before each
+//!   two-pairs case and printed beside it.
 //!
 //! Measured in a running [`System`] with real guests (`requester.wat` and
 //! `echo.wat`, then the same on the guest SDK, `tests/guests/bench`):
@@ -360,42 +361,69 @@ fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
 /// How far raw `handle-message` calls scale over two threads on this
 /// machine: the physical ceiling of "two pairs at once". Each thread runs
 /// its own echo instance on a single-threaded executor of its own (as a
-/// shard does); `n` calls on one thread alone, then `n` calls on each of
-/// two threads started together. Returns the throughput of the two over
-/// that of the one (2.0: two cores that share nothing; less: shared
-/// caches, memory bandwidth, or vCPUs that are not whole cores), as the
-/// median over [`PAIRS`] alternations of `n / PAIRS` calls each.
-///
-/// With `own_engines` the second instance comes from an engine of its own
-/// (its own `wasmtime::Engine`, epoch ticker and stack pool): what two
-/// threads reach when they share nothing of wasmtime's either. The gap
-/// between the two is what sharing one engine costs (the state every call
-/// touches, such as the engine's reference count that wasmtime 48 takes
-/// for each call's fiber in `make_fiber_unchecked`).
-fn raw_call_scaling(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64, own_engines: bool) -> f64 {
+/// shard does). Calls on one thread alone, then on two threads started
+/// together with both instances on one engine, then with the second on an
+/// engine of its own (its own `wasmtime::Engine`, epoch ticker and stack
+/// pool, as a second shard has): see [`Scaling`].
+fn raw_call_scaling(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> Scaling {
     let system = start(rt, engine, &[]);
-    let other = own_engines.then(|| Arc::new(WasmEngine::new(common::engine_config()).expect("engine")));
-    let second = other.as_ref().unwrap_or(engine);
-    let mut instances =
-        [echo_instance(rt, engine, system.message_router()), echo_instance(rt, second, system.message_router())];
+    let other = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
+    let router = || system.message_router();
+    let mut first = [echo_instance(rt, engine, router())];
+    let mut shared = [echo_instance(rt, engine, router()), echo_instance(rt, engine, router())];
+    let mut separate = [echo_instance(rt, engine, router()), echo_instance(rt, &other, router())];
     // The VM's speed changes within seconds: alternate short runs and take
-    // the median of the pairs' ratios.
-    let runs = n.div_ceil(PAIRS).max(1);
-    let ratios = (0..PAIRS)
-        .map(|_| {
-            let alone = raw_calls_at_once(&mut instances[..1], runs);
-            let together = raw_calls_at_once(&mut instances, runs);
-            2.0 * alone.as_secs_f64() / together.as_secs_f64()
-        })
-        .collect();
-    drop(instances);
-    drop(other);
+    // the medians of each alternation's ratios.
+    let runs = n.div_ceil(ALTERNATIONS).max(1);
+    let (mut one_engine, mut two_engines, mut sharing) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ALTERNATIONS {
+        let alone = raw_calls_at_once(&mut first, runs).as_secs_f64();
+        let on_one = raw_calls_at_once(&mut shared, runs).as_secs_f64();
+        let on_two = raw_calls_at_once(&mut separate, runs).as_secs_f64();
+        one_engine.push(2.0 * alone / on_one);
+        two_engines.push(2.0 * alone / on_two);
+        sharing.push(on_one / on_two);
+    }
+    drop((first, shared, separate, other));
     shutdown(rt, system);
-    Spread::of(ratios).median
+    Scaling {
+        one_engine: Spread::of(one_engine).median,
+        two_engines: Spread::of(two_engines).median,
+        sharing: Spread::of(sharing).median,
+    }
 }
 
-/// How many alone/together pairs [`raw_call_scaling`] alternates.
-const PAIRS: u64 = 5;
+/// Raw calls on two threads at once, over one thread alone (throughput; 2.0
+/// for two cores that share nothing; less: shared caches, memory
+/// bandwidth, vCPUs that are not whole cores, or shared engine state).
+/// Each figure is the median over [`ALTERNATIONS`] alternations of the
+/// three runs (`n / ALTERNATIONS` calls each).
+#[derive(Clone, Copy)]
+struct Scaling {
+    /// Both instances on one engine (actors on the default runtime, or on
+    /// one engine's shards).
+    one_engine: f64,
+    /// Each on an engine of its own (actors on two shards).
+    two_engines: f64,
+    /// The time of the two threads on one engine over their time on an
+    /// engine each: what sharing the engine costs (every wasmtime call
+    /// touches engine-wide state, such as the engine's reference count that
+    /// wasmtime 48 takes for each call's fiber in `make_fiber_unchecked`).
+    sharing: f64,
+}
+
+impl std::fmt::Display for Scaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2}x on one engine, {:.2}x on an engine each (one engine takes {:.2}x the time)",
+            self.one_engine, self.two_engines, self.sharing
+        )
+    }
+}
+
+/// How many alternations [`raw_call_scaling`] runs.
+const ALTERNATIONS: u64 = 9;
 
 /// `n` raw `handle-message` calls on each of `instances` at once, each on a
 /// thread and single-threaded executor of its own, started together: the
@@ -636,14 +664,22 @@ fn main() {
         quantile(&hop_rtt, 0.5),
         quantile(&hop_rtt, 0.99)
     );
-    for (own_engines, engines) in [(false, "one engine"), (true, "two engines")] {
-        let scaling =
-            Spread::of((0..plan.rounds).map(|_| raw_call_scaling(&rt, &engine, plan.n, own_engines)).collect());
-        println!(
-            "baseline  raw calls, two threads at once, {engines:<11}  {:.2}x one thread  ({:.2}..{:.2})",
-            scaling.median, scaling.min, scaling.max
-        );
-    }
+    let scalings: Vec<_> = (0..plan.rounds).map(|_| raw_call_scaling(&rt, &engine, plan.n)).collect();
+    let spread = |figure: fn(&Scaling) -> f64| Spread::of(scalings.iter().map(figure).collect());
+    let (one_engine, two_engines, sharing) =
+        (spread(|s| s.one_engine), spread(|s| s.two_engines), spread(|s| s.sharing));
+    println!(
+        "baseline  raw calls, two threads at once: {:.2}x one thread on one engine ({:.2}..{:.2}), {:.2}x on an engine each ({:.2}..{:.2}); one engine takes {:.2}x the time ({:.2}..{:.2})",
+        one_engine.median,
+        one_engine.min,
+        one_engine.max,
+        two_engines.median,
+        two_engines.min,
+        two_engines.max,
+        sharing.median,
+        sharing.min,
+        sharing.max
+    );
     let floors = Floors { raw: raw.median, raw_batched: raw_batched.median, hop: hop.median };
     println!("floor     fire-and-forget (call + hop) {:8.0} ns", floors.message());
     println!("floor     batched (batch share + hop)  {:8.0} ns", floors.batched());
@@ -726,10 +762,10 @@ fn main() {
             );
         }
         if let Some(one_pair) = one_pair.filter(|_| run(guests.name, "fire-and-forget two pairs")) {
-            let ceiling = raw_call_scaling(&rt, &engine, plan.n, false);
+            let ceiling = raw_call_scaling(&rt, &engine, plan.n);
             let (two, two_sent, two_batch, two_busy) = fire_and_forget(&rt, &engine, guests, &plan, 2, 2);
             println!(
-                "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair (raw calls just before: {ceiling:.2}x){}",
+                "{name:<9}  two pairs at once    {two}  {:.2} M msg/s; senders done at {two_sent}; {two_busy}; scaling {:.2}x one pair (raw calls just before: {ceiling}){}",
                 1e3 / two.median,
                 one_pair / two.median,
                 batched(two_batch)

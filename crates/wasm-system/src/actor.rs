@@ -56,6 +56,9 @@ pub(crate) struct Shared {
 
 pub(crate) struct Actor {
     pub(crate) me: ActorRef,
+    /// The engine its instances live on: the system's, or its shard's
+    /// (see `shards.rs`); `compiled` belongs to it.
+    pub(crate) engine: Arc<WasmEngine>,
     pub(crate) compiled: CompiledComponent,
     pub(crate) instance: Option<ComponentInstance>,
     pub(crate) limits: Limits,
@@ -389,7 +392,6 @@ impl Actor {
                 }
             }
             let restarted = self
-                .shared
                 .engine
                 .instantiate(&self.compiled, self.me.id().clone(), &self.limits, &self.wasi, Arc::clone(&router) as _)
                 .await;

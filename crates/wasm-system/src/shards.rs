@@ -24,14 +24,33 @@
 //! A shard's thread runs until the `System` is gone and every actor
 //! spawned on it has ended (each actor task holds a token of its shard), so
 //! actors told to stop by a dropped `System` still stop cleanly.
+//!
+//! Each shard calls its guests on a wasmtime engine of its own: the first
+//! shard on the system's engine, every other on a
+//! [`WasmEngine::sibling`] (same settings; its own epoch ticker thread and
+//! stack pool). Every guest call touches engine-wide state (wasmtime 48
+//! takes a reference on the engine for each call's fiber), and two shards
+//! calling at once on one engine passed that cache line between their
+//! cores on every call. The `guest_to_guest` bench's baseline alternates
+//! raw calls on two threads on one engine and on an engine each: one engine
+//! took 1.07 to 1.10x the time (medians of three runs), and two threads
+//! scaled 1.60 to 1.78x over one on one engine against 1.88 to 1.96x on an
+//! engine each. A component is compiled once, by the system's
+//! engine, and each other shard's engine adopts a copy of its code the
+//! first time one of its actors is placed there ([`WasmEngine::adopt`]):
+//! the price is that much memory per shard for each component used on it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use wasm_runtime::{CompiledComponent, RuntimeError, WasmEngine};
+
+use crate::error::SystemError;
 
 /// The shards of a system and where its actors go.
 pub(crate) struct Shards {
@@ -44,6 +63,12 @@ struct Shard {
     /// Cloned into every task spawned on the shard: the shard's thread
     /// ends once this and every clone are dropped.
     alive: mpsc::Sender<()>,
+    /// The engine its actors' instances live on.
+    engine: Arc<WasmEngine>,
+    /// The engine's copies of the components placed here: (the system's
+    /// component, the copy). The first keeps the key alive, so a component
+    /// dropped elsewhere cannot be mistaken for a new one at its address.
+    adopted: Mutex<Vec<(CompiledComponent, CompiledComponent)>>,
 }
 
 /// Which shard each group got, and whose turn is next.
@@ -59,21 +84,60 @@ struct Placement {
 pub(crate) const MAX_SHARDS: usize = 256;
 
 impl Shards {
-    /// Starts `count` shards (at least one), threads `wasm-shard-<k>`.
+    /// Starts `count` shards (at least one), threads `wasm-shard-<k>`: the
+    /// first calls guests on `engine`, each other on a sibling of it.
     ///
     /// # Errors
-    /// More than [`MAX_SHARDS`] (`InvalidInput`); the OS could not start a
-    /// thread, or tokio could not build a runtime (its I/O driver). The
-    /// shards started before the failure end.
-    pub(crate) fn start(count: usize) -> std::io::Result<Self> {
+    /// [`SystemError::Shards`]: more than [`MAX_SHARDS`] (`InvalidInput`);
+    /// the OS could not start a thread, or tokio could not build a runtime
+    /// (its I/O driver). [`SystemError::Engine`]: a sibling engine could
+    /// not start. The shards started before the failure end.
+    pub(crate) fn start(count: usize, engine: &Arc<WasmEngine>) -> Result<Self, SystemError> {
         if count > MAX_SHARDS {
-            return Err(std::io::Error::new(
+            return Err(SystemError::Shards(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{count} shards asked for; at most {MAX_SHARDS}"),
-            ));
+            )));
         }
-        let shards = (0..count.max(1)).map(Shard::start).collect::<std::io::Result<_>>()?;
+        let shards = (0..count.max(1))
+            .map(|index| {
+                let engine = match index {
+                    0 => Arc::clone(engine),
+                    _ => Arc::new(engine.sibling().map_err(SystemError::Engine)?),
+                };
+                Shard::start(index, engine).map_err(SystemError::Shards)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self { shards, placement: Mutex::default() })
+    }
+
+    /// Shard `shard`'s engine, and its copy of `compiled` (a component of
+    /// the system's engine), adopted the first time it is asked for.
+    ///
+    /// # Errors
+    /// As [`WasmEngine::adopt`].
+    ///
+    /// # Panics
+    /// When `shard` is not a shard's index.
+    pub(crate) fn engine_for(
+        &self,
+        shard: usize,
+        compiled: &CompiledComponent,
+    ) -> Result<(Arc<WasmEngine>, CompiledComponent), RuntimeError> {
+        let shard = &self.shards[shard];
+        if shard.engine.owns(compiled) {
+            return Ok((Arc::clone(&shard.engine), compiled.clone()));
+        }
+        // Held while copying, so one copy is made even when several actors
+        // of a component start at once; copying takes milliseconds, and
+        // only the first start of a component on a shard does it.
+        let mut adopted = shard.adopted.lock();
+        if let Some((_, copy)) = adopted.iter().find(|(original, _)| original.same_code(compiled)) {
+            return Ok((Arc::clone(&shard.engine), copy.clone()));
+        }
+        let copy = shard.engine.adopt(compiled)?;
+        adopted.push((compiled.clone(), copy.clone()));
+        Ok((Arc::clone(&shard.engine), copy))
     }
 
     /// How many shards there are.
@@ -118,7 +182,7 @@ impl Shard {
     /// Starts shard `index`: its runtime is built on its own thread (a
     /// runtime dropped inside the caller's async context would panic, so
     /// none is ever made there) and hands its handle back.
-    fn start(index: usize) -> std::io::Result<Self> {
+    fn start(index: usize, engine: Arc<WasmEngine>) -> std::io::Result<Self> {
         let (alive, mut ended) = mpsc::channel::<()>(1);
         let (started, handle) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new().name(format!("wasm-shard-{index}")).spawn(move || {
@@ -135,6 +199,6 @@ impl Shard {
         })?;
         let handle =
             handle.recv().map_err(|_| std::io::Error::other("the shard thread ended before its runtime ran"))??;
-        Ok(Self { handle, alive })
+        Ok(Self { handle, alive, engine, adopted: Mutex::default() })
     }
 }

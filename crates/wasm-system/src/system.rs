@@ -141,6 +141,15 @@ impl SystemBuilder {
     /// Nothing balances load between shards: a shard whose actors are busy
     /// stays busy while another idles (within a shard the execution model
     /// holds: a computing guest yields every epoch tick).
+    ///
+    /// The first shard calls guests on the system's engine, each other on
+    /// an engine of its own with the same settings
+    /// ([`WasmEngine::sibling`], one more `wasm-epoch` ticker thread each),
+    /// so that shards calling guests at once do not contend on engine-wide
+    /// state. Components are compiled once; such a shard copies a
+    /// component's compiled code ([`WasmEngine::adopt`]) the first time one
+    /// of its actors is placed there, which costs the component's compiled
+    /// size in memory on that shard.
     pub fn shards(mut self, count: usize) -> Self {
         self.shards = count;
         self
@@ -180,7 +189,7 @@ impl SystemBuilder {
         }));
         let shards = match self.shards {
             0 => None,
-            count => Some(Shards::start(count).map_err(SystemError::Shards)?),
+            count => Some(Shards::start(count, &engine)?),
         };
         let shared = Arc::new(Shared { engine, router, events, measure_handlers: self.metrics_interval.is_some() });
         let actors = Arc::new(Mutex::new(Vec::new()));
@@ -340,9 +349,19 @@ impl System {
         // Undone if the instance fails or this future is dropped before the
         // actor starts, so the id is free again.
         let registration = Registration { router, id: Some(id.clone()) };
-        let instance = match self
-            .shared
-            .engine
+        // On shards, the shard's engine and its copy of the code (see
+        // `shards.rs`); placed before it starts, so a start that fails still
+        // takes its turn (the next component goes to the next shard).
+        let (shard, engine, compiled) = match &self.shards {
+            Some(shards) => {
+                let shard = shards.place(manifest.placement.group.as_deref());
+                let (engine, compiled) =
+                    shards.engine_for(shard, &compiled).map_err(|source| SystemError::runtime(&id, file, source))?;
+                (Some(shard), engine, compiled)
+            }
+            None => (None, Arc::clone(&self.shared.engine), compiled),
+        };
+        let instance = match engine
             .instantiate(
                 &compiled,
                 id.clone(),
@@ -365,6 +384,7 @@ impl System {
         };
         let actor = Actor {
             me,
+            engine,
             compiled,
             instance: Some(instance),
             limits: manifest.limits.clone(),
@@ -375,12 +395,9 @@ impl System {
             handler_duration: histogram(crate::metrics::HANDLER_DURATION),
             request_duration: histogram(crate::metrics::REQUEST_DURATION),
         };
-        let (task, shard) = match &self.shards {
-            Some(shards) => {
-                let shard = shards.place(manifest.placement.group.as_deref());
-                (shards.spawn(shard, actor.run(inbox)), Some(shard))
-            }
-            None => (tokio::spawn(actor.run(inbox)), None),
+        let task = match (&self.shards, shard) {
+            (Some(shards), Some(shard)) => shards.spawn(shard, actor.run(inbox)),
+            _ => tokio::spawn(actor.run(inbox)),
         };
         registration.keep();
         self.actors.lock().push(ActorHandle { id, actor: handle.actor.clone(), stop: stop_tx, task, shard });
