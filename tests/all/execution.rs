@@ -206,15 +206,16 @@ async fn execution_the_wasi_logging_fixture_writes_to_the_host_log_inside_a_syst
     h.finish().await;
 }
 
-/// The names of the threads named `wasm-shard-<k>` in this process (from
-/// `/proc/self/task/*/comm`). Only one test of this binary starts shards,
-/// so the count is that test's alone.
+/// The names of the threads named `wasm-shard-<k>` in this process, and of
+/// the epoch tickers of the shards' own engines (`wasm-epoch-sib`), from
+/// `/proc/self/task/*/comm`. Only one test of this binary starts shards, so
+/// the count is that test's alone.
 fn shard_threads() -> Vec<String> {
     let tasks = std::fs::read_dir("/proc/self/task").expect("procfs");
     tasks
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim().to_owned())
-        .filter(|name| name.starts_with("wasm-shard-"))
+        .filter(|name| name.starts_with("wasm-shard-") || name == "wasm-epoch-sib")
         .collect()
 }
 
@@ -239,7 +240,7 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     assert_eq!(h.system.shard_count(), 2);
     let shard = |id: &str| h.system.shard_of(id).unwrap_or_else(|| panic!("{id} runs on a shard"));
     let (left_shard, right_shard) = (shard("printer-a"), shard("printer-c"));
-    assert_ne!(left_shard, right_shard, "the two groups get a shard each");
+    assert_eq!((left_shard, right_shard), (0, 1), "the two groups get a shard each, in turn");
     for id in ["spinner-s", "echo-s", "printer-b"] {
         assert_eq!(shard(id), left_shard, "{id} is in group left");
     }
@@ -301,11 +302,18 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     let line = log.wait_for_line(&["component=printer-c", "restarted right"]).await;
     assert!(line.contains(&format!("wasm-shard-{right_shard}")), "restarted on its shard: {line}");
 
-    assert!(shard_threads().len() >= 2, "the shards run: {:?}", shard_threads());
+    let running = shard_threads();
+    assert!(running.iter().filter(|name| name.starts_with("wasm-shard-")).count() >= 2, "the shards run: {running:?}");
+    assert_eq!(
+        running.iter().filter(|name| *name == "wasm-epoch-sib").count(),
+        1,
+        "the second shard's engine ticks: {running:?}"
+    );
     h.settle().await;
     let stats = h.finish().await;
     assert_eq!(stats.dead_lettered, 2, "the spinner's message and the panicking request: {stats:?}");
-    // Every actor has stopped, so each shard's thread ends.
+    // Every actor has stopped, so each shard's thread ends, and so does
+    // the ticker of the second shard's engine.
     let deadline = std::time::Instant::now() + wasm_tests::BOUND;
     while !shard_threads().is_empty() {
         assert!(std::time::Instant::now() < deadline, "shard threads left: {:?}", shard_threads());

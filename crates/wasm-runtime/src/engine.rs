@@ -36,11 +36,11 @@ use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasm_core::{
     ComponentError, ComponentId, CorrelationId, Limits, MessageRouter, RequestError, SocketGrant, TraceContext,
@@ -165,6 +165,18 @@ pub struct WasmEngine {
     ticker: EpochTicker,
     /// What it was built with, for [`WasmEngine::sibling`].
     config: EngineConfig,
+    /// Copies of other engines' components ([`WasmEngine::adopt`]).
+    adopted: Mutex<Vec<Adopted>>,
+}
+
+/// A copy [`WasmEngine::adopt`] made, kept for as long as the component it
+/// copies lives elsewhere (so that every actor of it shares one copy).
+struct Adopted {
+    /// The original's identity ([`CompiledComponent::same_code`]); weak, so
+    /// the entry does not keep the original alive. Dead entries are dropped
+    /// when the next copy is made.
+    original: Weak<component_lifecycle::GuestIndices>,
+    copy: CompiledComponent,
 }
 
 impl WasmEngine {
@@ -175,6 +187,12 @@ impl WasmEngine {
     /// host functions cannot be linked, or the ticker thread cannot start
     /// (without it no guest would ever yield or time out).
     pub fn new(config: EngineConfig) -> Result<Self, RuntimeError> {
+        Self::with_ticker(config, "wasm-epoch")
+    }
+
+    /// [`WasmEngine::new`], its ticker thread named `ticker` (at most 15
+    /// bytes: Linux cuts thread names there).
+    fn with_ticker(config: EngineConfig, ticker: &str) -> Result<Self, RuntimeError> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let mut wasm_config = Config::new();
         wasm_config
@@ -199,8 +217,16 @@ impl WasmEngine {
         add_host_services_to_linker(&mut linker).map_err(engine_error)?;
         add_inbox_to_linker(&mut linker).map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
-        let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms)?;
-        Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker, config })
+        let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms, ticker)?;
+        Ok(Self {
+            engine,
+            linker,
+            epoch_tick_ms,
+            guest_log: config.guest_log,
+            ticker,
+            config,
+            adopted: Mutex::default(),
+        })
     }
 
     /// A new engine with this one's settings: its own wasmtime `Engine`,
@@ -213,12 +239,12 @@ impl WasmEngine {
     /// raw calls on two threads with one engine and with two.
     ///
     /// Compiled code is per engine: give it components with
-    /// [`WasmEngine::adopt`].
+    /// [`WasmEngine::adopt`]. Its ticker thread is named `wasm-epoch-sib`.
     ///
     /// # Errors
     /// As [`WasmEngine::new`].
     pub fn sibling(&self) -> Result<Self, RuntimeError> {
-        Self::new(self.config.clone())
+        Self::with_ticker(self.config.clone(), "wasm-epoch-sib")
     }
 
     /// Whether `compiled` was compiled by (or adopted into) this engine, so
@@ -235,24 +261,48 @@ impl WasmEngine {
     /// the world as [`WasmEngine::load`] does. A component this engine owns
     /// comes back as it is (a clone: the code is shared).
     ///
-    /// Copying costs the component's compiled size in memory and a copy of
-    /// it (about a millisecond per megabyte); adopt once per engine and
-    /// clone the result.
+    /// The copy is kept while the original lives, and adopting the same
+    /// component (or a clone of it) again returns it, so its actors share
+    /// one copy. Copying costs the component's compiled size in memory and
+    /// a copy of it: blocking work, milliseconds for a large component (run
+    /// it off the async workers; [`WasmEngine::adopted`] answers without
+    /// copying). Two threads adopting one component at once may both copy;
+    /// one copy is kept.
     ///
     /// # Errors
     /// [`RuntimeError::Compile`] when the engines' settings differ (wasmtime
     /// checks that compiled code fits the engine that loads it), or memory
-    /// for the copy runs out.
+    /// for the copy runs out; [`RuntimeError::World`] as
+    /// [`WasmEngine::load`] (only if the engines link different host
+    /// functions, which siblings never do).
     pub fn adopt(&self, compiled: &CompiledComponent) -> Result<CompiledComponent, RuntimeError> {
-        if self.owns(compiled) {
-            return Ok(compiled.clone());
+        if let Some(copy) = self.adopted(compiled) {
+            return Ok(copy);
         }
         let copy_error = |e: wasmtime::Error| RuntimeError::Compile {
             origin: compiled.origin.clone(),
             reason: format!("copying its compiled code to another engine: {e:#}"),
         };
         let component = crate::transfer::copy_component(compiled.pre.component(), &self.engine).map_err(copy_error)?;
-        self.prepare(&compiled.origin, &component)
+        let copy = self.prepare(&compiled.origin, &component)?;
+        let mut adopted = self.adopted.lock().unwrap_or_else(PoisonError::into_inner);
+        adopted.retain(|entry| entry.original.strong_count() > 0);
+        if let Some(kept) = find_adopted(&adopted, compiled) {
+            return Ok(kept);
+        }
+        adopted.push(Adopted { original: Arc::downgrade(&compiled.lifecycle), copy: copy.clone() });
+        Ok(copy)
+    }
+
+    /// What [`WasmEngine::adopt`] would return without copying: `compiled`
+    /// itself if this engine owns it, the copy it made before, or `None`
+    /// (then `adopt` copies).
+    #[must_use]
+    pub fn adopted(&self, compiled: &CompiledComponent) -> Option<CompiledComponent> {
+        if self.owns(compiled) {
+            return Some(compiled.clone());
+        }
+        find_adopted(&self.adopted.lock().unwrap_or_else(PoisonError::into_inner), compiled)
     }
 
     /// Compiles and type-checks a component against the world: every import
@@ -341,8 +391,10 @@ impl WasmEngine {
     /// `wasi`, whose host calls go to `router` on behalf of `id`.
     ///
     /// # Errors
-    /// [`RuntimeError::Instantiate`] when a granted directory cannot be
-    /// opened, or instantiation traps, exceeds the limits or its time budget.
+    /// [`RuntimeError::Instantiate`] when `compiled` belongs to another
+    /// engine (compiled code is per engine: [`WasmEngine::adopt`] it first),
+    /// a granted directory cannot be opened, or instantiation traps, exceeds
+    /// the limits or its time budget.
     ///
     /// # Panics
     /// Outside a tokio runtime with its time driver, when instantiation runs
@@ -358,6 +410,15 @@ impl WasmEngine {
         wasi: &WasiSection,
         router: Arc<dyn MessageRouter>,
     ) -> Result<ComponentInstance, RuntimeError> {
+        if !self.owns(compiled) {
+            return Err(RuntimeError::Instantiate {
+                id: id.to_string(),
+                reason: format!(
+                    "{} was compiled by another engine: adopt it first (WasmEngine::adopt)",
+                    compiled.origin
+                ),
+            });
+        }
         let instantiate_error =
             |e: wasmtime::Error| RuntimeError::Instantiate { id: id.to_string(), reason: format!("{e:#}") };
         let log = GuestLog::new(id.as_str(), self.guest_log);
@@ -552,6 +613,16 @@ impl fmt::Debug for CompiledComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledComponent").field("origin", &self.origin).finish()
     }
+}
+
+/// The copy of `original` among `adopted`, if any. An entry matches only
+/// while its original lives (upgraded, so a freed original's address,
+/// reused by a new component, is never mistaken for it).
+fn find_adopted(adopted: &[Adopted], original: &CompiledComponent) -> Option<CompiledComponent> {
+    adopted
+        .iter()
+        .find(|entry| entry.original.upgrade().is_some_and(|kept| Arc::ptr_eq(&kept, &original.lifecycle)))
+        .map(|entry| entry.copy.clone())
 }
 
 /// A live instance with its own [`Store`], kept for the instance's life.
@@ -768,22 +839,34 @@ struct EpochTicker {
 type Spawn = fn(std::thread::Builder, Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>>;
 
 impl EpochTicker {
-    fn start(engine: Engine, tick_ms: u64) -> Result<Self, RuntimeError> {
-        Self::start_with(engine, tick_ms, |builder, body| builder.spawn(body))
+    fn start(engine: Engine, tick_ms: u64, name: &str) -> Result<Self, RuntimeError> {
+        Self::start_with(engine, tick_ms, name, |builder, body| builder.spawn(body))
     }
 
     /// Starts the ticker with `spawn`; a thread that cannot start is an
     /// error, never a ticker that silently does not tick.
-    fn start_with(engine: Engine, tick_ms: u64, spawn: Spawn) -> Result<Self, RuntimeError> {
+    /// The thread parks between ticks, so a drop wakes it at once (`unpark`)
+    /// instead of waiting out a tick; an early wake-up just parks again
+    /// until the tick is due.
+    fn start_with(engine: Engine, tick_ms: u64, name: &str, spawn: Spawn) -> Result<Self, RuntimeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let tick = Duration::from_millis(tick_ms);
         let body = Box::new(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(tick_ms));
+            let mut due = Instant::now() + tick;
+            while !flag.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now < due {
+                    std::thread::park_timeout(due - now);
+                    continue;
+                }
                 engine.increment_epoch();
+                // One tick from now, as the sleep this replaces: after a
+                // stall (a suspended VM) no burst of the ticks missed.
+                due = now + tick;
             }
         });
-        let thread = spawn(std::thread::Builder::new().name("wasm-epoch".into()), body)
+        let thread = spawn(std::thread::Builder::new().name(name.into()), body)
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker thread: {e}")))?;
         Ok(Self { stop, thread: Some(thread) })
     }
@@ -791,8 +874,9 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -839,7 +923,8 @@ mod tests {
     #[test]
     fn an_epoch_ticker_that_cannot_start_is_an_error() {
         let failing: Spawn = |_, _| Err(std::io::Error::other("no threads left"));
-        let error = EpochTicker::start_with(Engine::default(), 1, failing).expect_err("no ticker without its thread");
+        let error = EpochTicker::start_with(Engine::default(), 1, "wasm-epoch", failing)
+            .expect_err("no ticker without its thread");
         assert!(error.to_string().contains("epoch ticker thread: no threads left"), "{error}");
     }
 }

@@ -244,6 +244,11 @@ async fn adopted_code_runs_on_a_sibling_engine_without_compiling_again() {
     assert!(sibling.owns(&copy) && !fixture.engine.owns(&copy));
     assert!(!copy.same_code(&fixture.compiled), "a copy, not the original");
     assert_eq!(copy.origin(), fixture.compiled.origin());
+    // One copy per original: adopting it (or a clone of it) again finds it.
+    assert!(sibling.adopted(&fixture.compiled).expect("copied before").same_code(&copy));
+    assert!(sibling.adopt(&fixture.compiled.clone()).expect("found").same_code(&copy));
+    let again = Fixture::load("echo");
+    assert!(sibling.adopted(&again.compiled).is_none(), "another compilation is another component");
     // Adopting what an engine already owns hands the same code back.
     assert!(sibling.adopt(&copy).expect("owned").same_code(&copy));
     assert!(fixture.engine.adopt(&fixture.compiled).expect("owned").same_code(&fixture.compiled));
@@ -253,6 +258,18 @@ async fn adopted_code_runs_on_a_sibling_engine_without_compiling_again() {
         .await
         .expect("the copy instantiates on its engine");
     assert_echoed(from_host(&mut instance, b"\x55copied").await, b"\x55copied");
+    // The original, on the engine that did not compile it: a typed error.
+    let id = ComponentId::parse("echo").expect("id");
+    match sibling
+        .instantiate(&fixture.compiled, id, &Limits::default(), &WasiSection::default(), RecordingRouter::accepting())
+        .await
+    {
+        Err(RuntimeError::Instantiate { reason, .. }) => {
+            assert!(reason.contains("compiled by another engine: adopt it first"), "{reason}");
+        }
+        Err(other) => panic!("expected an instantiate error, got {other:?}"),
+        Ok(_) => panic!("expected an instantiate error, got an instance"),
+    }
     // A component with batches keeps them.
     let batching = Fixture::load("batching");
     assert!(sibling.adopt(&batching.compiled).expect("copied").accepts_batches());

@@ -33,12 +33,18 @@
 //! calling at once on one engine passed that cache line between their
 //! cores on every call. The `guest_to_guest` bench's baseline alternates
 //! raw calls on two threads on one engine and on an engine each: one engine
-//! took 1.07 to 1.10x the time (medians of three runs), and two threads
-//! scaled 1.60 to 1.78x over one on one engine against 1.88 to 1.96x on an
-//! engine each. A component is compiled once, by the system's
-//! engine, and each other shard's engine adopts a copy of its code the
-//! first time one of its actors is placed there ([`WasmEngine::adopt`]):
-//! the price is that much memory per shard for each component used on it.
+//! took 1.01 to 1.10x the time (medians of five runs), and two threads
+//! scaled 1.60 to 1.94x over one on one engine against 1.88 to 1.96x on an
+//! engine each. A component is compiled once, by the system's engine, and
+//! each other shard's engine adopts a copy of its code (on the blocking
+//! pool) the first time one of its actors is placed there
+//! ([`WasmEngine::adopt`]; the engine keeps the copy while the original
+//! lives, so the component's other actors there share it): the price is
+//! that much memory per shard for each component running on it.
+//!
+//! A shard is chosen before the instance is made (it must be made on the
+//! shard's engine); a start that fails gives the placement back
+//! ([`Placed`]), so it takes no turn and claims no shard for its group.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,7 +54,7 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wasm_runtime::{CompiledComponent, RuntimeError, WasmEngine};
+use wasm_runtime::WasmEngine;
 
 use crate::error::SystemError;
 
@@ -65,17 +71,26 @@ struct Shard {
     alive: mpsc::Sender<()>,
     /// The engine its actors' instances live on.
     engine: Arc<WasmEngine>,
-    /// The engine's copies of the components placed here: (the system's
-    /// component, the copy). The first keeps the key alive, so a component
-    /// dropped elsewhere cannot be mistaken for a new one at its address.
-    adopted: Mutex<Vec<(CompiledComponent, CompiledComponent)>>,
 }
 
 /// Which shard each group got, and whose turn is next.
 #[derive(Default)]
 struct Placement {
-    groups: HashMap<String, usize>,
+    groups: HashMap<String, Group>,
     next: usize,
+}
+
+/// A group's shard, and whether a component of it has started there.
+struct Group {
+    shard: usize,
+    /// A component of the group started: the group keeps the shard.
+    started: bool,
+    /// Placements of the group not yet kept or undone (while none has
+    /// started).
+    pending: u32,
+    /// Whether placing the group took a turn (to give back if it is undone
+    /// before any of its components started).
+    took_turn: bool,
 }
 
 /// The most shards a system runs on: far more than the cores of any
@@ -111,33 +126,14 @@ impl Shards {
         Ok(Self { shards, placement: Mutex::default() })
     }
 
-    /// Shard `shard`'s engine, and its copy of `compiled` (a component of
-    /// the system's engine), adopted the first time it is asked for.
-    ///
-    /// # Errors
-    /// As [`WasmEngine::adopt`].
+    /// The engine shard `shard` calls its guests on (the system's for the
+    /// first shard). Components compiled by another engine must be adopted
+    /// first ([`WasmEngine::adopt`]).
     ///
     /// # Panics
     /// When `shard` is not a shard's index.
-    pub(crate) fn engine_for(
-        &self,
-        shard: usize,
-        compiled: &CompiledComponent,
-    ) -> Result<(Arc<WasmEngine>, CompiledComponent), RuntimeError> {
-        let shard = &self.shards[shard];
-        if shard.engine.owns(compiled) {
-            return Ok((Arc::clone(&shard.engine), compiled.clone()));
-        }
-        // Held while copying, so one copy is made even when several actors
-        // of a component start at once; copying takes milliseconds, and
-        // only the first start of a component on a shard does it.
-        let mut adopted = shard.adopted.lock();
-        if let Some((_, copy)) = adopted.iter().find(|(original, _)| original.same_code(compiled)) {
-            return Ok((Arc::clone(&shard.engine), copy.clone()));
-        }
-        let copy = shard.engine.adopt(compiled)?;
-        adopted.push((compiled.clone(), copy.clone()));
-        Ok((Arc::clone(&shard.engine), copy))
+    pub(crate) fn engine(&self, shard: usize) -> &Arc<WasmEngine> {
+        &self.shards[shard].engine
     }
 
     /// How many shards there are.
@@ -146,18 +142,28 @@ impl Shards {
     }
 
     /// The shard for a component of placement `group`: the group's shard,
-    /// or the next in turn (then the group's from now on).
-    pub(crate) fn place(&self, group: Option<&str>) -> usize {
+    /// or the next in turn (then the group's from now on). Undone when the
+    /// [`Placed`] is dropped without [`Placed::keep`]: a component that
+    /// fails to start (or whose start is cancelled) takes no turn and claims
+    /// no shard for its group, as if it had not been placed (its turn is
+    /// given back only if no other component took one since).
+    pub(crate) fn place(&self, group: Option<&str>) -> Placed<'_> {
         let mut placement = self.placement.lock();
-        if let Some(&shard) = group.and_then(|group| placement.groups.get(group)) {
-            return shard;
+        if let Some(group) = group
+            && let Some(known) = placement.groups.get_mut(group)
+        {
+            let pending = !known.started;
+            if pending {
+                known.pending += 1;
+            }
+            return Placed { shards: self, shard: known.shard, group: pending.then(|| group.to_owned()), turn: false };
         }
         let shard = placement.next;
         placement.next = (shard + 1) % self.shards.len();
         if let Some(group) = group {
-            placement.groups.insert(group.to_owned(), shard);
+            placement.groups.insert(group.to_owned(), Group { shard, started: false, pending: 1, took_turn: true });
         }
-        shard
+        Placed { shards: self, shard, group: group.map(str::to_owned), turn: group.is_none() }
     }
 
     /// Spawns `task` on shard `shard` (from [`Shards::place`]).
@@ -199,6 +205,126 @@ impl Shard {
         })?;
         let handle =
             handle.recv().map_err(|_| std::io::Error::other("the shard thread ended before its runtime ran"))??;
-        Ok(Self { handle, alive, engine, adopted: Mutex::default() })
+        Ok(Self { handle, alive, engine })
+    }
+}
+
+/// A shard chosen by [`Shards::place`], undone when dropped unless kept.
+pub(crate) struct Placed<'a> {
+    shards: &'a Shards,
+    shard: usize,
+    /// The group whose placement is pending on this one.
+    group: Option<String>,
+    /// Whether this placement (of no group) took a turn.
+    turn: bool,
+}
+
+impl Placed<'_> {
+    /// The chosen shard.
+    pub(crate) fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// The component started: the placement stands (and its group keeps
+    /// the shard). Returns the shard.
+    pub(crate) fn keep(mut self) -> usize {
+        if let Some(group) = self.group.take() {
+            let mut placement = self.shards.placement.lock();
+            if let Some(known) = placement.groups.get_mut(&group) {
+                known.started = true;
+            }
+        }
+        self.turn = false;
+        self.shard
+    }
+}
+
+impl Drop for Placed<'_> {
+    fn drop(&mut self) {
+        if !self.turn && self.group.is_none() {
+            return;
+        }
+        let mut placement = self.shards.placement.lock();
+        let mut give_back = self.turn;
+        if let Some(group) = self.group.take()
+            && let Some(known) = placement.groups.get_mut(&group)
+            && !known.started
+        {
+            known.pending -= 1;
+            if known.pending == 0 {
+                give_back = known.took_turn;
+                placement.groups.remove(&group);
+            }
+        }
+        // Only if no placement took a turn since (else the turn it took
+        // would be handed out twice).
+        if give_back && placement.next == (self.shard + 1) % self.shards.shards.len() {
+            placement.next = self.shard;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_runtime::EngineConfig;
+
+    fn start(count: usize) -> (Arc<WasmEngine>, Shards) {
+        let engine = Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine"));
+        let shards = Shards::start(count, &engine).expect("shards start");
+        (engine, shards)
+    }
+
+    #[test]
+    fn each_shard_after_the_first_calls_guests_on_an_engine_of_its_own() {
+        let (engine, shards) = start(3);
+        assert!(Arc::ptr_eq(shards.engine(0), &engine), "the first shard runs on the system's engine");
+        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+            assert!(!Arc::ptr_eq(shards.engine(a), shards.engine(b)), "shards {a} and {b} share an engine");
+        }
+        // (Needs `.wat` support to build a component here.)
+        #[cfg(feature = "wat")]
+        {
+            let echo = engine
+                .load(
+                    "echo",
+                    &wasm_runtime::componentize_wat("echo.wat", include_str!("../../../tests/fixtures/echo.wat"))
+                        .expect("componentizes"),
+                )
+                .expect("loads");
+            assert!(shards.engine(0).owns(&echo));
+            assert!(!shards.engine(1).owns(&echo), "code is per engine: the other shards adopt it");
+        }
+    }
+
+    #[test]
+    fn a_placement_not_kept_takes_no_turn_and_claims_no_shard_for_its_group() {
+        let (_engine, shards) = start(3);
+        // A failed start gives its turn back.
+        let failed = shards.place(None);
+        assert_eq!(failed.shard(), 0);
+        drop(failed);
+        assert_eq!(shards.place(None).keep(), 0, "the turn was given back");
+        // A group whose only placement fails claims nothing.
+        let failed = shards.place(Some("g"));
+        assert_eq!(failed.shard(), 1);
+        drop(failed);
+        assert_eq!(shards.place(Some("h")).keep(), 1, "g's turn went to h");
+        assert_eq!(shards.place(Some("g")).keep(), 2, "g gets the next turn, as a new group");
+        assert_eq!(shards.place(Some("g")).keep(), 2, "and keeps it");
+        // Two placements of a new group at once: one fails, the other
+        // starts, and the group keeps its shard.
+        let first = shards.place(Some("k"));
+        let second = shards.place(Some("k"));
+        assert_eq!((first.shard(), second.shard()), (0, 0));
+        drop(first);
+        assert_eq!(second.keep(), 0);
+        assert_eq!(shards.place(Some("k")).keep(), 0, "k kept its shard");
+        // A turn taken by a later placement is not given back twice.
+        let late = shards.place(None);
+        assert_eq!(late.shard(), 1);
+        assert_eq!(shards.place(None).keep(), 2);
+        drop(late);
+        assert_eq!(shards.place(None).keep(), 0, "the turn after 2, not 1 again");
     }
 }

@@ -18,13 +18,13 @@ use wasm_core::{
     RemoteInbound, RemoteNodeStats, RemoteTransport, RequestError, SendError, timeout_ms,
 };
 use wasm_messaging::{ActorRef, AuditEvent, AuditSink, DeadLetter, NoAudit, Outcome, Router, RouterStats, Target};
-use wasm_runtime::{CompiledComponent, EngineConfig, WasmEngine};
+use wasm_runtime::{CompiledComponent, EngineConfig, RuntimeError, WasmEngine};
 
 use crate::actor::{Actor, Shared};
 use crate::error::SystemError;
 use crate::events::{EventHub, SystemEvent};
 use crate::manifest::{LoadedComponent, check_values};
-use crate::shards::Shards;
+use crate::shards::{Placed, Shards};
 use crate::stop::{StopSender, stop_signal};
 use crate::supervisor::RestartIntensity;
 
@@ -39,7 +39,8 @@ pub enum ComponentSource {
     /// Component binary bytes already in memory.
     Bytes(Vec<u8>),
     /// Already compiled with the system's engine (compiled code is shared,
-    /// not copied).
+    /// not copied; on shards, each shard after the first copies it once:
+    /// see [`SystemBuilder::shards`]).
     Compiled(CompiledComponent),
 }
 
@@ -81,13 +82,20 @@ impl SystemBuilder {
     }
 
     /// Adds a component compiled beforehand with the engine passed to
-    /// [`SystemBuilder::engine`] (compiled code is shared, not copied).
+    /// [`SystemBuilder::engine`] (compiled code is shared, not copied; on
+    /// shards, each shard after the first copies it once, see
+    /// [`SystemBuilder::shards`]). Without shards, a component compiled by
+    /// another engine fails to start ([`SystemError::Runtime`]); on shards it
+    /// is copied into each shard's engine like the system's own, if that
+    /// engine has the same settings.
     pub fn compiled(mut self, manifest: ComponentManifest, component: CompiledComponent) -> Self {
         self.components.push((manifest, Source::Compiled(component), None));
         self
     }
 
-    /// Shares an engine (and its compiled code cache) with other systems.
+    /// Shares an engine (and its compiled code cache) with other systems. On
+    /// shards, only the first shard runs on it; each system makes its own
+    /// engines for the others ([`SystemBuilder::shards`]).
     pub fn engine(mut self, engine: Arc<WasmEngine>) -> Self {
         self.engine = Some(engine);
         self
@@ -144,12 +152,15 @@ impl SystemBuilder {
     ///
     /// The first shard calls guests on the system's engine, each other on
     /// an engine of its own with the same settings
-    /// ([`WasmEngine::sibling`], one more `wasm-epoch` ticker thread each),
-    /// so that shards calling guests at once do not contend on engine-wide
-    /// state. Components are compiled once; such a shard copies a
-    /// component's compiled code ([`WasmEngine::adopt`]) the first time one
-    /// of its actors is placed there, which costs the component's compiled
-    /// size in memory on that shard.
+    /// ([`WasmEngine::sibling`], one more ticker thread each,
+    /// `wasm-epoch-sib`), so that no two shards call guests on one engine
+    /// and contend on its engine-wide state. Components are compiled once;
+    /// such a shard copies a component's compiled code
+    /// ([`WasmEngine::adopt`], on the blocking pool) the first time one of
+    /// its actors is placed there, which costs the component's compiled size
+    /// in memory on that shard while the component runs there. A component
+    /// that fails to start takes no shard's turn and claims no shard for its
+    /// group.
     pub fn shards(mut self, count: usize) -> Self {
         self.shards = count;
         self
@@ -350,14 +361,15 @@ impl System {
         // actor starts, so the id is free again.
         let registration = Registration { router, id: Some(id.clone()) };
         // On shards, the shard's engine and its copy of the code (see
-        // `shards.rs`); placed before it starts, so a start that fails still
-        // takes its turn (the next component goes to the next shard).
-        let (shard, engine, compiled) = match &self.shards {
+        // `shards.rs`); the placement is undone if the start fails.
+        let (placed, engine, compiled) = match &self.shards {
             Some(shards) => {
-                let shard = shards.place(manifest.placement.group.as_deref());
-                let (engine, compiled) =
-                    shards.engine_for(shard, &compiled).map_err(|source| SystemError::runtime(&id, file, source))?;
-                (Some(shard), engine, compiled)
+                let placed = shards.place(manifest.placement.group.as_deref());
+                let engine = Arc::clone(shards.engine(placed.shard()));
+                let compiled =
+                    adopt(&engine, compiled).await.map_err(|source| SystemError::runtime(&id, file, source))?;
+                debug_assert!(engine.owns(&compiled), "an actor's code belongs to its engine");
+                (Some(placed), engine, compiled)
             }
             None => (None, Arc::clone(&self.shared.engine), compiled),
         };
@@ -395,6 +407,7 @@ impl System {
             handler_duration: histogram(crate::metrics::HANDLER_DURATION),
             request_duration: histogram(crate::metrics::REQUEST_DURATION),
         };
+        let shard = placed.map(Placed::keep);
         let task = match (&self.shards, shard) {
             (Some(shards), Some(shard)) => shards.spawn(shard, actor.run(inbox)),
             _ => tokio::spawn(actor.run(inbox)),
@@ -1008,5 +1021,20 @@ impl Future for HostRequest {
         let outcome = ready!(Pin::new(&mut self.reply).poll(cx));
         self.settled = true;
         Poll::Ready(outcome.unwrap_or_else(|_| Err(RequestError::DeliveryFailed("the system shut down".into()))))
+    }
+}
+
+/// `engine`'s copy of `compiled` (see `shards.rs`): at once when it owns
+/// the component or copied it before; otherwise the copy is made on the
+/// blocking pool (it takes milliseconds for a large component), like
+/// compiling.
+async fn adopt(engine: &Arc<WasmEngine>, compiled: CompiledComponent) -> Result<CompiledComponent, RuntimeError> {
+    if let Some(copy) = engine.adopted(&compiled) {
+        return Ok(copy);
+    }
+    let engine = Arc::clone(engine);
+    match tokio::task::spawn_blocking(move || engine.adopt(&compiled)).await {
+        Ok(copy) => copy,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
     }
 }
