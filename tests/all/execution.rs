@@ -307,7 +307,7 @@ async fn execution_on_shards_a_group_runs_on_one_shard_thread_spinners_take_turn
     assert_eq!(
         running.iter().filter(|name| *name == "wasm-epoch-sib").count(),
         1,
-        "the second shard's engine ticks: {running:?}"
+        "the second shard's engine has its ticker thread: {running:?}"
     );
     h.settle().await;
     let stats = h.finish().await;

@@ -37,7 +37,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -165,18 +165,6 @@ pub struct WasmEngine {
     ticker: EpochTicker,
     /// What it was built with, for [`WasmEngine::sibling`].
     config: EngineConfig,
-    /// Copies of other engines' components ([`WasmEngine::adopt`]).
-    adopted: Mutex<Vec<Adopted>>,
-}
-
-/// A copy [`WasmEngine::adopt`] made, kept for as long as the component it
-/// copies lives elsewhere (so that every actor of it shares one copy).
-struct Adopted {
-    /// The original's identity ([`CompiledComponent::same_code`]); weak, so
-    /// the entry does not keep the original alive. Dead entries are dropped
-    /// when the next copy is made.
-    original: Weak<component_lifecycle::GuestIndices>,
-    copy: CompiledComponent,
 }
 
 impl WasmEngine {
@@ -218,15 +206,7 @@ impl WasmEngine {
         add_inbox_to_linker(&mut linker).map_err(engine_error)?;
         let epoch_tick_ms = config.epoch_tick_ms.max(1);
         let ticker = EpochTicker::start(engine.clone(), epoch_tick_ms, ticker)?;
-        Ok(Self {
-            engine,
-            linker,
-            epoch_tick_ms,
-            guest_log: config.guest_log,
-            ticker,
-            config,
-            adopted: Mutex::default(),
-        })
+        Ok(Self { engine, linker, epoch_tick_ms, guest_log: config.guest_log, ticker, config })
     }
 
     /// A new engine with this one's settings: its own wasmtime `Engine`,
@@ -261,13 +241,14 @@ impl WasmEngine {
     /// the world as [`WasmEngine::load`] does. A component this engine owns
     /// comes back as it is (a clone: the code is shared).
     ///
-    /// The copy is kept while the original lives, and adopting the same
-    /// component (or a clone of it) again returns it, so its actors share
-    /// one copy. Copying costs the component's compiled size in memory and
-    /// a copy of it: blocking work, milliseconds for a large component (run
-    /// it off the async workers; [`WasmEngine::adopted`] answers without
-    /// copying). Two threads adopting one component at once may both copy;
-    /// one copy is kept.
+    /// The original keeps its copies (one per engine), so adopting it or a
+    /// clone of it again returns the same copy, and its actors on this
+    /// engine share one; the copies go with the original (each lives on
+    /// while something else, an instance's actor, holds it). Copying costs
+    /// the component's compiled size in memory and a copy of it: blocking
+    /// work, milliseconds for a large component (run it off the async
+    /// workers; [`WasmEngine::adopted`] answers without copying). Two threads
+    /// adopting one component at once may both copy; one copy is kept.
     ///
     /// # Errors
     /// [`RuntimeError::Compile`] when the engines' settings differ (wasmtime
@@ -285,12 +266,11 @@ impl WasmEngine {
         };
         let component = crate::transfer::copy_component(compiled.pre.component(), &self.engine).map_err(copy_error)?;
         let copy = self.prepare(&compiled.origin, &component)?;
-        let mut adopted = self.adopted.lock().unwrap_or_else(PoisonError::into_inner);
-        adopted.retain(|entry| entry.original.strong_count() > 0);
-        if let Some(kept) = find_adopted(&adopted, compiled) {
-            return Ok(kept);
+        let mut copies = compiled.copies.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = copies.iter().find(|kept| self.owns(kept)) {
+            return Ok(kept.clone());
         }
-        adopted.push(Adopted { original: Arc::downgrade(&compiled.lifecycle), copy: copy.clone() });
+        copies.push(copy.clone());
         Ok(copy)
     }
 
@@ -302,7 +282,8 @@ impl WasmEngine {
         if self.owns(compiled) {
             return Some(compiled.clone());
         }
-        find_adopted(&self.adopted.lock().unwrap_or_else(PoisonError::into_inner), compiled)
+        let copies = compiled.copies.lock().unwrap_or_else(PoisonError::into_inner);
+        copies.iter().find(|copy| self.owns(copy)).cloned()
     }
 
     /// Compiles and type-checks a component against the world: every import
@@ -339,6 +320,7 @@ impl WasmEngine {
         };
         Ok(CompiledComponent {
             pre,
+            copies: Arc::default(),
             lifecycle: Arc::new(lifecycle),
             batch: batch.map(Arc::new),
             origin: origin.to_owned(),
@@ -578,6 +560,9 @@ impl fmt::Debug for WasmEngine {
 #[derive(Clone)]
 pub struct CompiledComponent {
     pre: InstancePre<HostState>,
+    /// Its copies on other engines ([`WasmEngine::adopt`]), shared by its
+    /// clones; a copy has its own (empty) list.
+    copies: Arc<Mutex<Vec<CompiledComponent>>>,
     lifecycle: Arc<component_lifecycle::GuestIndices>,
     /// `Some` when the component exports `batch-lifecycle`.
     batch: Option<Arc<batch_lifecycle::GuestIndices>>,
@@ -613,16 +598,6 @@ impl fmt::Debug for CompiledComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledComponent").field("origin", &self.origin).finish()
     }
-}
-
-/// The copy of `original` among `adopted`, if any. An entry matches only
-/// while its original lives (upgraded, so a freed original's address,
-/// reused by a new component, is never mistaken for it).
-fn find_adopted(adopted: &[Adopted], original: &CompiledComponent) -> Option<CompiledComponent> {
-    adopted
-        .iter()
-        .find(|entry| entry.original.upgrade().is_some_and(|kept| Arc::ptr_eq(&kept, &original.lifecycle)))
-        .map(|entry| entry.copy.clone())
 }
 
 /// A live instance with its own [`Store`], kept for the instance's life.
@@ -853,17 +828,22 @@ impl EpochTicker {
         let flag = Arc::clone(&stop);
         let tick = Duration::from_millis(tick_ms);
         let body = Box::new(move || {
-            let mut due = Instant::now() + tick;
+            // `None`: a tick too long to reach (a huge `epoch_tick_ms`):
+            // wait for the stop.
+            let mut due = Instant::now().checked_add(tick);
             while !flag.load(Ordering::Acquire) {
                 let now = Instant::now();
-                if now < due {
-                    std::thread::park_timeout(due - now);
-                    continue;
+                match due {
+                    None => std::thread::park(),
+                    Some(at) if now < at => std::thread::park_timeout(at - now),
+                    Some(_) => {
+                        engine.increment_epoch();
+                        // One tick from now, as the sleep this replaces:
+                        // after a stall (a suspended VM) no burst of the
+                        // ticks missed.
+                        due = now.checked_add(tick);
+                    }
                 }
-                engine.increment_epoch();
-                // One tick from now, as the sleep this replaces: after a
-                // stall (a suspended VM) no burst of the ticks missed.
-                due = now + tick;
             }
         });
         let thread = spawn(std::thread::Builder::new().name(name.into()), body)

@@ -38,9 +38,9 @@
 //! engine each. A component is compiled once, by the system's engine, and
 //! each other shard's engine adopts a copy of its code (on the blocking
 //! pool) the first time one of its actors is placed there
-//! ([`WasmEngine::adopt`]; the engine keeps the copy while the original
-//! lives, so the component's other actors there share it): the price is
-//! that much memory per shard for each component running on it.
+//! ([`WasmEngine::adopt`]; the original keeps its copies, so the
+//! component's other actors there share one): the price is that much
+//! memory per shard for each component running on it.
 //!
 //! A shard is chosen before the instance is made (it must be made on the
 //! shard's engine); a start that fails gives the placement back
@@ -77,7 +77,10 @@ struct Shard {
 #[derive(Default)]
 struct Placement {
     groups: HashMap<String, Group>,
-    next: usize,
+    /// Turns taken so far; the next turn goes to shard `turns % shards`.
+    /// Counted, not wrapped, so a turn is given back only if it was the
+    /// last one taken.
+    turns: u64,
 }
 
 /// A group's shard, and whether a component of it has started there.
@@ -88,9 +91,9 @@ struct Group {
     /// Placements of the group not yet kept or undone (while none has
     /// started).
     pending: u32,
-    /// Whether placing the group took a turn (to give back if it is undone
-    /// before any of its components started).
-    took_turn: bool,
+    /// The turn placing the group took (given back if every placement of
+    /// it is undone before any of its components started).
+    turn: u64,
 }
 
 /// The most shards a system runs on: far more than the cores of any
@@ -156,14 +159,15 @@ impl Shards {
             if pending {
                 known.pending += 1;
             }
-            return Placed { shards: self, shard: known.shard, group: pending.then(|| group.to_owned()), turn: false };
+            return Placed { shards: self, shard: known.shard, group: pending.then(|| group.to_owned()), turn: None };
         }
-        let shard = placement.next;
-        placement.next = (shard + 1) % self.shards.len();
+        let turn = placement.turns;
+        placement.turns += 1;
+        let shard = shard_of_turn(turn, self.shards.len());
         if let Some(group) = group {
-            placement.groups.insert(group.to_owned(), Group { shard, started: false, pending: 1, took_turn: true });
+            placement.groups.insert(group.to_owned(), Group { shard, started: false, pending: 1, turn });
         }
-        Placed { shards: self, shard, group: group.map(str::to_owned), turn: group.is_none() }
+        Placed { shards: self, shard, group: group.map(str::to_owned), turn: group.is_none().then_some(turn) }
     }
 
     /// Spawns `task` on shard `shard` (from [`Shards::place`]).
@@ -209,14 +213,20 @@ impl Shard {
     }
 }
 
+/// The shard turn `turn` goes to.
+fn shard_of_turn(turn: u64, shards: usize) -> usize {
+    // The remainder is below `shards`, a `usize`.
+    usize::try_from(turn % shards as u64).unwrap_or(0)
+}
+
 /// A shard chosen by [`Shards::place`], undone when dropped unless kept.
 pub(crate) struct Placed<'a> {
     shards: &'a Shards,
     shard: usize,
     /// The group whose placement is pending on this one.
     group: Option<String>,
-    /// Whether this placement (of no group) took a turn.
-    turn: bool,
+    /// The turn this placement (of no group) took.
+    turn: Option<u64>,
 }
 
 impl Placed<'_> {
@@ -234,14 +244,14 @@ impl Placed<'_> {
                 known.started = true;
             }
         }
-        self.turn = false;
+        self.turn = None;
         self.shard
     }
 }
 
 impl Drop for Placed<'_> {
     fn drop(&mut self) {
-        if !self.turn && self.group.is_none() {
+        if self.turn.is_none() && self.group.is_none() {
             return;
         }
         let mut placement = self.shards.placement.lock();
@@ -252,14 +262,16 @@ impl Drop for Placed<'_> {
         {
             known.pending -= 1;
             if known.pending == 0 {
-                give_back = known.took_turn;
+                give_back = Some(known.turn);
                 placement.groups.remove(&group);
             }
         }
-        // Only if no placement took a turn since (else the turn it took
-        // would be handed out twice).
-        if give_back && placement.next == (self.shard + 1) % self.shards.shards.len() {
-            placement.next = self.shard;
+        // Only the last turn taken (else a later placement's shard would be
+        // handed out again).
+        if let Some(turn) = give_back
+            && placement.turns == turn + 1
+        {
+            placement.turns = turn;
         }
     }
 }
@@ -317,14 +329,19 @@ mod tests {
         let first = shards.place(Some("k"));
         let second = shards.place(Some("k"));
         assert_eq!((first.shard(), second.shard()), (0, 0));
+        assert_eq!(shards.place(None).keep(), 1, "a turn taken meanwhile");
         drop(first);
         assert_eq!(second.keep(), 0);
         assert_eq!(shards.place(Some("k")).keep(), 0, "k kept its shard");
-        // A turn taken by a later placement is not given back twice.
+        assert_eq!(shards.place(None).keep(), 2, "and its turn");
+        // A turn taken by a later placement is not given back twice, even a
+        // whole round of turns later (where the shard numbers repeat).
         let late = shards.place(None);
-        assert_eq!(late.shard(), 1);
-        assert_eq!(shards.place(None).keep(), 2);
+        assert_eq!(late.shard(), 0);
+        for shard in [1, 2, 0] {
+            assert_eq!(shards.place(None).keep(), shard);
+        }
         drop(late);
-        assert_eq!(shards.place(None).keep(), 0, "the turn after 2, not 1 again");
+        assert_eq!(shards.place(None).keep(), 1, "the turn after the last one taken");
     }
 }

@@ -158,7 +158,8 @@ impl SystemBuilder {
     /// such a shard copies a component's compiled code
     /// ([`WasmEngine::adopt`], on the blocking pool) the first time one of
     /// its actors is placed there, which costs the component's compiled size
-    /// in memory on that shard while the component runs there. A component
+    /// in memory on that shard while its actors run there (the copy goes with
+    /// the last of them and the original). A component
     /// that fails to start takes no shard's turn and claims no shard for its
     /// group.
     pub fn shards(mut self, count: usize) -> Self {
@@ -1033,8 +1034,11 @@ async fn adopt(engine: &Arc<WasmEngine>, compiled: CompiledComponent) -> Result<
         return Ok(copy);
     }
     let engine = Arc::clone(engine);
+    let origin = compiled.origin().to_owned();
     match tokio::task::spawn_blocking(move || engine.adopt(&compiled)).await {
         Ok(copy) => copy,
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // The runtime is shutting down and dropped the copy before it ran.
+        Err(join) => Err(RuntimeError::Compile { origin, reason: format!("copying its compiled code: {join}") }),
     }
 }
