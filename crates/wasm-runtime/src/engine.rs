@@ -267,11 +267,16 @@ impl WasmEngine {
         let component = crate::transfer::copy_component(compiled.pre.component(), &self.engine).map_err(copy_error)?;
         let copy = self.prepare(&compiled.origin, &component)?;
         let mut copies = compiled.copies.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(kept) = copies.iter().find(|kept| self.owns(kept)) {
-            return Ok(kept.clone());
+        if let Some(kept) = self.own_copy(&copies) {
+            return Ok(kept);
         }
         copies.push(copy.clone());
         Ok(copy)
+    }
+
+    /// The one of `copies` this engine owns, if any.
+    fn own_copy(&self, copies: &[CompiledComponent]) -> Option<CompiledComponent> {
+        copies.iter().find(|copy| self.owns(copy)).cloned()
     }
 
     /// What [`WasmEngine::adopt`] would return without copying: `compiled`
@@ -282,8 +287,7 @@ impl WasmEngine {
         if self.owns(compiled) {
             return Some(compiled.clone());
         }
-        let copies = compiled.copies.lock().unwrap_or_else(PoisonError::into_inner);
-        copies.iter().find(|copy| self.owns(copy)).cloned()
+        self.own_copy(&compiled.copies.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Compiles and type-checks a component against the world: every import

@@ -346,12 +346,8 @@ fn raw_call(rt: &Runtime, engine: &Arc<WasmEngine>, n: u64) -> f64 {
     let system = start(rt, engine, &[]);
     let mut instance = echo_instance(rt, engine, system.message_router());
     let elapsed = in_task(rt, async move {
-        let sender = ComponentId::host();
-        let payload = payload64();
         let started = Instant::now();
-        for _ in 0..n {
-            black_box(instance.handle_message(&sender, black_box(&payload), None).await.ok());
-        }
+        echo_calls(&mut instance, n).await;
         started.elapsed()
     });
     shutdown(rt, system);
@@ -438,21 +434,25 @@ fn raw_calls_at_once(instances: &mut [wasm_runtime::ComponentInstance], n: u64) 
                 scope.spawn(move || {
                     let executor =
                         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
-                    let sender = ComponentId::host();
-                    let payload = payload64();
                     ready.wait();
                     let started = Instant::now();
-                    executor.block_on(async {
-                        for _ in 0..n {
-                            black_box(instance.handle_message(&sender, black_box(&payload), None).await.ok());
-                        }
-                    });
+                    executor.block_on(echo_calls(instance, n));
                     started.elapsed()
                 })
             })
             .collect();
         threads.into_iter().map(|thread| thread.join().expect("calling thread")).max().unwrap_or_default()
     })
+}
+
+/// `n` raw async `handle-message` calls of an echo instance, from the host,
+/// each with the same 64-byte payload: the raw-call baseline's loop.
+async fn echo_calls(instance: &mut wasm_runtime::ComponentInstance, n: u64) {
+    let sender = ComponentId::host();
+    let payload = payload64();
+    for _ in 0..n {
+        black_box(instance.handle_message(&sender, black_box(&payload), None).await.ok());
+    }
 }
 
 /// A tokio mpsc ping-pong between two tasks: (ns per one-way hop, round

@@ -335,16 +335,14 @@ impl System {
         if let Source::Compiled(component) = source {
             return Ok(component);
         }
-        let compiled = tokio::task::spawn_blocking(move || match source {
+        let origin = name.clone();
+        let compiled = on_blocking_pool(&origin, move || match source {
             Source::File(path) => engine.load_file(&path),
             Source::Bytes(bytes) => engine.load(&name, &bytes),
             Source::Compiled(component) => Ok(component),
         })
         .await;
-        match compiled {
-            Ok(result) => result.map_err(|source| SystemError::runtime(id, file, source)),
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
+        compiled.map_err(|source| SystemError::runtime(id, file, source))
     }
 
     async fn spawn_actor(
@@ -369,7 +367,6 @@ impl System {
                 let engine = Arc::clone(shards.engine(placed.shard()));
                 let compiled =
                     adopt(&engine, compiled).await.map_err(|source| SystemError::runtime(&id, file, source))?;
-                debug_assert!(engine.owns(&compiled), "an actor's code belongs to its engine");
                 (Some(placed), engine, compiled)
             }
             None => (None, Arc::clone(&self.shared.engine), compiled),
@@ -1035,10 +1032,20 @@ async fn adopt(engine: &Arc<WasmEngine>, compiled: CompiledComponent) -> Result<
     }
     let engine = Arc::clone(engine);
     let origin = compiled.origin().to_owned();
-    match tokio::task::spawn_blocking(move || engine.adopt(&compiled)).await {
-        Ok(copy) => copy,
+    on_blocking_pool(&origin, move || engine.adopt(&compiled)).await
+}
+
+/// Runs `work` (compiling or copying the code of component `origin`) on
+/// the blocking pool, so the async workers never stall on it. A panic in
+/// `work` is resumed here; work dropped before it ran (the runtime shutting
+/// down) is a [`RuntimeError::Compile`].
+async fn on_blocking_pool<T: Send + 'static>(
+    origin: &str,
+    work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        // The runtime is shutting down and dropped the copy before it ran.
-        Err(join) => Err(RuntimeError::Compile { origin, reason: format!("copying its compiled code: {join}") }),
+        Err(join) => Err(RuntimeError::Compile { origin: origin.to_owned(), reason: format!("not run: {join}") }),
     }
 }
