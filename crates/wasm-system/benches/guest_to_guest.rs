@@ -34,6 +34,12 @@
 //!   The physical floor is two raw calls (echo's `handle-message`, the
 //!   requester's `handle-callback`) and two hops; the host work in between
 //!   (`send-request`, the response, the callback) is what is above it.
+//!   A second line splits the round trip: the two guest calls it contains,
+//!   as the actors time them (`airssys_handler_duration_seconds`: the call
+//!   with its fiber, lowering and the host calls the guest makes, so the
+//!   requester's includes its `send-request`), and the rest (wall time per
+//!   round trip minus both calls' means: actors, mailboxes, the response
+//!   and the scheduler).
 //! - **fire-and-forget**, one sender guest to one sink guest (the sender's
 //!   one `handle-message` sends N messages); eight senders to one sink;
 //!   two independent sender/sink pairs at once (scaling over the cores).
@@ -80,6 +86,7 @@ use common::{
     shutdown,
 };
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +97,7 @@ use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Re
 use tokio::runtime::Runtime;
 use wasm_core::ComponentId;
 use wasm_runtime::{CompiledComponent, InboundMessage, MessageSource, WasmEngine};
-use wasm_system::metrics::REQUEST_DURATION;
+use wasm_system::metrics::{HANDLER_DURATION, REQUEST_DURATION};
 use wasm_system::{ComponentStats, System};
 
 /// Request latencies in ns, as the host records them.
@@ -119,8 +126,23 @@ impl HistogramFn for Latencies {
 }
 
 /// Keeps `airssys_request_duration_seconds` (all components together) and
-/// drops every other metric.
-struct LatencyRecorder(Arc<Latencies>);
+/// `airssys_handler_duration_seconds` (per component name, all systems of
+/// the run together), and drops every other metric.
+struct LatencyRecorder {
+    requests: Arc<Latencies>,
+    handlers: Arc<Handlers>,
+}
+
+/// Handler durations in ns, per component name.
+#[derive(Default)]
+struct Handlers(Mutex<HashMap<String, Arc<Latencies>>>);
+
+impl Handlers {
+    fn of(&self, component: &str) -> Arc<Latencies> {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(all.entry(component.to_owned()).or_insert_with(|| Arc::new(Latencies::new())))
+    }
+}
 
 impl Recorder for LatencyRecorder {
     fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
@@ -133,7 +155,15 @@ impl Recorder for LatencyRecorder {
         Gauge::noop()
     }
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        if key.name() == REQUEST_DURATION { Histogram::from_arc(Arc::clone(&self.0)) } else { Histogram::noop() }
+        if key.name() == REQUEST_DURATION {
+            return Histogram::from_arc(Arc::clone(&self.requests));
+        }
+        match key.labels().find(|label| label.key() == "component") {
+            Some(component) if key.name() == HANDLER_DURATION => {
+                Histogram::from_arc(self.handlers.of(component.value()))
+            }
+            _ => Histogram::noop(),
+        }
     }
 }
 
@@ -476,15 +506,16 @@ fn channel_hop(rt: &Runtime, n: u64) -> (f64, Hdr<u64>) {
 }
 
 /// Request rallies driven by the guests: (ns per round trip from the wall
-/// clock, the host's histogram of the rounds).
+/// clock, the host's histogram of the rounds, the host's histograms of the
+/// requester's callback calls and of echo's calls).
 fn round_trips(
     rt: &Runtime,
     engine: &Arc<WasmEngine>,
     guests: &Guests,
     rally: fn(u64, &str) -> Vec<u8>,
     plan: &Plan,
-    latencies: &Latencies,
-) -> (Spread, Hdr<u64>, Busy) {
+    (latencies, handlers): (&Latencies, &Handlers),
+) -> (Spread, Hdr<u64>, [Hdr<u64>; 2], Busy) {
     let system = start(
         rt,
         engine,
@@ -499,9 +530,14 @@ fn round_trips(
     );
     let mut walls = Vec::new();
     let mut all = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let (requester_calls, echo_calls) = (handlers.of("requester"), handlers.of("echo"));
+    let mut calls = [all.clone(), all.clone()];
     let mut busy = Busy::default();
     for _ in 0..plan.rounds {
         latencies.take();
+        // Drops what an earlier round recorded under these names.
+        requester_calls.take();
+        echo_calls.take();
         let command = rally(plan.n, "echo");
         let system_in = Arc::clone(&system);
         let elapsed = busy.measure(|| {
@@ -516,6 +552,9 @@ fn round_trips(
         let round = latencies.take();
         assert_eq!(round.len(), plan.n, "{}: every request of the rally came back", guests.name);
         all.add(&round).expect("same bounds");
+        // The requester's calls: every callback and the command that started the rally.
+        calls[0].add(requester_calls.take()).expect("same bounds");
+        calls[1].add(echo_calls.take()).expect("same bounds");
         walls.push(per(elapsed, plan.n));
     }
     let rallies = plan.n * plan.rounds as u64;
@@ -527,7 +566,7 @@ fn round_trips(
         guests.name
     );
     shutdown(rt, system);
-    (Spread::of(walls), all, busy)
+    (Spread::of(walls), all, calls, busy)
 }
 
 /// Fire-and-forget from `senders` sender guests, `pairs` apart: with
@@ -637,7 +676,9 @@ fn main() {
     let n = std::env::var("G2G_N").ok().and_then(|n| n.parse().ok()).unwrap_or(if bench { 200_000 } else { 2_000 });
     let plan = Plan { n, rounds: if bench { 3 } else { 1 } };
     let latencies = Arc::new(Latencies::new());
-    metrics::set_global_recorder(LatencyRecorder(Arc::clone(&latencies))).expect("the only recorder");
+    let handlers = Arc::new(Handlers::default());
+    metrics::set_global_recorder(LatencyRecorder { requests: Arc::clone(&latencies), handlers: Arc::clone(&handlers) })
+        .expect("the only recorder");
     let workers = std::env::var("G2G_WORKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("runtime");
     let engine = Arc::new(WasmEngine::new(common::engine_config()).expect("engine"));
@@ -723,7 +764,8 @@ fn main() {
         let name = guests.name;
         if let Some(rally) = guests.rally.filter(|_| run(guests.name, "round trip")) {
             let near = Floors::measure(&rt, &engine, plan.n).round_trip();
-            let (wall, histogram, busy) = round_trips(&rt, &engine, guests, rally, &plan, &latencies);
+            let (wall, histogram, [callbacks, echoes], busy) =
+                round_trips(&rt, &engine, guests, rally, &plan, (&latencies, &handlers));
             println!(
                 "{name:<9}  request round trip   p50 {:6.0} ns  p99 {:7.0} ns  mean {:6.0} ns  (host histogram, {} requests); wall {wall}; {busy}; p50 / floor {:.2} (floor just before: {near:.0} ns)",
                 quantile(&histogram, 0.5),
@@ -731,6 +773,18 @@ fn main() {
                 histogram.mean(),
                 histogram.len(),
                 quantile(&histogram, 0.5) / near
+            );
+            // Where a round trip's time goes: the two guest calls it
+            // contains (as the actors time them: the call, its host calls
+            // and the fiber), and everything between them.
+            let inside = callbacks.mean() + echoes.mean();
+            println!(
+                "{name:<9}  round trip's calls   requester's callback p50 {:.0} ns, mean {:.0} ns; echo's request p50 {:.0} ns, mean {:.0} ns; between the calls {:.0} ns a round trip (wall - both means)",
+                quantile(&callbacks, 0.5),
+                callbacks.mean(),
+                quantile(&echoes, 0.5),
+                echoes.mean(),
+                wall.median - inside
             );
         }
         if !any_fire_and_forget(guests.name) {
