@@ -39,7 +39,8 @@
 //!   with its fiber, lowering and the host calls the guest makes, so the
 //!   requester's includes its `send-request`), and the rest (wall time per
 //!   round trip minus both calls' means: actors, mailboxes, the response
-//!   and the scheduler).
+//!   and the scheduler). Keeping those two histograms adds a record to each
+//!   call of the rally, as a system with a metrics recorder pays anyway.
 //! - **fire-and-forget**, one sender guest to one sink guest (the sender's
 //!   one `handle-message` sends N messages); eight senders to one sink;
 //!   two independent sender/sink pairs at once (scaling over the cores).
@@ -86,7 +87,6 @@ use common::{
     shutdown,
 };
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -117,6 +117,12 @@ impl Latencies {
     }
 }
 
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HistogramFn for Latencies {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "seconds to whole ns")]
     fn record(&self, seconds: f64) {
@@ -126,22 +132,20 @@ impl HistogramFn for Latencies {
 }
 
 /// Keeps `airssys_request_duration_seconds` (all components together) and
-/// `airssys_handler_duration_seconds` (per component name, all systems of
-/// the run together), and drops every other metric.
+/// `airssys_handler_duration_seconds` of the rallies' two components, and
+/// drops every other metric (so the fire-and-forget cases record nothing
+/// per message).
 struct LatencyRecorder {
     requests: Arc<Latencies>,
     handlers: Arc<Handlers>,
 }
 
-/// Handler durations in ns, per component name.
+/// The handler durations in ns of the components named `requester` and
+/// `echo` (a rally's two).
 #[derive(Default)]
-struct Handlers(Mutex<HashMap<String, Arc<Latencies>>>);
-
-impl Handlers {
-    fn of(&self, component: &str) -> Arc<Latencies> {
-        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(all.entry(component.to_owned()).or_insert_with(|| Arc::new(Latencies::new())))
-    }
+struct Handlers {
+    requester: Arc<Latencies>,
+    echo: Arc<Latencies>,
 }
 
 impl Recorder for LatencyRecorder {
@@ -158,10 +162,10 @@ impl Recorder for LatencyRecorder {
         if key.name() == REQUEST_DURATION {
             return Histogram::from_arc(Arc::clone(&self.requests));
         }
-        match key.labels().find(|label| label.key() == "component") {
-            Some(component) if key.name() == HANDLER_DURATION => {
-                Histogram::from_arc(self.handlers.of(component.value()))
-            }
+        let component = key.labels().find(|label| label.key() == "component").map(|label| label.value());
+        match component.filter(|_| key.name() == HANDLER_DURATION) {
+            Some("requester") => Histogram::from_arc(Arc::clone(&self.handlers.requester)),
+            Some("echo") => Histogram::from_arc(Arc::clone(&self.handlers.echo)),
             _ => Histogram::noop(),
         }
     }
@@ -530,14 +534,13 @@ fn round_trips(
     );
     let mut walls = Vec::new();
     let mut all = Hdr::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
-    let (requester_calls, echo_calls) = (handlers.of("requester"), handlers.of("echo"));
     let mut calls = [all.clone(), all.clone()];
     let mut busy = Busy::default();
     for _ in 0..plan.rounds {
         latencies.take();
         // Drops what an earlier round recorded under these names.
-        requester_calls.take();
-        echo_calls.take();
+        handlers.requester.take();
+        handlers.echo.take();
         let command = rally(plan.n, "echo");
         let system_in = Arc::clone(&system);
         let elapsed = busy.measure(|| {
@@ -553,8 +556,8 @@ fn round_trips(
         assert_eq!(round.len(), plan.n, "{}: every request of the rally came back", guests.name);
         all.add(&round).expect("same bounds");
         // The requester's calls: every callback and the command that started the rally.
-        calls[0].add(requester_calls.take()).expect("same bounds");
-        calls[1].add(echo_calls.take()).expect("same bounds");
+        calls[0].add(handlers.requester.take()).expect("same bounds");
+        calls[1].add(handlers.echo.take()).expect("same bounds");
         walls.push(per(elapsed, plan.n));
     }
     let rallies = plan.n * plan.rounds as u64;
